@@ -1,0 +1,116 @@
+# mcpvisor — build, run, check, install.
+#
+#   make run      install missing packages, build, start the demo
+#   make check    install missing packages, build, run every test suite (also under ASan+UBSan)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+
+PKGS      := libevent libcjson openssl libseccomp libcap
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE $(PKG_CFLAGS) -Isupervisor -Isandbox
+LDFLAGS += -pie -Wl,-z,relro,-z,now
+LDLIBS  += $(PKG_LIBS)
+
+# Debian packages the build and the test suites need (checked by `make deps`).
+DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
+            libcmocka-dev python3-pytest python3-jwt python3-cryptography nodejs npm clang-format
+
+LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/supervisor/main.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+SERVER_SRC := $(wildcard tests/servers/*.c)
+SERVER_BIN := $(SERVER_SRC:tests/servers/%.c=$(BUILD)/tests/servers/%)
+DEMO_BIN := $(BUILD)/demo-server
+
+.PHONY: all deps run check unit integration interop asan asan-check style format install clean bench
+
+all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard supervisor/*.h sandbox/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/mcpvisor: $(MAIN_OBJ) $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(DEMO_BIN): manifests/demo/demo-server.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/tests/servers/%: tests/servers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "deps: installing$$missing"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    else \
+	        echo "deps: missing Debian packages; run:"; \
+	        echo "    sudo apt-get install -y$$missing"; exit 1; \
+	    fi; \
+	fi
+
+run: deps all
+	@./manifests/demo/run.sh $(BUILD)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
+
+integration: all
+	MCPVISOR_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+interop: all
+	MCPVISOR_BUILD=$(abspath $(BUILD)) ./tests/interop/run.sh
+
+style:
+	@./tests/style.sh
+
+format:
+	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c manifests/demo/*.c
+
+# ASan+UBSan build of the daemon, the servers and the unit tests, in its own folder.
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" all $(UNIT_BIN:$(BUILD)/%=build-asan/%)
+
+asan-check: asan
+	$(MAKE) BUILD=build-asan unit
+	MCPVISOR_BUILD=$(abspath build-asan) MCPVISOR_ASAN=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+check: deps
+	$(MAKE) all
+	$(MAKE) style
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) interop
+	$(MAKE) asan-check
+
+bench: deps all
+	@if [ -x tests/bench/run.sh ]; then ./tests/bench/run.sh $(BUILD); else echo "bench: not yet written"; fi
+
+install: all
+	install -D -m 0755 $(BUILD)/mcpvisor $(DESTDIR)$(PREFIX)/bin/mcpvisor
+	install -D -m 0644 systemd/mcpvisor.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mcpvisor.service
+	install -D -m 0644 systemd/mcpvisor.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/mcpvisor.conf
+	install -D -m 0644 systemd/mcpvisor.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/mcpvisor.conf
+
+clean:
+	rm -rf build build-asan

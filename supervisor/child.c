@@ -1,0 +1,234 @@
+/*
+ * child.c — pipes of one child, on bufferevents. Never blocks: writes queue in the stdin
+ * bufferevent (bounded by max_child_write_bytes), reads are framed as they arrive.
+ */
+#include "child.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "front.h"
+#include "frame.h"
+#include "log.h"
+
+#define CHILD_STDERR_LINE_MAX 4096
+#define CHILD_STDERR_BURST    100.0
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void child_report_gone(struct child *c, const char *why)
+{
+    if (c->gone)
+        return;
+    c->gone = true;
+    /* Stop reading: nothing the child writes after this is trusted or wanted. */
+    if (c->out != NULL)
+        bufferevent_disable(c->out, EV_READ);
+    if (c->err != NULL)
+        bufferevent_disable(c->err, EV_READ);
+    c->ops->gone(c->owner, why); /* may free c */
+}
+
+void child_kill(struct child *c, const char *why)
+{
+    if (c->pid > 0)
+        front_kill(c->f, c->pid);
+    child_report_gone(c, why);
+}
+
+static void on_stdout(struct bufferevent *bev, void *arg)
+{
+    struct child *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t max = c->f->cfg->limits.max_line_bytes;
+    char *line;
+    size_t len;
+
+    while (!c->gone) {
+        enum frame_result r = frame_next(in, max, &line, &len);
+        if (r == FRAME_NONE)
+            return;
+        if (r == FRAME_OVERSIZE) {
+            log_warn("child_misbehaving server=%s tenant=%s pid=%d reason=line_too_long "
+                     "max_line_bytes=%zu",
+                     c->server, c->tenant, (int)c->pid, max);
+            evbuffer_drain(in, evbuffer_get_length(in));
+            child_kill(c, "output line over max_line_bytes");
+            return;
+        }
+        cJSON *msg = cJSON_ParseWithLength(line, len);
+        enum jsonrpc_kind kind = msg != NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
+        if (kind == JSONRPC_INVALID) {
+            char q[160];
+            log_warn("child_malformed_line server=%s tenant=%s pid=%d bytes=%zu line=%s", c->server,
+                     c->tenant, (int)c->pid, len, log_quote(q, sizeof(q), line, len));
+            cJSON_Delete(msg);
+            free(line);
+            continue;
+        }
+        free(line);
+        c->ops->message(c->owner, msg, kind); /* may kill or free c: re-check below */
+    }
+}
+
+static void stderr_line(struct child *c, const char *line, size_t len)
+{
+    uint64_t now = now_ms();
+    double rate = (double)c->f->cfg->limits.stderr_lines_per_s;
+    c->tokens += (double)(now - c->last_refill_ms) * rate / 1000.0;
+    if (c->tokens > CHILD_STDERR_BURST)
+        c->tokens = CHILD_STDERR_BURST;
+    c->last_refill_ms = now;
+    if (c->tokens < 1.0) {
+        c->suppressed++;
+        return;
+    }
+    c->tokens -= 1.0;
+    char q[CHILD_STDERR_LINE_MAX + 64];
+    if (c->suppressed > 0) {
+        log_warn("child_stderr_suppressed server=%s tenant=%s pid=%d lines=%llu", c->server,
+                 c->tenant, (int)c->pid, (unsigned long long)c->suppressed);
+        c->suppressed = 0;
+    }
+    log_info("child_stderr server=%s tenant=%s pid=%d line=%s", c->server, c->tenant, (int)c->pid,
+             log_quote(q, sizeof(q), line, len));
+}
+
+static void on_stderr(struct bufferevent *bev, void *arg)
+{
+    struct child *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        size_t eol = 0;
+        struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
+        size_t n;
+        if (p.pos < 0) {
+            if (evbuffer_get_length(in) < CHILD_STDERR_LINE_MAX)
+                return;
+            n = CHILD_STDERR_LINE_MAX; /* an endless line is logged in pieces */
+            eol = 0;
+        } else {
+            n = (size_t)p.pos;
+        }
+        char buf[CHILD_STDERR_LINE_MAX];
+        size_t take = n < sizeof(buf) ? n : sizeof(buf);
+        evbuffer_remove(in, buf, take);
+        evbuffer_drain(in, n - take + eol);
+        stderr_line(c, buf, take);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct child *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        if (bev == c->in && (what & BEV_EVENT_ERROR))
+            log_debug("child_stdin_closed server=%s pid=%d", c->server, (int)c->pid);
+        /* The exit itself is reported by the spawner (child_exited). */
+    }
+}
+
+struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char *server,
+                        const char *tenant, const struct child_ops *ops, void *owner)
+{
+    struct child *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto fail;
+    c->f = f;
+    c->pid = pid;
+    snprintf(c->server, sizeof(c->server), "%s", server);
+    snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
+    c->ops = ops;
+    c->owner = owner;
+    c->tokens = CHILD_STDERR_BURST;
+    c->last_refill_ms = now_ms();
+    c->in = bufferevent_socket_new(f->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+    c->out = bufferevent_socket_new(f->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+    c->err = bufferevent_socket_new(f->base, fds[2], BEV_OPT_CLOSE_ON_FREE);
+    if (c->in == NULL || c->out == NULL || c->err == NULL)
+        goto fail;
+    bufferevent_setcb(c->in, NULL, NULL, on_event, c);
+    bufferevent_setcb(c->out, on_stdout, NULL, on_event, c);
+    bufferevent_setcb(c->err, on_stderr, NULL, on_event, c);
+    /* Stop reading a child that floods faster than it is framed. */
+    bufferevent_setwatermark(c->out, EV_READ, 0, f->cfg->limits.max_line_bytes + 65536);
+    bufferevent_setwatermark(c->err, EV_READ, 0, CHILD_STDERR_LINE_MAX * 4);
+    bufferevent_enable(c->out, EV_READ);
+    bufferevent_enable(c->err, EV_READ);
+    bufferevent_enable(c->in, EV_WRITE);
+    if (idmap_put(&f->children, (uint64_t)pid, c) == -1)
+        goto fail;
+    return c;
+fail:
+    if (c != NULL) {
+        if (c->in != NULL)
+            bufferevent_free(c->in);
+        else
+            close(fds[0]);
+        if (c->out != NULL)
+            bufferevent_free(c->out);
+        else
+            close(fds[1]);
+        if (c->err != NULL)
+            bufferevent_free(c->err);
+        else
+            close(fds[2]);
+        free(c);
+    } else {
+        close(fds[0]);
+        close(fds[1]);
+        close(fds[2]);
+    }
+    front_kill(f, pid);
+    return NULL;
+}
+
+int child_write(struct child *c, const char *text, size_t len)
+{
+    if (c->gone)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(c->in);
+    if (evbuffer_get_length(out) + len + 1 > c->f->cfg->limits.max_child_write_bytes)
+        return -1;
+    if (evbuffer_add(out, text, len) == -1 || evbuffer_add(out, "\n", 1) == -1)
+        return -1;
+    return 0;
+}
+
+void child_exited(struct child *c, int status, int sig)
+{
+    char why[64];
+    if (sig != 0)
+        snprintf(why, sizeof(why), "server killed by signal %d", sig);
+    else
+        snprintf(why, sizeof(why), "server exited with status %d", status);
+    idmap_del(&c->f->children, (uint64_t)c->pid);
+    c->pid = -1; /* reaped: the number may be reused, never signal it again */
+    child_report_gone(c, why);
+}
+
+void child_free(struct child *c)
+{
+    if (c == NULL)
+        return;
+    if (c->pid > 0) {
+        idmap_del(&c->f->children, (uint64_t)c->pid);
+        front_kill(c->f, c->pid); /* harmless if it already exited: the spawner checks */
+    }
+    bufferevent_free(c->in);
+    bufferevent_free(c->out);
+    bufferevent_free(c->err);
+    free(c);
+}

@@ -1,0 +1,64 @@
+/*
+ * child.h — the front's end of one stdio MCP server: its stdin write queue, its stdout framed
+ * into JSON-RPC messages, its stderr relayed to the log, and its broker-id namespace.
+ *
+ * JSON-RPC id rewriting lives with the owner (session.c), which knows whose request is whose.
+ *
+ * Everything a child writes is untrusted: lines are bounded (an oversized one gets the child
+ * killed as misbehaving), malformed ones are dropped and logged, stderr is rate-limited.
+ */
+#ifndef MCPVISOR_CHILD_H
+#define MCPVISOR_CHILD_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "idmap.h"
+#include "jsonrpc.h"
+
+struct front;
+struct bufferevent;
+struct event;
+
+struct child_ops {
+    /* A well-formed message from the child; the callee takes ownership of msg. */
+    void (*message)(void *owner, cJSON *msg, enum jsonrpc_kind kind);
+    /* The child is gone (exited, or killed as misbehaving). Called at most once; the callee may
+     * free the child from inside it. */
+    void (*gone)(void *owner, const char *why);
+};
+
+struct child {
+    struct front *f;
+    pid_t pid;
+    char server[CONFIG_NAME_MAX];
+    char tenant[CONFIG_NAME_MAX];
+    struct bufferevent *in, *out, *err;
+    const struct child_ops *ops;
+    void *owner;
+    bool gone;
+    /* stderr rate limit: a token bucket refilled at limits.stderr_lines_per_s */
+    double tokens;
+    uint64_t last_refill_ms;
+    uint64_t suppressed;
+};
+
+/* Takes ownership of fds[0..2] (stdin, stdout, stderr). NULL on failure (fds closed). */
+struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char *server,
+                        const char *tenant, const struct child_ops *ops, void *owner);
+/* Queues text + "\n" for the child's stdin. -1 when the queue is over
+ * limits.max_child_write_bytes (back-pressure: the caller refuses the message) or the child is
+ * gone. */
+int child_write(struct child *c, const char *text, size_t len);
+/* Kills the child (through the spawner) and reports it gone with `why`. */
+void child_kill(struct child *c, const char *why);
+/* The spawner reaped it. */
+void child_exited(struct child *c, int status, int sig);
+/* Closes the pipes and forgets the child; kills it first if it still runs. */
+void child_free(struct child *c);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * front.c — the front process's loop: listeners, the privsep channel, signals, draining.
+ *
+ * If the spawner goes away the front cannot start or stop children any more: it exits non-zero
+ * at once (the children die with the spawner through PDEATHSIG), and systemd restarts the unit.
+ */
+#include "front.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "http.h"
+#include "log.h"
+#include "privsep.h"
+#include "session.h"
+
+#define FRONT_DRAIN_S          10
+#define FRONT_HEADER_TIMEOUT_S 30
+
+static int exit_code;
+
+struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
+                                front_spawn_cb cb, void *arg)
+{
+    union privsep_msg msg;
+    struct front_spawn *sp = calloc(1, sizeof(*sp));
+    if (sp == NULL)
+        return NULL;
+    sp->req = ++f->next_spawn_req;
+    sp->cb = cb;
+    sp->arg = arg;
+    memset(&msg, 0, sizeof(msg));
+    msg.spawn.type = PRIVSEP_SPAWN;
+    msg.spawn.req = sp->req;
+    if (privsep_set_name(msg.spawn.server, sizeof(msg.spawn.server), server) == -1 ||
+        privsep_set_name(msg.spawn.tenant, sizeof(msg.spawn.tenant), tenant) == -1 ||
+        idmap_put(&f->spawns, sp->req, sp) == -1) {
+        free(sp);
+        return NULL;
+    }
+    if (privsep_send(f->sock, &msg, NULL, 0) == -1)
+        fatal("cannot reach the spawner");
+    return sp;
+}
+
+void front_spawn_cancel(struct front *f, struct front_spawn *sp)
+{
+    (void)f;
+    sp->cb = NULL; /* the answer still arrives; on_privsep then discards it */
+}
+
+void front_kill(struct front *f, pid_t pid)
+{
+    union privsep_msg msg;
+    if (pid <= 0)
+        return;
+    memset(&msg, 0, sizeof(msg));
+    msg.kill.type = PRIVSEP_KILL;
+    msg.kill.pid = pid;
+    if (privsep_send(f->sock, &msg, NULL, 0) == -1)
+        fatal("cannot reach the spawner");
+}
+
+static void on_privsep(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    for (;;) {
+        union privsep_msg msg;
+        int fds[3];
+        size_t nfds = 0;
+        int r = privsep_recv(f->sock, &msg, fds, &nfds);
+        if (r == -1 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (r == 0)
+            fatalx("the spawner went away; stopping");
+        if (r == -1)
+            fatal("privsep channel");
+        if (msg.type == PRIVSEP_SPAWNED || msg.type == PRIVSEP_SPAWN_FAILED) {
+            uint64_t req = msg.type == PRIVSEP_SPAWNED ? msg.spawned.req : msg.spawn_failed.req;
+            struct front_spawn *sp = idmap_del(&f->spawns, req);
+            if (sp == NULL)
+                fatalx("spawner answered a request never made");
+            if (msg.type == PRIVSEP_SPAWNED) {
+                if (sp->cb != NULL) {
+                    sp->cb(sp->arg, msg.spawned.pid, fds, NULL, 0);
+                } else {
+                    for (size_t i = 0; i < nfds; i++)
+                        close(fds[i]);
+                    front_kill(f, msg.spawned.pid);
+                }
+            } else if (sp->cb != NULL) {
+                msg.spawn_failed.step[sizeof(msg.spawn_failed.step) - 1] = '\0';
+                sp->cb(sp->arg, -1, NULL, msg.spawn_failed.step, msg.spawn_failed.err);
+            }
+            free(sp);
+        } else if (msg.type == PRIVSEP_EXITED) {
+            struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
+            if (c != NULL)
+                child_exited(c, msg.exited.status, msg.exited.signal);
+        } else {
+            fatalx("spawner sent an unexpected message type=%u", msg.type);
+        }
+    }
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    log_warn("drain_deadline sessions=%zu note=\"ending the remaining sessions\"", session_count());
+    event_base_loopexit(f->base, NULL);
+}
+
+static void check_drained(evutil_socket_t fd, short what, void *arg);
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct front *f = arg;
+    if (sig == SIGHUP) {
+        log_info("sighup note=\"configuration reload is not implemented yet; ignored\"");
+        return;
+    }
+    if (f->draining)
+        return;
+    f->draining = true;
+    log_info("draining sessions=%zu deadline_s=%d", session_count(), FRONT_DRAIN_S);
+    struct timeval tv = {.tv_sec = FRONT_DRAIN_S};
+    evtimer_add(f->drain_timer, &tv);
+    check_drained(-1, 0, f);
+}
+
+/* Drained when no session has a request in flight. */
+static void check_drained(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    /* Sessions without requests in flight end now; the rest get until the deadline. */
+    event_base_loopexit(f->base, NULL);
+}
+
+static void listening_log(int fd, bool admin)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        log_info("listening address=[%s]:%u admin=%d", host, ntohs(s6->sin6_port), admin);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        log_info("listening address=%s:%u admin=%d", host, ntohs(s4->sin_port), admin);
+    }
+}
+
+int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
+{
+    struct front f;
+    struct http_listener *ctx[CONFIG_MAX_LISTENERS] = {0};
+    memset(&f, 0, sizeof(f));
+    f.cfg = cfg;
+    f.sock = sock;
+    idmap_init(&f.spawns);
+    idmap_init(&f.children);
+    idmap_init(&f.conns);
+    idmap_init(&f.pending_ids);
+    signal(SIGPIPE, SIG_IGN);
+
+    f.base = event_base_new();
+    if (f.base == NULL)
+        fatalx("event_base_new");
+    evutil_make_socket_nonblocking(sock);
+    f.sock_ev = event_new(f.base, sock, EV_READ | EV_PERSIST, on_privsep, &f);
+    f.sig_term = evsignal_new(f.base, SIGTERM, on_signal, &f);
+    f.sig_int = evsignal_new(f.base, SIGINT, on_signal, &f);
+    f.sig_hup = evsignal_new(f.base, SIGHUP, on_signal, &f);
+    f.drain_timer = evtimer_new(f.base, on_drain_timeout, &f);
+    if (f.sock_ev == NULL || f.sig_term == NULL || f.sig_int == NULL || f.sig_hup == NULL ||
+        f.drain_timer == NULL)
+        fatalx("cannot create events");
+    event_add(f.sock_ev, NULL);
+    event_add(f.sig_term, NULL);
+    event_add(f.sig_int, NULL);
+    event_add(f.sig_hup, NULL);
+    session_module_init(&f);
+
+    for (size_t i = 0; i < nl; i++) {
+        struct evhttp *h = evhttp_new(f.base);
+        ctx[i] = http_listener_new(&f, cfg->listeners[i].admin);
+        if (h == NULL || ctx[i] == NULL)
+            fatalx("evhttp_new");
+        evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
+        evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
+        evhttp_set_timeout(h, FRONT_HEADER_TIMEOUT_S);
+        evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+                                          EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                          EVHTTP_REQ_PATCH);
+        evhttp_set_default_content_type(h, "application/json");
+        evhttp_set_gencb(h, http_handle, ctx[i]);
+        if (evhttp_accept_socket(h, lfds[i]) == -1)
+            fatalx("cannot accept on listener %s", cfg->listeners[i].address);
+        f.http[f.nhttp++] = h;
+        listening_log(lfds[i], cfg->listeners[i].admin);
+    }
+    log_info("ready listeners=%zu servers=%zu tenants=%zu", nl, cfg->nmanifests, cfg->ntenants);
+
+    event_base_dispatch(f.base);
+
+    /* Stop: end every session (answers every open exchange, kills every child). */
+    f.draining = true;
+    session_module_shutdown(&f, "mcpvisor is stopping");
+    /* Let the kill messages and final answers go out and the released sessions free. */
+    struct timeval flush = {0, 200000};
+    event_base_loopexit(f.base, &flush);
+    event_base_dispatch(f.base);
+    for (size_t i = 0; i < f.nhttp; i++)
+        evhttp_free(f.http[i]);
+    for (size_t i = 0; i < nl; i++)
+        free(ctx[i]);
+    event_free(f.sock_ev);
+    event_free(f.sig_term);
+    event_free(f.sig_int);
+    event_free(f.sig_hup);
+    event_free(f.drain_timer);
+    idmap_clear(&f.spawns, free);
+    idmap_free(&f.children);
+    idmap_free(&f.conns);
+    idmap_free(&f.pending_ids);
+    event_base_free(f.base);
+    log_info("stopped");
+    return exit_code;
+}

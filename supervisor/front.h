@@ -1,0 +1,62 @@
+/*
+ * front.h — the unprivileged front process: the libevent loop that owns listeners, sessions,
+ * children's pipes and the privsep channel to the spawner. Never blocks; never sees a child's
+ * command line or environment (the spawner resolves those).
+ */
+#ifndef MCPVISOR_FRONT_H
+#define MCPVISOR_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "idmap.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct child;
+
+#define FRONT_CONN_IDLE ((void *)1)
+
+/* Called once per spawn request: pid > 0 with the child's three fds (ownership passes to the
+ * callee), or pid == -1 with the failed step and errno. */
+typedef void (*front_spawn_cb)(void *arg, pid_t pid, const int fds[3], const char *step, int err);
+
+struct front_spawn {
+    uint64_t req;
+    front_spawn_cb cb; /* NULL once the requester gave up */
+    void *arg;
+};
+
+struct front {
+    struct event_base *base;
+    const struct config *cfg;
+    int sock;
+    struct event *sock_ev;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *drain_timer;
+    struct evhttp *http[CONFIG_MAX_LISTENERS];
+    size_t nhttp;
+    bool draining;
+    uint64_t next_spawn_req;
+    struct idmap spawns;      /* req → struct front_spawn */
+    struct idmap children;    /* pid → struct child */
+    struct idmap conns;       /* evhttp_connection → its current stream, or FRONT_CONN_IDLE */
+    uint64_t next_bid;        /* broker ids: unique across the process */
+    struct idmap pending_ids; /* broker id → struct pending */
+};
+
+int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl);
+
+/* Asks the spawner for server S for tenant T. Returns a handle to cancel with, or NULL. */
+struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
+                                front_spawn_cb cb, void *arg);
+/* The requester no longer wants the child: a late SPAWNED is killed and its fds closed. */
+void front_spawn_cancel(struct front *f, struct front_spawn *sp);
+/* Asks the spawner to kill one of its children. */
+void front_kill(struct front *f, pid_t pid);
+
+#endif

@@ -1,0 +1,692 @@
+/*
+ * http.c — every HTTP request enters here. Checks run in the order of DESIGN.md's request path,
+ * cheapest and least revealing first: route, Host and Origin (DNS rebinding, CSRF), credentials
+ * (401 before anything about servers is revealed), server and tenant, then the transport.
+ *
+ * Accepts: Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) at /servers/{s}/mcp, HTTP+SSE
+ * (2024-11-05) at /servers/{s}/sse and /servers/{s}/messages, /healthz. Refuses a stateless
+ * 2026-07-28 request with -32022 and the versions it can use.
+ */
+#include "http.h"
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "errors.h"
+#include "front.h"
+#include "jsonrpc.h"
+#include "log.h"
+#include "session.h"
+#include "sse.h"
+
+#define HTTP_STREAM_TIMEOUT_S (24 * 3600) /* SSE connections: liveness comes from writes */
+#define MODERN_VERSION_KEY    "io.modelcontextprotocol/protocolVersion"
+
+static const char *const streamable_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26"};
+
+struct http_listener {
+    struct front *f;
+    bool admin;
+};
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+static void add_session_header(struct evhttp_request *req, const struct session *s)
+{
+    if (s != NULL && !s->legacy_sse)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Mcp-Session-Id", s->id);
+}
+
+void http_reply_json(struct evhttp_request *req, int status, const char *json, size_t len,
+                     const struct session *s)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    add_session_header(req, s);
+    struct evbuffer *b = evbuffer_new();
+    if (b != NULL)
+        evbuffer_add(b, json, len);
+    evhttp_send_reply(req, status, NULL, b);
+    if (b != NULL)
+        evbuffer_free(b);
+}
+
+void http_reply_error(struct evhttp_request *req, int status, int code, const char *message)
+{
+    char *text = jsonrpc_error_text(NULL, code, message, NULL, -1);
+    if (text == NULL) {
+        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        return;
+    }
+    http_reply_json(req, status, text, strlen(text), NULL);
+    free(text);
+}
+
+static void reply_cjson(struct evhttp_request *req, int status, cJSON *msg)
+{
+    char *text = msg != NULL ? jsonrpc_print(msg) : NULL;
+    cJSON_Delete(msg);
+    if (text == NULL) {
+        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        return;
+    }
+    http_reply_json(req, status, text, strlen(text), NULL);
+    free(text);
+}
+
+void http_start_sse(struct evhttp_request *req, const struct session *s)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    add_session_header(req, s);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon != NULL)
+        evhttp_connection_set_timeout(evcon, HTTP_STREAM_TIMEOUT_S);
+    evhttp_send_reply_start(req, 200, "OK");
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct front *f = arg;
+    void *v = idmap_del(&f->conns, (uint64_t)(uintptr_t)evcon);
+    if (v != NULL && v != FRONT_CONN_IDLE)
+        stream_detach(v);
+}
+
+void http_conn_bind(struct front *f, struct evhttp_request *req, void *stream)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon == NULL)
+        return;
+    idmap_put(&f->conns, (uint64_t)(uintptr_t)evcon, stream != NULL ? stream : FRONT_CONN_IDLE);
+}
+
+/* Counts the connection on its first request; false when over limits.max_connections. */
+static bool conn_admit(struct front *f, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon == NULL)
+        return false;
+    uint64_t key = (uint64_t)(uintptr_t)evcon;
+    if (idmap_get(&f->conns, key) == NULL) {
+        if (f->conns.len >= f->cfg->limits.max_connections)
+            return false;
+        if (idmap_put(&f->conns, key, FRONT_CONN_IDLE) == -1)
+            return false;
+    }
+    evhttp_connection_set_closecb(evcon, on_conn_close, f);
+    return true;
+}
+
+/* ---- request checks --------------------------------------------------------------------- */
+
+static bool host_matches(const char *host, size_t hlen, const char *name)
+{
+    return strlen(name) == hlen && strncasecmp(host, name, hlen) == 0;
+}
+
+/* The host part of a URL ("https://h:1/x" → "h"), written into out. */
+static void url_host(const char *url, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return;
+    p += 3;
+    size_t n;
+    if (*p == '[') {
+        const char *e = strchr(p, ']');
+        n = e != NULL ? (size_t)(e - p) + 1 : 0;
+    } else {
+        n = strcspn(p, ":/?#");
+    }
+    if (n > 0 && n < outlen) {
+        memcpy(out, p, n);
+        out[n] = '\0';
+    }
+}
+
+/* DNS rebinding: the Host must be a loopback name, the public URL's host or a configured one. */
+static bool host_allowed(const struct config *cfg, const char *hosthdr)
+{
+    if (hosthdr == NULL)
+        return false;
+    size_t hlen;
+    if (hosthdr[0] == '[') {
+        const char *e = strchr(hosthdr, ']');
+        if (e == NULL)
+            return false;
+        hlen = (size_t)(e - hosthdr) + 1;
+    } else {
+        hlen = strcspn(hosthdr, ":");
+    }
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; i < 3; i++) {
+        if (host_matches(hosthdr, hlen, loopback[i]))
+            return true;
+    }
+    char pub[256];
+    if (cfg->public_url != NULL) {
+        url_host(cfg->public_url, pub, sizeof(pub));
+        if (pub[0] != '\0' && host_matches(hosthdr, hlen, pub))
+            return true;
+    }
+    for (size_t i = 0; i < cfg->nallowed_hosts; i++) {
+        if (host_matches(hosthdr, hlen, cfg->allowed_hosts[i]))
+            return true;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const char *lh = cfg->listeners[i].host;
+        if (strcmp(lh, "0.0.0.0") != 0 && strcmp(lh, "::") != 0 && host_matches(hosthdr, hlen, lh))
+            return true;
+    }
+    return false;
+}
+
+static bool origin_allowed(const struct config *cfg, const char *origin)
+{
+    if (origin == NULL)
+        return true; /* not a browser: nothing to protect against here */
+    for (size_t i = 0; i < cfg->nallowed_origins; i++) {
+        if (strcasecmp(origin, cfg->allowed_origins[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool header_has(const char *value, const char *token)
+{
+    return value != NULL && strcasestr(value, token) != NULL;
+}
+
+static bool content_type_json(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+}
+
+static bool streamable_version_ok(const char *v)
+{
+    for (size_t i = 0; i < sizeof(streamable_versions) / sizeof(streamable_versions[0]); i++) {
+        if (strcmp(v, streamable_versions[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void reply_unsupported_version(struct evhttp_request *req, const cJSON *id,
+                                      const char *requested)
+{
+    cJSON *e = jsonrpc_error_new(id, ERR_UNSUPPORTED_PROTOCOL_VERSION,
+                                 "Unsupported protocol version: this endpoint serves the "
+                                 "session-based revisions; start with initialize",
+                                 NULL, -1);
+    if (e != NULL) {
+        cJSON *err = cJSON_GetObjectItemCaseSensitive(e, "error");
+        cJSON *data = cJSON_AddObjectToObject(err, "data");
+        cJSON *sup = cJSON_AddArrayToObject(data, "supported");
+        for (size_t i = 0; i < sizeof(streamable_versions) / sizeof(streamable_versions[0]); i++)
+            cJSON_AddItemToArray(sup, cJSON_CreateString(streamable_versions[i]));
+        cJSON_AddStringToObject(data, "requested", requested);
+    }
+    reply_cjson(req, 400, e);
+}
+
+/* The 2026-07-28 marker: the protocol version carried in params._meta. */
+static const char *modern_version(const cJSON *msg)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, MODERN_VERSION_KEY);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+struct call {
+    struct front *f;
+    struct evhttp_request *req;
+    struct evkeyvalq *in;
+    const struct config_principal *principal;
+    const struct config_manifest *m;
+    const struct config_tenant *t;
+};
+
+/* Finds the caller's session: NULL after answering 400/404. */
+static struct session *call_session(struct call *c, const char *sid, bool legacy)
+{
+    struct session *s = session_find(sid);
+    if (s == NULL || s->legacy_sse != legacy || s->m != c->m ||
+        !auth_same_principal(s->principal, c->principal)) {
+        /* Another principal's session is as unknown as a made-up one. */
+        http_reply_error(c->req, 404, ERR_INVALID_REQUEST, "Session not found");
+        return NULL;
+    }
+    return s;
+}
+
+static cJSON *parse_body(struct call *c)
+{
+    struct evbuffer *body = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(body);
+    if (len > c->f->cfg->limits.max_body_bytes) {
+        http_reply_error(c->req, 413, ERR_INVALID_REQUEST, "request body too large");
+        return NULL;
+    }
+    const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+    cJSON *msg = cJSON_ParseWithLength(text, len);
+    if (msg == NULL)
+        http_reply_error(c->req, 400, ERR_PARSE, "Parse error: the body is not valid JSON");
+    return msg;
+}
+
+static void feed_messages(struct session *s, struct stream *st, cJSON *body)
+{
+    cJSON *items = cJSON_IsArray(body) ? body : NULL;
+    cJSON *msg = items != NULL ? items->child : body;
+    while (msg != NULL) {
+        cJSON *next = items != NULL ? msg->next : NULL;
+        if (items != NULL)
+            cJSON_DetachItemViaPointer(items, msg);
+        int kind = jsonrpc_classify(msg);
+        if (kind == JSONRPC_INVALID) {
+            char *e = jsonrpc_error_text(NULL, ERR_INVALID_REQUEST,
+                                         "Invalid Request: not a JSON-RPC 2.0 message", NULL, -1);
+            if (e != NULL) {
+                stream_answer(st, e, strlen(e));
+                free(e);
+            }
+            cJSON_Delete(msg);
+        } else {
+            session_client_message(s, msg, kind, st);
+        }
+        msg = next;
+    }
+    cJSON_Delete(items);
+}
+
+static bool has_initialize(const cJSON *body)
+{
+    const cJSON *it;
+    if (!cJSON_IsArray(body)) {
+        const char *m = jsonrpc_method(body);
+        return m != NULL && strcmp(m, "initialize") == 0;
+    }
+    cJSON_ArrayForEach(it, body)
+    {
+        const char *m = jsonrpc_method(it);
+        if (m != NULL && strcmp(m, "initialize") == 0)
+            return true;
+    }
+    return false;
+}
+
+static void streamable_post(struct call *c)
+{
+    const char *accept = evhttp_find_header(c->in, "Accept");
+    if (!header_has(accept, "application/json") || !header_has(accept, "text/event-stream")) {
+        http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
+                         "Not Acceptable: Accept must list application/json and "
+                         "text/event-stream");
+        return;
+    }
+    if (!content_type_json(evhttp_find_header(c->in, "Content-Type"))) {
+        http_reply_error(c->req, 415, ERR_INVALID_REQUEST,
+                         "Unsupported Media Type: Content-Type must be application/json");
+        return;
+    }
+    const char *hv = evhttp_find_header(c->in, "MCP-Protocol-Version");
+    if (hv != NULL && !streamable_version_ok(hv)) {
+        reply_unsupported_version(c->req, NULL, hv);
+        return;
+    }
+    cJSON *body = parse_body(c);
+    if (body == NULL)
+        return;
+    if (cJSON_IsArray(body) && cJSON_GetArraySize(body) == 0) {
+        cJSON_Delete(body);
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST, "Invalid Request: empty batch");
+        return;
+    }
+    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    struct session *s;
+    if (sid == NULL) {
+        const char *mv = cJSON_IsArray(body) ? NULL : modern_version(body);
+        if (!has_initialize(body) && mv != NULL) {
+            reply_unsupported_version(c->req, cJSON_GetObjectItemCaseSensitive(body, "id"), mv);
+            cJSON_Delete(body);
+            return;
+        }
+        if (cJSON_IsArray(body) || jsonrpc_classify(body) != JSONRPC_REQUEST ||
+            !has_initialize(body)) {
+            cJSON_Delete(body);
+            http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
+                             "Bad Request: Mcp-Session-Id header is required (start with an "
+                             "initialize request)");
+            return;
+        }
+        if (session_count() >= c->f->cfg->limits.max_sessions) {
+            cJSON_Delete(body);
+            evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
+            http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
+                             "too many sessions (limits.max_sessions); retry later");
+            return;
+        }
+        s = session_new(c->f, c->m, c->t, c->principal, false);
+        if (s == NULL) {
+            cJSON_Delete(body);
+            http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "cannot start a session");
+            return;
+        }
+    } else {
+        s = call_session(c, sid, false);
+        if (s == NULL) {
+            cJSON_Delete(body);
+            return;
+        }
+        if (has_initialize(body)) {
+            cJSON_Delete(body);
+            http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
+                             "Invalid Request: the session is already initialized");
+            return;
+        }
+        if (cJSON_IsArray(body) && strcmp(s->proto, "2025-03-26") != 0) {
+            cJSON_Delete(body);
+            char msg[128];
+            snprintf(msg, sizeof(msg),
+                     "Invalid Request: JSON-RPC batches are not allowed in protocol version %s",
+                     s->proto[0] != '\0' ? s->proto : "(not negotiated)");
+            http_reply_error(c->req, 400, ERR_INVALID_REQUEST, msg);
+            return;
+        }
+    }
+    struct stream *st = stream_new(s, STREAM_POST, c->req);
+    if (st == NULL) {
+        cJSON_Delete(body);
+        http_reply_error(c->req, 500, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    st->batch = cJSON_IsArray(body);
+    st->guard = true;
+    feed_messages(s, st, body);
+    stream_guard_release(st);
+}
+
+static void streamable_get(struct call *c)
+{
+    if (!header_has(evhttp_find_header(c->in, "Accept"), "text/event-stream")) {
+        http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
+                         "Not Acceptable: Accept must list text/event-stream");
+        return;
+    }
+    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    if (sid == NULL) {
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
+                         "Bad Request: Mcp-Session-Id header is required");
+        return;
+    }
+    struct session *s = call_session(c, sid, false);
+    if (s == NULL)
+        return;
+    session_touch(s);
+    uint64_t sid_stream, seq;
+    const char *last = evhttp_find_header(c->in, "Last-Event-ID");
+    if (last != NULL && sse_parse_id(last, &sid_stream, &seq) == 0 &&
+        session_resume(s, c->req, sid_stream, seq) == 0)
+        return;
+    if (s->get_stream != NULL && s->get_stream->req != NULL) {
+        http_reply_error(c->req, 409, ERR_INVALID_REQUEST,
+                         "Conflict: this session already has an open GET stream");
+        return;
+    }
+    struct stream *st = s->get_stream;
+    if (st == NULL) {
+        st = stream_new(s, STREAM_GET, c->req);
+        if (st == NULL) {
+            http_reply_error(c->req, 500, ERR_INTERNAL, "out of memory");
+            return;
+        }
+        s->get_stream = st;
+    } else {
+        st->req = c->req;
+        st->sse = false;
+        http_conn_bind(c->f, c->req, st);
+    }
+    stream_start_sse(st);
+}
+
+static void streamable_delete(struct call *c)
+{
+    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    if (sid == NULL) {
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
+                         "Bad Request: Mcp-Session-Id header is required");
+        return;
+    }
+    struct session *s = call_session(c, sid, false);
+    if (s == NULL)
+        return;
+    session_end(s, "client ended the session");
+    evhttp_send_reply(c->req, 200, "OK", NULL);
+}
+
+static void legacy_sse(struct call *c)
+{
+    const char *accept = evhttp_find_header(c->in, "Accept");
+    if (accept != NULL && !header_has(accept, "text/event-stream") && !header_has(accept, "*/*")) {
+        http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
+                         "Not Acceptable: Accept must list text/event-stream");
+        return;
+    }
+    if (session_count() >= c->f->cfg->limits.max_sessions) {
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
+        http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
+                         "too many sessions (limits.max_sessions); retry later");
+        return;
+    }
+    struct session *s = session_new(c->f, c->m, c->t, c->principal, true);
+    if (s == NULL) {
+        http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "cannot start a session");
+        return;
+    }
+    struct stream *st = stream_new(s, STREAM_LEGACY, c->req);
+    if (st == NULL) {
+        session_end(s, "out of memory");
+        http_reply_error(c->req, 500, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    s->get_stream = st;
+    st->sse = true;
+    http_start_sse(c->req, s);
+    struct evbuffer *b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add_printf(b, "event: endpoint\ndata: /servers/%s/messages?sessionId=%s\n\n",
+                            c->m->name, s->id);
+        evhttp_send_reply_chunk(c->req, b);
+        evbuffer_free(b);
+    }
+}
+
+static void legacy_post(struct call *c, const char *query)
+{
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (query == NULL || evhttp_parse_query_str(query, &q) == -1) {
+        evhttp_clear_headers(&q);
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST, "Bad Request: sessionId is required");
+        return;
+    }
+    const char *sid = evhttp_find_header(&q, "sessionId");
+    if (sid == NULL) {
+        evhttp_clear_headers(&q);
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST, "Bad Request: sessionId is required");
+        return;
+    }
+    struct session *s = call_session(c, sid, true);
+    evhttp_clear_headers(&q);
+    if (s == NULL)
+        return;
+    if (!content_type_json(evhttp_find_header(c->in, "Content-Type"))) {
+        http_reply_error(c->req, 415, ERR_INVALID_REQUEST,
+                         "Unsupported Media Type: Content-Type must be application/json");
+        return;
+    }
+    cJSON *body = parse_body(c);
+    if (body == NULL)
+        return;
+    /* Answers travel on the session's SSE stream; the POST itself is only acknowledged. */
+    feed_messages(s, s->get_stream, body);
+    evhttp_send_reply(c->req, 202, "Accepted", NULL);
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+static bool name_ok(const char *p, size_t n)
+{
+    if (n == 0 || n >= CONFIG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void reply_unauthorized(struct evhttp_request *req, enum auth_result r)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "WWW-Authenticate",
+                      r == AUTH_INVALID ? "Bearer realm=\"mcpvisor\", error=\"invalid_token\""
+                                        : "Bearer realm=\"mcpvisor\"");
+    http_reply_error(req, 401, ERR_INVALID_REQUEST,
+                     r == AUTH_INVALID ? "Unauthorized: the credential is not valid"
+                                       : "Unauthorized: send Authorization: Bearer <key>");
+}
+
+void http_handle(struct evhttp_request *req, void *arg)
+{
+    struct http_listener *l = arg;
+    struct front *f = l->f;
+    const struct config *cfg = f->cfg;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+
+    if (!conn_admit(f, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE,
+                         "too many connections (limits.max_connections)");
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    if (path == NULL) {
+        http_reply_error(req, 400, ERR_INVALID_REQUEST, "Bad Request: no path");
+        return;
+    }
+    if (!host_allowed(cfg, evhttp_find_header(in, "Host"))) {
+        http_reply_error(req, 403, ERR_INVALID_REQUEST,
+                         "Forbidden: Host is not this server (add it to allowed_hosts)");
+        return;
+    }
+    if (!origin_allowed(cfg, evhttp_find_header(in, "Origin"))) {
+        http_reply_error(req, 403, ERR_INVALID_REQUEST,
+                         "Forbidden: Origin is not in allowed_origins");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        const char ok[] = "{\"status\":\"ok\"}";
+        http_reply_json(req, 200, ok, sizeof(ok) - 1, NULL);
+        return;
+    }
+    if (f->draining) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE, "draining: the server is stopping");
+        return;
+    }
+    if (l->admin || strncmp(path, "/servers/", 9) != 0) {
+        http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
+        return;
+    }
+    const char *name = path + 9;
+    const char *slash = strchr(name, '/');
+    if (slash == NULL || !name_ok(name, (size_t)(slash - name))) {
+        http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
+        return;
+    }
+    const char *endpoint = slash + 1;
+    bool is_mcp = strcmp(endpoint, "mcp") == 0, is_sse = strcmp(endpoint, "sse") == 0,
+         is_msg = strcmp(endpoint, "messages") == 0;
+    if (!is_mcp && !is_sse && !is_msg) {
+        http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
+        return;
+    }
+
+    struct call c = {.f = f, .req = req, .in = in};
+    enum auth_result ar =
+        auth_authenticate(cfg, evhttp_find_header(in, "Authorization"), &c.principal);
+    if (ar != AUTH_OK) {
+        log_info("auth_failed reason=%s path=%s", ar == AUTH_MISSING ? "missing" : "invalid",
+                 is_mcp   ? "mcp"
+                 : is_sse ? "sse"
+                          : "messages");
+        reply_unauthorized(req, ar);
+        return;
+    }
+    char sname[CONFIG_NAME_MAX];
+    snprintf(sname, sizeof(sname), "%.*s", (int)(slash - name), name);
+    c.m = config_manifest_find(cfg, sname);
+    if (c.m == NULL) {
+        http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found: no such server");
+        return;
+    }
+    c.t = config_tenant_find(cfg, c.principal->tenant);
+    if (c.t == NULL || !config_tenant_allows(c.t, c.m->name)) {
+        http_reply_error(req, 403, ERR_FORBIDDEN, "Forbidden: your tenant may not use this server");
+        return;
+    }
+
+    if (is_mcp && method == EVHTTP_REQ_POST)
+        streamable_post(&c);
+    else if (is_mcp && method == EVHTTP_REQ_GET)
+        streamable_get(&c);
+    else if (is_mcp && method == EVHTTP_REQ_DELETE)
+        streamable_delete(&c);
+    else if (is_sse && method == EVHTTP_REQ_GET)
+        legacy_sse(&c);
+    else if (is_msg && method == EVHTTP_REQ_POST)
+        legacy_post(&c, evhttp_uri_get_query(uri));
+    else {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          is_mcp   ? "GET, POST, DELETE"
+                          : is_sse ? "GET"
+                                   : "POST");
+        http_reply_error(req, 405, ERR_INVALID_REQUEST, "Method Not Allowed");
+    }
+}
+
+struct http_listener *http_listener_new(struct front *f, bool admin)
+{
+    struct http_listener *l = calloc(1, sizeof(*l));
+    if (l != NULL) {
+        l->f = f;
+        l->admin = admin;
+    }
+    return l;
+}

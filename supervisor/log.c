@@ -1,0 +1,128 @@
+/*
+ * log.c — the one logging module. Writes whole lines with a single write(2) so lines from the
+ * parent, the front and children's relayed stderr never interleave mid-line. Never allocates.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *log_proc = "mcpvisor";
+static enum log_level log_min = LOG_LEVEL_INFO;
+
+void log_init(const char *proc, enum log_level min)
+{
+    log_proc = proc;
+    log_min = min;
+    const char *env = getenv("MCPVISOR_LOG_LEVEL");
+    if (env != NULL && strcmp(env, "debug") == 0)
+        log_min = LOG_LEVEL_DEBUG;
+}
+
+void log_set_proc(const char *proc)
+{
+    log_proc = proc;
+}
+
+static void log_emit(enum log_level lvl, const char *fmt, va_list ap, const char *suffix)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char line[4096];
+    if (lvl < log_min)
+        return;
+    int n = snprintf(line, sizeof(line), "level=%s proc=%s msg=", names[lvl], log_proc);
+    if (n < 0)
+        return;
+    size_t off = (size_t)n;
+    int m = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+    if (m < 0)
+        return;
+    off = (size_t)m >= sizeof(line) - off ? sizeof(line) - 1 : off + (size_t)m;
+    if (suffix != NULL && off < sizeof(line) - 1) {
+        m = snprintf(line + off, sizeof(line) - off, " error=\"%s\"", suffix);
+        if (m > 0)
+            off = (size_t)m >= sizeof(line) - off ? sizeof(line) - 1 : off + (size_t)m;
+    }
+    if (off >= sizeof(line) - 1)
+        off = sizeof(line) - 2;
+    line[off++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, off);
+    (void)w;
+}
+
+#define LOG_FN(name, lvl)                                                                          \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        log_emit(lvl, fmt, ap, NULL);                                                              \
+        va_end(ap);                                                                                \
+    }
+LOG_FN(log_debug, LOG_LEVEL_DEBUG)
+LOG_FN(log_info, LOG_LEVEL_INFO)
+LOG_FN(log_warn, LOG_LEVEL_WARN)
+LOG_FN(log_error, LOG_LEVEL_ERROR)
+
+void fatal(const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_LEVEL_ERROR, fmt, ap, strerror(saved));
+    va_end(ap);
+    exit(1);
+}
+
+void fatalx(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_LEVEL_ERROR, fmt, ap, NULL);
+    va_end(ap);
+    exit(1);
+}
+
+char *log_quote(char *out, size_t outlen, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (outlen < 6) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return out;
+    }
+    out[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[5];
+        size_t elen = 0;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            elen = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            esc[0] = '\\';
+            esc[1] = 'x';
+            esc[2] = hex[c >> 4];
+            esc[3] = hex[c & 15];
+            elen = 4;
+        } else {
+            esc[0] = (char)c;
+            elen = 1;
+        }
+        if (o + elen + 5 > outlen) { /* room for ..." and NUL */
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(out + o, esc, elen);
+        o += elen;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}

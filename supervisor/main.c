@@ -1,0 +1,387 @@
+/*
+ * main.c — the command line, and the parent's start-up: load the configuration, bind the
+ * listeners, re-exec the front under its own user with the listeners and a sealed copy of the
+ * configuration, then become the spawner.
+ *
+ * The front is re-executed (not just forked) so it gets a fresh address space and ASLR layout,
+ * and so it starts without anything the privileged parent had in memory.
+ */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "front.h"
+#include "log.h"
+#include "spawner.h"
+#include "version.h"
+
+#define DEFAULT_CONFIG  "/etc/mcpvisor/mcpvisor.json"
+#define FRONT_FD_SOCK   3
+#define FRONT_FD_BUNDLE 4
+#define FRONT_FD_LISTEN 5
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mcpvisor [run] [-c FILE]      run the daemon (default %s)\n"
+            "       mcpvisor check [-c FILE]      validate the configuration and manifests\n"
+            "       mcpvisor keygen --tenant T --user U [--agent A] [--scope S]...\n"
+            "                                     print a new API key and its api-keys.json "
+            "record\n"
+            "       mcpvisor version\n",
+            DEFAULT_CONFIG);
+}
+
+static int bind_listener(const struct config_listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(l->host, ':') != NULL) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(l->port);
+        if (inet_pton(AF_INET6, l->host, &s6->sin6_addr) != 1)
+            fatalx("listener address=%s: not a numeric IPv6 address", l->address);
+        slen = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(l->port);
+        if (inet_pton(AF_INET, l->host, &s4->sin_addr) != 1)
+            fatalx("listener address=%s: not a numeric IPv4 address", l->address);
+        slen = sizeof(*s4);
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1)
+        fatal("socket for listener %s", l->address);
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+        fatal("SO_REUSEADDR");
+    if (ss.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+        fatal("IPV6_V6ONLY");
+    if (bind(fd, (struct sockaddr *)&ss, slen) == -1)
+        fatal("cannot bind listener %s (is another process using the port?)", l->address);
+    if (listen(fd, 511) == -1)
+        fatal("listen %s", l->address);
+    return fd;
+}
+
+static int bundle_memfd(const char *path)
+{
+    char err[CONFIG_ERR_MAX];
+    size_t len;
+    char *bundle = config_bundle_build(&config_source_fs, path, &len, err, sizeof(err));
+    if (bundle == NULL)
+        fatalx("configuration: %s", err);
+    int fd = memfd_create("mcpvisor-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd == -1)
+        fatal("memfd_create");
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, bundle + off, len - off);
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            fatal("write configuration bundle");
+        off += (size_t)w;
+    }
+    free(bundle);
+    /* Sealed: the front reads exactly what the parent validated. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == -1)
+        fatal("seal configuration bundle");
+    if (lseek(fd, 0, SEEK_SET) == -1)
+        fatal("lseek");
+    return fd;
+}
+
+/* In the forked child, before exec: place fds, drop to the front's user, exec ourselves. */
+static void exec_front(int sock, int bundle, const int *lfds, size_t nl, const struct passwd *pw)
+{
+    int src[2 + CONFIG_MAX_LISTENERS];
+    size_t n = 0;
+    src[n++] = sock;
+    src[n++] = bundle;
+    for (size_t i = 0; i < nl; i++)
+        src[n++] = lfds[i];
+    /* Lift every source above the target range first so no dup2 overwrites a pending source. */
+    for (size_t i = 0; i < n; i++) {
+        int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 64);
+        if (moved == -1)
+            _exit(1);
+        src[i] = moved;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dup2(src[i], FRONT_FD_SOCK + (int)i) == -1) /* dup2 clears FD_CLOEXEC */
+            _exit(1);
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+        _exit(1);
+    if (pw != NULL) {
+        for (int cap = 0; cap <= 63; cap++) {
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1 && errno != EINVAL)
+                _exit(1);
+        }
+        if (setgroups(0, NULL) == -1 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+            _exit(1);
+        if (setresuid(0, 0, 0) != -1) /* must be impossible now */
+            _exit(1);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+        _exit(1);
+    char nbuf[16];
+    snprintf(nbuf, sizeof(nbuf), "%zu", nl);
+    char *argv[] = {"mcpvisor", "__front", nbuf, NULL};
+    execv("/proc/self/exe", argv);
+    _exit(1);
+}
+
+static int cmd_run(const char *path)
+{
+    char err[CONFIG_ERR_MAX];
+    struct config *cfg = config_load_file(path, err, sizeof(err));
+    if (cfg == NULL) {
+        log_error("configuration_invalid error=\"%s\"", err);
+        return 1;
+    }
+    if (cfg->has_anonymous)
+        log_warn("anonymous_enabled tenant=%s user=%s note=\"requests without credentials get "
+                 "this principal; loopback listeners only\"",
+                 cfg->anonymous.tenant, cfg->anonymous.user);
+
+    const struct passwd *pw = NULL;
+    if (geteuid() == 0) {
+        pw = getpwnam(cfg->user);
+        if (pw == NULL) {
+            log_warn("front_user_missing user=%s fallback=nobody note=\"create the account "
+                     "(systemd/mcpvisor.sysusers) so the front has a user of its own\"",
+                     cfg->user);
+            pw = getpwnam("nobody");
+        }
+        if (pw == NULL || pw->pw_uid == 0)
+            fatalx("no unprivileged account for the front process (tried %s and nobody)",
+                   cfg->user);
+    } else {
+        log_warn("running_unprivileged uid=%d note=\"children run as this user; tenant uids "
+                 "need root\"",
+                 (int)geteuid());
+    }
+
+    int lfds[CONFIG_MAX_LISTENERS];
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        lfds[i] = bind_listener(&cfg->listeners[i]);
+    int bundle = bundle_memfd(cfg->path);
+
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
+        fatal("socketpair");
+
+    /* Ignore SIGPIPE before forking; spawner_run blocks the rest. */
+    signal(SIGPIPE, SIG_IGN);
+    pid_t front = fork();
+    if (front == -1)
+        fatal("fork front");
+    if (front == 0) {
+        close(sp[0]);
+        signal(SIGPIPE, SIG_DFL);
+        exec_front(sp[1], bundle, lfds, cfg->nlisteners, pw);
+    }
+    close(sp[1]);
+    close(bundle);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        close(lfds[i]);
+    log_info("started version=%s pid=%d front_pid=%d front_user=%s", MCPVISOR_VERSION,
+             (int)getpid(), (int)front, pw != NULL ? pw->pw_name : "(unchanged)");
+    int code = spawner_run(cfg, sp[0], front);
+    config_free(cfg);
+    return code;
+}
+
+static int cmd_front(int argc, char **argv)
+{
+    char err[CONFIG_ERR_MAX];
+    char *path = NULL;
+    struct config_source src;
+    log_set_proc("front");
+    if (argc != 3)
+        fatalx("front: bad arguments");
+    char *end;
+    unsigned long nl = strtoul(argv[2], &end, 10);
+    if (*end != '\0' || nl == 0 || nl > CONFIG_MAX_LISTENERS)
+        fatalx("front: bad listener count");
+
+    /* Read the sealed bundle the parent validated. */
+    off_t size = lseek(FRONT_FD_BUNDLE, 0, SEEK_END);
+    if (size <= 0 || size > (off_t)64 << 20 || lseek(FRONT_FD_BUNDLE, 0, SEEK_SET) == -1)
+        fatal("front: configuration bundle");
+    char *buf = malloc((size_t)size + 1);
+    if (buf == NULL)
+        fatal("front: malloc");
+    size_t off = 0;
+    while (off < (size_t)size) {
+        ssize_t r = read(FRONT_FD_BUNDLE, buf + off, (size_t)size - off);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fatal("front: read configuration bundle");
+        off += (size_t)r;
+    }
+    buf[off] = '\0';
+    close(FRONT_FD_BUNDLE);
+    if (config_bundle_source(buf, off, &src, &path, err, sizeof(err)) == -1)
+        fatalx("front: configuration bundle: %s", err);
+    free(buf);
+    struct config *cfg = config_load(&src, path, err, sizeof(err));
+    config_bundle_source_free(&src);
+    free(path);
+    if (cfg == NULL)
+        fatalx("front: configuration: %s", err);
+    if (cfg->nlisteners != nl)
+        fatalx("front: listener count mismatch");
+
+    int lfds[CONFIG_MAX_LISTENERS];
+    for (size_t i = 0; i < nl; i++) {
+        lfds[i] = FRONT_FD_LISTEN + (int)i;
+        if (fcntl(lfds[i], F_SETFD, FD_CLOEXEC) == -1)
+            fatal("front: listener fd");
+    }
+    if (fcntl(FRONT_FD_SOCK, F_SETFD, FD_CLOEXEC) == -1)
+        fatal("front: privsep fd");
+    int code = front_run(cfg, FRONT_FD_SOCK, lfds, nl);
+    config_free(cfg);
+    return code;
+}
+
+static int cmd_check(const char *path)
+{
+    char err[CONFIG_ERR_MAX];
+    struct config *cfg = config_load_file(path, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    size_t ntools = 0;
+    for (size_t i = 0; i < cfg->nmanifests; i++)
+        ntools += cfg->manifests[i].ntools;
+    printf("%s: ok (%zu listeners, %zu servers, %zu tools, %zu tenants, %zu API keys%s)\n",
+           cfg->path, cfg->nlisteners, cfg->nmanifests, ntools, cfg->ntenants, cfg->napi_keys,
+           cfg->has_anonymous ? ", anonymous access enabled" : "");
+    config_free(cfg);
+    return 0;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    static const struct option opts[] = {{"tenant", required_argument, NULL, 't'},
+                                         {"user", required_argument, NULL, 'u'},
+                                         {"agent", required_argument, NULL, 'a'},
+                                         {"scope", required_argument, NULL, 's'},
+                                         {NULL, 0, NULL, 0}};
+    const char *tenant = NULL, *user = NULL, *agent = NULL;
+    cJSON *scopes = cJSON_CreateArray();
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tenant = optarg;
+            break;
+        case 'u':
+            user = optarg;
+            break;
+        case 'a':
+            agent = optarg;
+            break;
+        case 's':
+            cJSON_AddItemToArray(scopes, cJSON_CreateString(optarg));
+            break;
+        default:
+            usage(stderr);
+            cJSON_Delete(scopes);
+            return 2;
+        }
+    }
+    if (tenant == NULL || user == NULL || optind != argc) {
+        fprintf(stderr, "mcpvisor keygen: --tenant and --user are required\n");
+        cJSON_Delete(scopes);
+        return 2;
+    }
+    char key[128], hex[65];
+    uint8_t digest[32];
+    if (auth_keygen(key, sizeof(key)) == -1) {
+        fprintf(stderr, "mcpvisor keygen: no randomness available\n");
+        cJSON_Delete(scopes);
+        return 1;
+    }
+    auth_sha256(key, strlen(key), digest);
+    auth_hex(digest, 32, hex);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "sha256", hex);
+    cJSON_AddStringToObject(rec, "tenant", tenant);
+    cJSON_AddStringToObject(rec, "user", user);
+    if (agent != NULL)
+        cJSON_AddStringToObject(rec, "agent", agent);
+    cJSON_AddItemToObject(rec, "scopes", scopes);
+    char *text = cJSON_PrintUnformatted(rec);
+    printf("%s\n%s\n", key, text != NULL ? text : "{}");
+    fflush(stdout);
+    cJSON_free(text);
+    cJSON_Delete(rec);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG;
+    const char *cmd = "run";
+    int argi = 1;
+
+    log_init("parent", LOG_LEVEL_INFO);
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        argi = 2;
+    }
+    if (strcmp(cmd, "__front") == 0)
+        return cmd_front(argc, argv);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0) {
+        printf("mcpvisor %s\n", MCPVISOR_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || (argc > 1 && strcmp(argv[1], "--help") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    for (; argi < argc; argi++) {
+        if (strcmp(argv[argi], "-c") == 0 && argi + 1 < argc) {
+            path = argv[++argi];
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(path);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(path);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,131 @@
+/*
+ * session.h — MCP sessions (protocol revisions 2024-11-05 … 2025-11-25), the streams that carry
+ * their messages to HTTP clients, and the broker that routes between a session and its child.
+ *
+ * A session is one way of choosing a child (isolation "session": one child per session); the
+ * broker speaks to the child only through struct child, so other ways of choosing one (shared
+ * per tenant, stateless requests) plug in beside it.
+ *
+ * Invariants: a session answers only the principal that created it; every JSON-RPC id the child
+ * sees is the broker's own (client ids are restored on the way back); every HTTP exchange a
+ * session holds is answered exactly once, whatever happens to the child.
+ */
+#ifndef MCPVISOR_SESSION_H
+#define MCPVISOR_SESSION_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "config.h"
+#include "idmap.h"
+#include "sse.h"
+
+struct front;
+struct child;
+struct front_spawn;
+struct evhttp_request;
+struct event;
+
+#define SESSION_ID_LEN           32 /* hex of 128 random bits */
+#define SESSION_REPLAY_MAX_BYTES (8u << 20)
+#define SESSION_PRESPAWN_MAX     16 /* messages queued before the child runs */
+
+enum stream_kind { STREAM_POST = 0, STREAM_GET, STREAM_LEGACY };
+
+struct stream {
+    struct session *s;
+    uint64_t id;
+    enum stream_kind kind;
+    struct evhttp_request *req; /* the HTTP exchange carrying it; NULL when detached */
+    bool sse;                   /* answered as text/event-stream */
+    bool batch;                 /* the answer is a JSON array (2025-03-26 batches) */
+    bool guard;                 /* the HTTP handler is still feeding messages in */
+    char **out;                 /* answers collected while still in JSON mode */
+    size_t nout;
+    unsigned waiting; /* requests on this stream not answered yet */
+    uint64_t seq;     /* last event number */
+    TAILQ_ENTRY(stream) link;
+};
+
+struct pending {
+    struct session *s;
+    struct stream *st;
+    uint64_t bid;         /* the broker id the child sees */
+    cJSON *client_id;     /* the caller's id, restored on the answer */
+    char *progress_token; /* printed JSON of params._meta.progressToken, or NULL */
+    struct event *timer;
+    bool initialize;
+    TAILQ_ENTRY(pending) link;
+};
+
+TAILQ_HEAD(stream_list, stream);
+TAILQ_HEAD(pending_list, pending);
+
+struct session {
+    struct front *f;
+    char id[SESSION_ID_LEN + 1];
+    const struct config_principal *principal;
+    const struct config_manifest *m;
+    const struct config_tenant *t;
+    bool legacy_sse; /* 2024-11-05 HTTP+SSE transport */
+    bool ready;      /* initialize answered */
+    bool closing;
+    char proto[16]; /* negotiated protocol version */
+    struct child *child;
+    struct front_spawn *spawn;
+    char *prespawn[SESSION_PRESPAWN_MAX]; /* rewritten lines waiting for the child */
+    size_t nprespawn;
+    struct stream *get_stream; /* standalone GET stream, or the legacy SSE stream */
+    struct stream_list streams;
+    struct pending_list pendings;
+    unsigned npending;
+    struct idmap srvreqs; /* our id for a server→client request → struct srvreq */
+    uint64_t next_srvreq, next_stream;
+    struct sse_ring replay;
+    struct event *idle_timer;
+    TAILQ_ENTRY(session) link;
+};
+
+void session_module_init(struct front *f);
+void session_module_shutdown(struct front *f, const char *why);
+size_t session_count(void);
+/* Ends every session that has been idle (no client message, no open request) too long. */
+
+/* Looks a session up by id; NULL when unknown or ended. */
+struct session *session_find(const char *id);
+
+/* Creates a session and asks the spawner for its child. NULL on allocation failure. */
+struct session *session_new(struct front *f, const struct config_manifest *m,
+                            const struct config_tenant *t, const struct config_principal *p,
+                            bool legacy_sse);
+/* Ends the session: answers everything it holds, kills its child. Safe to call repeatedly and
+ * from any callback; the memory is released on the next loop turn. */
+void session_end(struct session *s, const char *why);
+
+/* A new stream on the session for an HTTP exchange (req borrowed until answered). */
+struct stream *stream_new(struct session *s, enum stream_kind kind, struct evhttp_request *req);
+/* Starts SSE on a stream's exchange (headers, priming event). */
+void stream_start_sse(struct stream *st);
+/* Resumes `stream_id` after event `seq` on a GET exchange: replays what was kept; returns -1
+ * when nothing can be resumed (unknown stream and nothing kept). */
+int session_resume(struct session *s, struct evhttp_request *req, uint64_t stream_id, uint64_t seq);
+/* The HTTP connection of this exchange closed: detach it. */
+void stream_detach(struct stream *st);
+
+/*
+ * Client → child. msg is owned by the callee in every case. For a request, st receives the
+ * answer (and related messages). Returns 0, or -1 after having answered the request itself with
+ * a typed error (back-pressure, limits) on st.
+ */
+int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st);
+/* Marks activity (postpones idle expiry). */
+void session_touch(struct session *s);
+/* Answers on the stream at once (a refusal of one message of a body). */
+void stream_answer(struct stream *st, const char *text, size_t len);
+/* The HTTP handler has fed every message of its body (st->guard was set while it did): answer
+ * what is complete — 202 when nothing was a request, the JSON answer(s) when all are in. */
+void stream_guard_release(struct stream *st);
+
+#endif

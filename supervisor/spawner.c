@@ -1,0 +1,296 @@
+/*
+ * spawner.c — the privileged side of privilege separation (see privsep.h for the protocol).
+ *
+ * Never parses network input, never allocates per message beyond the child table, and refuses
+ * anything that is not exactly a known message: the front is assumed compromisable. Signals
+ * arrive through a signalfd so the loop is one poll(2).
+ */
+#include "spawner.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "privsep.h"
+#include "spawn.h"
+
+#define SPAWNER_MAX_CHILDREN 65536
+#define SPAWNER_MAX_ENV      256
+
+struct spawner_child {
+    pid_t pid;
+    char server[CONFIG_NAME_MAX];
+    char tenant[CONFIG_NAME_MAX];
+};
+
+static struct spawner_child *children;
+static size_t nchildren, children_cap;
+
+static int child_add(pid_t pid, const char *server, const char *tenant)
+{
+    if (nchildren == children_cap) {
+        size_t cap = children_cap ? children_cap * 2 : 64;
+        if (cap > SPAWNER_MAX_CHILDREN)
+            return -1;
+        struct spawner_child *n = realloc(children, cap * sizeof(*n));
+        if (n == NULL)
+            return -1;
+        children = n;
+        children_cap = cap;
+    }
+    struct spawner_child *c = &children[nchildren++];
+    c->pid = pid;
+    snprintf(c->server, sizeof(c->server), "%s", server);
+    snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
+    return 0;
+}
+
+static struct spawner_child *child_find(pid_t pid)
+{
+    for (size_t i = 0; i < nchildren; i++) {
+        if (children[i].pid == pid)
+            return &children[i];
+    }
+    return NULL;
+}
+
+static void child_remove(struct spawner_child *c)
+{
+    *c = children[--nchildren];
+}
+
+/* Builds envp from the manifest only: no variable of the daemon's own environment leaks. */
+static int build_env(const struct config_manifest *m, char **envp, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nenv && n + 1 < cap; i++) {
+        size_t len = strlen(m->env[i].name) + strlen(m->env[i].value) + 2;
+        char *kv = malloc(len);
+        if (kv == NULL)
+            goto fail;
+        snprintf(kv, len, "%s=%s", m->env[i].name, m->env[i].value);
+        envp[n++] = kv;
+    }
+    envp[n] = NULL;
+    return 0;
+fail:
+    for (size_t i = 0; i < n; i++)
+        free(envp[i]);
+    envp[0] = NULL;
+    return -1;
+}
+
+static void handle_spawn(const struct config *cfg, int sock, const struct privsep_spawn *req)
+{
+    union privsep_msg reply;
+    const struct config_manifest *m = NULL;
+    const struct config_tenant *t = NULL;
+    char *envp[SPAWNER_MAX_ENV];
+    struct spawn_result res;
+    const char *step = "policy";
+    int err = EPERM;
+
+    envp[0] = NULL;
+    if (privsep_name_ok(req->server, sizeof(req->server)) == -1 ||
+        privsep_name_ok(req->tenant, sizeof(req->tenant)) == -1)
+        fatalx("front sent a spawn request with a malformed name");
+
+    m = config_manifest_find(cfg, req->server);
+    t = config_tenant_find(cfg, req->tenant);
+    if (m == NULL || t == NULL || !config_tenant_allows(t, m->name)) {
+        /* A correct front never asks this: log it loudly, refuse. */
+        log_warn("spawn_refused server=%s tenant=%s reason=not_allowed", req->server, req->tenant);
+        goto failed;
+    }
+    if (build_env(m, envp, SPAWNER_MAX_ENV) == -1) {
+        step = "env";
+        err = ENOMEM;
+        goto failed;
+    }
+    struct spawn_plan plan = {.path = m->argv[0], .argv = m->argv, .envp = envp};
+    if (spawn_start(&plan, &res) == -1) {
+        step = res.step;
+        err = res.err;
+        log_warn("spawn_failed server=%s tenant=%s step=%s errno=%d error=\"%s\"", m->name, t->name,
+                 res.step, res.err, strerror(res.err));
+        goto failed;
+    }
+    if (child_add(res.pid, m->name, t->name) == -1) {
+        kill(res.pid, SIGKILL);
+        waitpid(res.pid, NULL, 0);
+        close(res.fd_stdin);
+        close(res.fd_stdout);
+        close(res.fd_stderr);
+        step = "table";
+        err = ENOMEM;
+        goto failed;
+    }
+    log_info("spawned server=%s tenant=%s pid=%d", m->name, t->name, (int)res.pid);
+    memset(&reply, 0, sizeof(reply));
+    reply.spawned.type = PRIVSEP_SPAWNED;
+    reply.spawned.req = req->req;
+    reply.spawned.pid = res.pid;
+    int fds[3] = {res.fd_stdin, res.fd_stdout, res.fd_stderr};
+    if (privsep_send(sock, &reply, fds, 3) == -1)
+        fatal("cannot send spawned message to the front");
+    close(res.fd_stdin);
+    close(res.fd_stdout);
+    close(res.fd_stderr);
+    for (size_t i = 0; envp[i] != NULL; i++)
+        free(envp[i]);
+    return;
+
+failed:
+    for (size_t i = 0; envp[i] != NULL; i++)
+        free(envp[i]);
+    memset(&reply, 0, sizeof(reply));
+    reply.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
+    reply.spawn_failed.req = req->req;
+    reply.spawn_failed.err = err;
+    snprintf(reply.spawn_failed.step, sizeof(reply.spawn_failed.step), "%s", step);
+    if (privsep_send(sock, &reply, NULL, 0) == -1)
+        fatal("cannot send spawn_failed message to the front");
+}
+
+static void kill_all_children(void)
+{
+    for (size_t i = 0; i < nchildren; i++)
+        kill(-children[i].pid, SIGKILL); /* the child leads its own session and group */
+    for (size_t i = 0; i < nchildren; i++)
+        kill(children[i].pid, SIGKILL);
+    for (size_t i = 0; i < nchildren; i++) {
+        while (waitpid(children[i].pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+    }
+    nchildren = 0;
+}
+
+/* Reaps everything; reports our children's exits; returns true if the front exited. */
+static bool reap(int sock, pid_t front, int *front_status)
+{
+    bool front_gone = false;
+    for (;;) {
+        int status;
+        pid_t p = waitpid(-1, &status, WNOHANG);
+        if (p <= 0)
+            break;
+        if (p == front) {
+            front_gone = true;
+            *front_status = status;
+            continue;
+        }
+        struct spawner_child *c = child_find(p);
+        if (c == NULL)
+            continue;
+        union privsep_msg msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.exited.type = PRIVSEP_EXITED;
+        msg.exited.pid = p;
+        if (WIFSIGNALED(status)) {
+            msg.exited.signal = WTERMSIG(status);
+            log_info("child_exited server=%s tenant=%s pid=%d signal=%d%s", c->server, c->tenant,
+                     (int)p, WTERMSIG(status), WTERMSIG(status) == SIGSYS ? " seccomp=1" : "");
+        } else {
+            msg.exited.status = WEXITSTATUS(status);
+            log_info("child_exited server=%s tenant=%s pid=%d status=%d", c->server, c->tenant,
+                     (int)p, WEXITSTATUS(status));
+        }
+        child_remove(c);
+        if (!front_gone && privsep_send(sock, &msg, NULL, 0) == -1 && errno != EPIPE &&
+            errno != ECONNRESET)
+            log_warn("cannot report child exit to the front pid=%d", (int)p);
+    }
+    return front_gone;
+}
+
+int spawner_run(const struct config *cfg, int sock, pid_t front)
+{
+    sigset_t mask;
+    int front_status = 0;
+    bool stopping = false;
+    bool front_reaped = false;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+        fatal("sigprocmask");
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd == -1)
+        fatal("signalfd");
+
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        if (poll(pfd, 2, -1) == -1) {
+            if (errno == EINTR)
+                continue;
+            fatal("poll");
+        }
+        if (pfd[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                    /* The front drains sessions and exits; we follow it. */
+                    stopping = true;
+                    kill(front, SIGTERM);
+                } else if (si.ssi_signo == SIGHUP) {
+                    kill(front, SIGHUP);
+                }
+            }
+            if (reap(sock, front, &front_status)) {
+                front_reaped = true;
+                break;
+            }
+        }
+        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            union privsep_msg msg;
+            int fds[3];
+            size_t nfds;
+            int r = privsep_recv(sock, &msg, fds, &nfds);
+            if (r == 0 || (r == -1 && errno != EAGAIN && errno != EINTR)) {
+                if (r == -1)
+                    log_error("front broke the privsep protocol: %s", strerror(errno));
+                break;
+            }
+            if (r == 1) {
+                if (msg.type == PRIVSEP_SPAWN) {
+                    handle_spawn(cfg, sock, &msg.spawn);
+                } else if (msg.type == PRIVSEP_KILL) {
+                    struct spawner_child *c = child_find(msg.kill.pid);
+                    if (c != NULL)
+                        kill(-c->pid, SIGKILL);
+                    /* else: already reaped, or not ours — never signal a stranger */
+                } else {
+                    log_error("front sent an unexpected message type=%u", msg.type);
+                    break;
+                }
+            }
+        }
+    }
+
+    /* The front is gone (or misbehaved): nothing may run unsupervised. */
+    size_t n = nchildren;
+    kill_all_children();
+    if (!front_reaped) {
+        if (!stopping)
+            kill(front, SIGKILL);
+        while (waitpid(front, &front_status, 0) == -1 && errno == EINTR)
+            ;
+    }
+    int code = 1;
+    if (stopping && WIFEXITED(front_status) && WEXITSTATUS(front_status) == 0)
+        code = 0;
+    log_info("spawner_exit children_killed=%zu code=%d", n, code);
+    return code;
+}

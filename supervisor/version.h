@@ -1,0 +1,4 @@
+#ifndef MCPVISOR_VERSION_H
+#define MCPVISOR_VERSION_H
+#define MCPVISOR_VERSION "0.1.0"
+#endif

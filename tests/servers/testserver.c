@@ -1,0 +1,787 @@
+/*
+ * testserver.c — a stdio MCP server that misbehaves on purpose, for mcpvisor's integration tests.
+ *
+ * Newline-delimited JSON-RPC 2.0 on stdin/stdout, stdout flushed after every message, logs on
+ * stderr. Each tool is a lever for one broker behaviour: slow answers and cancellation, progress,
+ * a server-to-client sampling request, crashes, huge and malformed output, stderr floods, related
+ * and unrelated notifications, and views of its own environment, fds and argv (so tests can check
+ * what the sandbox handed it). argv[1] may pick a mode that breaks the handshake itself:
+ *   --crash-on-start        exit 2 at once
+ *   --no-init               read stdin until EOF, never answer
+ *   --stderr-on-start N     write N stderr lines, then serve normally
+ *   --exit-after-init       answer initialize, then exit 0 on the next message
+ * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
+ * trusts its input and dies on allocation failure.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SERVER_NAME     "testserver"
+#define SERVER_VERSION  "1.0.0"
+#define PROTOCOL_LATEST "2025-11-25"
+
+#define RPC_PARSE_ERROR      -32700
+#define RPC_INVALID_REQUEST  -32600
+#define RPC_METHOD_NOT_FOUND -32601
+#define RPC_INVALID_PARAMS   -32602
+#define RPC_INTERNAL_ERROR   -32603
+#define RPC_NOT_FOUND        -32002 /* MCP: resource not found */
+
+/* Ceilings on numeric arguments, so a typo in a test cannot hang or exhaust the machine. */
+#define MAX_SLOW_MS      600000LL
+#define MAX_PROGRESS     100000LL
+#define MAX_HUGE_BYTES   (1LL << 30)
+#define MAX_STDERR_LINES 10000000LL
+#define HUGE_CHUNK       65536
+
+extern char **environ;
+
+static int server_argc;
+static char **server_argv;
+static bool exit_after_init;
+static bool init_answered;
+static unsigned long sample_seq;
+
+static char *line_buf;
+static size_t line_cap;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "testserver: fatal: %s\n", what);
+    exit(1);
+}
+
+static void *need(void *p)
+{
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+/* Reads one line of any length into line_buf, without its "\n" or "\r\n". -1 on EOF. */
+static long read_line(void)
+{
+    ssize_t n = getline(&line_buf, &line_cap, stdin);
+    if (n == -1)
+        return -1;
+    while (n > 0 && (line_buf[n - 1] == '\n' || line_buf[n - 1] == '\r'))
+        line_buf[--n] = '\0';
+    return (long)n;
+}
+
+static void flush_out(void)
+{
+    if (fflush(stdout) == EOF)
+        die("cannot write stdout");
+}
+
+/* Writes msg as one line and frees it. */
+static void send_msg(cJSON *msg)
+{
+    char *text = need(cJSON_PrintUnformatted(msg));
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    flush_out();
+    free(text);
+    cJSON_Delete(msg);
+}
+
+static cJSON *new_msg(void)
+{
+    cJSON *msg = need(cJSON_CreateObject());
+    need(cJSON_AddStringToObject(msg, "jsonrpc", "2.0"));
+    return msg;
+}
+
+static void add_id(cJSON *msg, const cJSON *id)
+{
+    cJSON *copy = id != NULL ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    cJSON_AddItemToObject(msg, "id", need(copy));
+}
+
+/* Takes ownership of result. */
+static void send_result(const cJSON *id, cJSON *result)
+{
+    cJSON *msg = new_msg();
+    add_id(msg, id);
+    cJSON_AddItemToObject(msg, "result", result);
+    send_msg(msg);
+}
+
+static void send_error(const cJSON *id, int code, const char *message)
+{
+    cJSON *msg = new_msg();
+    add_id(msg, id);
+    cJSON *err = need(cJSON_AddObjectToObject(msg, "error"));
+    need(cJSON_AddNumberToObject(err, "code", code));
+    need(cJSON_AddStringToObject(err, "message", message));
+    send_msg(msg);
+}
+
+/* Takes ownership of params (may be NULL). */
+static void send_notification(const char *method, cJSON *params)
+{
+    cJSON *msg = new_msg();
+    need(cJSON_AddStringToObject(msg, "method", method));
+    if (params != NULL)
+        cJSON_AddItemToObject(msg, "params", params);
+    send_msg(msg);
+}
+
+static cJSON *text_result(const char *text)
+{
+    cJSON *result = need(cJSON_CreateObject());
+    cJSON *content = need(cJSON_AddArrayToObject(result, "content"));
+    cJSON *item = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(content, item);
+    need(cJSON_AddStringToObject(item, "type", "text"));
+    need(cJSON_AddStringToObject(item, "text", text));
+    need(cJSON_AddBoolToObject(result, "isError", 0));
+    return result;
+}
+
+static void send_text(const cJSON *id, const char *text)
+{
+    send_result(id, text_result(text));
+}
+
+static void send_log_message(const char *data)
+{
+    cJSON *params = need(cJSON_CreateObject());
+    need(cJSON_AddStringToObject(params, "level", "info"));
+    need(cJSON_AddStringToObject(params, "data", data));
+    send_notification("notifications/message", params);
+}
+
+/* Prints a JSON-RPC id for a log line: numbers as numbers, strings without quotes. */
+static void print_id(FILE *f, const cJSON *id)
+{
+    if (cJSON_IsString(id)) {
+        fputs(id->valuestring, f);
+        return;
+    }
+    char *text = need(cJSON_PrintUnformatted(id));
+    fputs(text, f);
+    free(text);
+}
+
+/* ---- argument accessors: on failure they answer -32602 and return -1 ---- */
+
+static int arg_string(const cJSON *id, const cJSON *args, const char *name, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, name);
+    if (!cJSON_IsString(v)) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "invalid arguments: \"%s\" must be a string", name);
+        send_error(id, RPC_INVALID_PARAMS, msg);
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+static int arg_number(const cJSON *id, const cJSON *args, const char *name, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, name);
+    if (!cJSON_IsNumber(v)) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "invalid arguments: \"%s\" must be a number", name);
+        send_error(id, RPC_INVALID_PARAMS, msg);
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int arg_integer(const cJSON *id, const cJSON *args, const char *name, long long max,
+                       long long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, name);
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+    if (!cJSON_IsNumber(v) || d < 0 || d > (double)max || d != (double)(long long)d) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "invalid arguments: \"%s\" must be an integer in [0, %lld]",
+                 name, max);
+        send_error(id, RPC_INVALID_PARAMS, msg);
+        return -1;
+    }
+    *out = (long long)d;
+    return 0;
+}
+
+/* ---- tools: each answers its own request (some send other messages first or after) ---- */
+
+static void handle_notification(const char *method, const cJSON *params);
+
+static void tool_echo(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *text;
+    if (arg_string(id, args, "text", &text) == 0)
+        send_text(id, text);
+}
+
+static void tool_add(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    double a, b;
+    if (arg_number(id, args, "a", &a) == -1 || arg_number(id, args, "b", &b) == -1)
+        return;
+    /* Shortest form that reads back exactly, as cJSON prints numbers: 2+3 is "5". */
+    char text[64];
+    double sum = a + b;
+    snprintf(text, sizeof(text), "%.15g", sum);
+    if (strtod(text, NULL) != sum)
+        snprintf(text, sizeof(text), "%.17g", sum);
+    send_text(id, text);
+}
+
+static void tool_slow(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    long long ms;
+    if (arg_integer(id, args, "ms", MAX_SLOW_MS, &ms) == -1)
+        return;
+    struct timespec left = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&left, &left) == -1 && errno == EINTR)
+        ;
+    char text[64];
+    snprintf(text, sizeof(text), "slept %lld", ms);
+    send_text(id, text);
+}
+
+static void tool_progress(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    long long steps;
+    if (arg_integer(id, args, "steps", MAX_PROGRESS, &steps) == -1)
+        return;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    const cJSON *token = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
+    if (cJSON_IsString(token) || cJSON_IsNumber(token)) {
+        for (long long i = 1; i <= steps; i++) {
+            cJSON *p = need(cJSON_CreateObject());
+            cJSON_AddItemToObject(p, "progressToken", need(cJSON_Duplicate(token, 1)));
+            need(cJSON_AddNumberToObject(p, "progress", (double)i));
+            need(cJSON_AddNumberToObject(p, "total", (double)steps));
+            send_notification("notifications/progress", p);
+        }
+    }
+    char text[64];
+    snprintf(text, sizeof(text), "done %lld", steps);
+    send_text(id, text);
+}
+
+/*
+ * Sends sampling/createMessage and reads stdin until its response arrives. Meanwhile pings are
+ * answered, other requests get "busy", notifications are handled as usual; EOF exits 0.
+ * Returns the response message (owned by the caller).
+ */
+static cJSON *await_response(const char *want_id)
+{
+    for (;;) {
+        long n = read_line();
+        if (n == -1)
+            exit(0);
+        if (n == 0)
+            continue;
+        cJSON *msg = cJSON_ParseWithLength(line_buf, (size_t)n);
+        if (msg == NULL) {
+            send_error(NULL, RPC_PARSE_ERROR, "Parse error");
+            continue;
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+        const cJSON *method = cJSON_GetObjectItemCaseSensitive(msg, "method");
+        if (cJSON_IsString(method)) {
+            if (id == NULL)
+                handle_notification(method->valuestring,
+                                    cJSON_GetObjectItemCaseSensitive(msg, "params"));
+            else if (strcmp(method->valuestring, "ping") == 0)
+                send_result(id, need(cJSON_CreateObject()));
+            else
+                send_error(id, RPC_INTERNAL_ERROR, "busy");
+        } else if (cJSON_IsString(id) && strcmp(id->valuestring, want_id) == 0) {
+            return msg;
+        } else {
+            fprintf(stderr, "testserver: ignoring stray message while sampling\n");
+        }
+        cJSON_Delete(msg);
+    }
+}
+
+static void tool_sample(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *prompt;
+    if (arg_string(id, args, "prompt", &prompt) == -1)
+        return;
+    char req_id[32];
+    snprintf(req_id, sizeof(req_id), "srv-%lu", ++sample_seq);
+
+    cJSON *req = new_msg();
+    need(cJSON_AddStringToObject(req, "id", req_id));
+    need(cJSON_AddStringToObject(req, "method", "sampling/createMessage"));
+    cJSON *p = need(cJSON_AddObjectToObject(req, "params"));
+    cJSON *messages = need(cJSON_AddArrayToObject(p, "messages"));
+    cJSON *m = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(messages, m);
+    need(cJSON_AddStringToObject(m, "role", "user"));
+    cJSON *content = need(cJSON_AddObjectToObject(m, "content"));
+    need(cJSON_AddStringToObject(content, "type", "text"));
+    need(cJSON_AddStringToObject(content, "text", prompt));
+    need(cJSON_AddNumberToObject(p, "maxTokens", 100));
+    send_msg(req);
+
+    cJSON *resp = await_response(req_id);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(resp, "result");
+    const char *prefix = "sampled: ", *text = NULL;
+    if (err != NULL) {
+        prefix = "sample error: ";
+        const cJSON *message = cJSON_GetObjectItemCaseSensitive(err, "message");
+        text = cJSON_IsString(message) ? message->valuestring : "(no message)";
+    } else {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(result, "content");
+        if (cJSON_IsArray(c)) /* 2025-11-25 allows an array of content blocks */
+            c = cJSON_GetArrayItem(c, 0);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+        if (cJSON_IsString(t)) {
+            text = t->valuestring;
+        } else {
+            prefix = "sample error: ";
+            text = "response has no text content";
+        }
+    }
+    size_t len = strlen(prefix) + strlen(text) + 1;
+    char *out = need(malloc(len));
+    snprintf(out, len, "%s%s", prefix, text);
+    send_text(id, out);
+    free(out);
+    cJSON_Delete(resp);
+}
+
+static void tool_crash(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    exit(3);
+}
+
+/* Streams the response without building it in memory: the text can be a gigabyte. */
+static void tool_huge(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    long long bytes;
+    if (arg_integer(id, args, "bytes", MAX_HUGE_BYTES, &bytes) == -1)
+        return;
+    static char chunk[HUGE_CHUNK];
+    memset(chunk, 'x', sizeof(chunk));
+    char *id_text = need(cJSON_PrintUnformatted(id));
+    printf("{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"",
+           id_text);
+    free(id_text);
+    for (long long left = bytes; left > 0;) {
+        size_t n = left > HUGE_CHUNK ? HUGE_CHUNK : (size_t)left;
+        if (fwrite(chunk, 1, n, stdout) != n)
+            die("cannot write stdout");
+        left -= (long long)n;
+    }
+    fputs("\"}],\"isError\":false}}\n", stdout);
+    flush_out();
+}
+
+static void tool_malformed(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    fputs("this is not json {\n", stdout);
+    flush_out();
+    send_text(id, "after malformed");
+}
+
+static void tool_stderr_flood(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    long long lines;
+    if (arg_integer(id, args, "lines", MAX_STDERR_LINES, &lines) == -1)
+        return;
+    for (long long i = 1; i <= lines; i++)
+        fprintf(stderr, "noise %lld\n", i);
+    char text[64];
+    snprintf(text, sizeof(text), "flooded %lld", lines);
+    send_text(id, text);
+}
+
+/* Takes ownership of value; answers with its JSON text. */
+static void send_json_text(const cJSON *id, cJSON *value)
+{
+    char *text = need(cJSON_PrintUnformatted(value));
+    send_text(id, text);
+    free(text);
+    cJSON_Delete(value);
+}
+
+static void tool_env(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    cJSON *env = need(cJSON_CreateObject());
+    for (char **e = environ; *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t name_len = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+        char *name = need(strndup(*e, name_len));
+        need(cJSON_AddStringToObject(env, name, eq != NULL ? eq + 1 : ""));
+        free(name);
+    }
+    send_json_text(id, env);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static void tool_fds(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL) {
+        send_error(id, RPC_INTERNAL_ERROR, "cannot open /proc/self/fd");
+        return;
+    }
+    int self = dirfd(dir);
+    int *fds = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        char *end;
+        errno = 0;
+        long fd = strtol(de->d_name, &end, 10);
+        if (de->d_name[0] == '.' || *end != '\0' || errno != 0 || fd < 0 || fd > INT_MAX ||
+            fd == self)
+            continue;
+        if (n == cap) {
+            cap = cap != 0 ? cap * 2 : 16;
+            fds = need(realloc(fds, cap * sizeof(*fds)));
+        }
+        fds[n++] = (int)fd;
+    }
+    closedir(dir);
+    qsort(fds, n, sizeof(*fds), cmp_int);
+    cJSON *arr = need(cJSON_CreateArray());
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, need(cJSON_CreateNumber(fds[i])));
+    free(fds);
+    send_json_text(id, arr);
+}
+
+static void tool_argv(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    cJSON *arr = need(cJSON_CreateArray());
+    for (int i = 0; i < server_argc; i++)
+        cJSON_AddItemToArray(arr, need(cJSON_CreateString(server_argv[i])));
+    send_json_text(id, arr);
+}
+
+static void tool_notify_after(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    send_text(id, "ok");
+    send_log_message("unrelated");
+}
+
+static void tool_log(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *text;
+    if (arg_string(id, args, "text", &text) == -1)
+        return;
+    send_log_message(text);
+    send_text(id, "logged");
+}
+
+typedef void tool_fn(const cJSON *id, const cJSON *params, const cJSON *args);
+
+static const struct tool {
+    const char *name;
+    const char *description;
+    const char *input_schema; /* JSON text */
+    tool_fn *call;
+} tools[] = {
+    {"echo", "Returns the text it is given.",
+     "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
+     "}",
+     tool_echo},
+    {"add", "Adds two numbers.",
+     "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"},\"b\":{\"type\":\"number\"}}"
+     ","
+     "\"required\":[\"a\",\"b\"]}",
+     tool_add},
+    {"slow", "Sleeps ms milliseconds (reading nothing meanwhile), then answers.",
+     "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\",\"minimum\":0}},"
+     "\"required\":[\"ms\"]}",
+     tool_slow},
+    {"progress", "Sends steps progress notifications when given a progressToken, then answers.",
+     "{\"type\":\"object\",\"properties\":{\"steps\":{\"type\":\"integer\",\"minimum\":0}},"
+     "\"required\":[\"steps\"]}",
+     tool_progress},
+    {"sample", "Asks the client for a sampling/createMessage and answers with its text.",
+     "{\"type\":\"object\",\"properties\":{\"prompt\":{\"type\":\"string\"}},"
+     "\"required\":[\"prompt\"]}",
+     tool_sample},
+    {"crash", "Exits with status 3 without answering.", "{\"type\":\"object\",\"properties\":{}}",
+     tool_crash},
+    {"huge", "Answers with a text of bytes 'x' characters.",
+     "{\"type\":\"object\",\"properties\":{\"bytes\":{\"type\":\"integer\",\"minimum\":0}},"
+     "\"required\":[\"bytes\"]}",
+     tool_huge},
+    {"malformed", "Writes a line that is not JSON, then answers.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_malformed},
+    {"stderr_flood", "Writes lines lines to stderr, then answers.",
+     "{\"type\":\"object\",\"properties\":{\"lines\":{\"type\":\"integer\",\"minimum\":0}},"
+     "\"required\":[\"lines\"]}",
+     tool_stderr_flood},
+    {"env", "Answers with its environment as a JSON object.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_env},
+    {"fds", "Answers with its open file descriptors as a JSON array.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_fds},
+    {"argv", "Answers with its argv as a JSON array.", "{\"type\":\"object\",\"properties\":{}}",
+     tool_argv},
+    {"notify_after", "Answers, then sends an unrelated notifications/message.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_notify_after},
+    {"log", "Sends notifications/message with the text, then answers.",
+     "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
+     "}",
+     tool_log},
+};
+
+#define N_TOOLS (sizeof(tools) / sizeof(tools[0]))
+
+/* ---- methods ---- */
+
+static void method_initialize(const cJSON *id, const cJSON *params)
+{
+    static const char *const known[] = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"};
+    const cJSON *asked = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
+    const char *version = PROTOCOL_LATEST;
+    for (size_t i = 0; cJSON_IsString(asked) && i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(asked->valuestring, known[i]) == 0)
+            version = known[i];
+
+    cJSON *result = need(cJSON_CreateObject());
+    need(cJSON_AddStringToObject(result, "protocolVersion", version));
+    cJSON *caps = need(cJSON_AddObjectToObject(result, "capabilities"));
+    need(cJSON_AddObjectToObject(caps, "tools"));
+    need(cJSON_AddObjectToObject(caps, "resources"));
+    need(cJSON_AddObjectToObject(caps, "prompts"));
+    need(cJSON_AddObjectToObject(caps, "logging"));
+    cJSON *info = need(cJSON_AddObjectToObject(result, "serverInfo"));
+    need(cJSON_AddStringToObject(info, "name", SERVER_NAME));
+    need(cJSON_AddStringToObject(info, "version", SERVER_VERSION));
+    send_result(id, result);
+    init_answered = true;
+}
+
+static void method_tools_list(const cJSON *id)
+{
+    cJSON *result = need(cJSON_CreateObject());
+    cJSON *list = need(cJSON_AddArrayToObject(result, "tools"));
+    for (size_t i = 0; i < N_TOOLS; i++) {
+        cJSON *t = need(cJSON_CreateObject());
+        cJSON_AddItemToArray(list, t);
+        need(cJSON_AddStringToObject(t, "name", tools[i].name));
+        need(cJSON_AddStringToObject(t, "description", tools[i].description));
+        cJSON_AddItemToObject(t, "inputSchema", need(cJSON_Parse(tools[i].input_schema)));
+    }
+    send_result(id, result);
+}
+
+static void method_tools_call(const cJSON *id, const cJSON *params)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+    if (!cJSON_IsString(name)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid params: \"name\" must be a string");
+        return;
+    }
+    if (args != NULL && !cJSON_IsObject(args)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid params: \"arguments\" must be an object");
+        return;
+    }
+    for (size_t i = 0; i < N_TOOLS; i++) {
+        if (strcmp(name->valuestring, tools[i].name) == 0) {
+            tools[i].call(id, params, args);
+            return;
+        }
+    }
+    send_error(id, RPC_INVALID_PARAMS, "unknown tool");
+}
+
+static void method_resources_list(const cJSON *id)
+{
+    cJSON *result = need(cJSON_CreateObject());
+    cJSON *list = need(cJSON_AddArrayToObject(result, "resources"));
+    cJSON *r = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(list, r);
+    need(cJSON_AddStringToObject(r, "uri", "test://static"));
+    need(cJSON_AddStringToObject(r, "name", "static"));
+    need(cJSON_AddStringToObject(r, "mimeType", "text/plain"));
+    send_result(id, result);
+}
+
+static void method_resources_read(const cJSON *id, const cJSON *params)
+{
+    const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
+    if (!cJSON_IsString(uri)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid params: \"uri\" must be a string");
+        return;
+    }
+    if (strcmp(uri->valuestring, "test://static") != 0) {
+        send_error(id, RPC_NOT_FOUND, "Resource not found");
+        return;
+    }
+    cJSON *result = need(cJSON_CreateObject());
+    cJSON *list = need(cJSON_AddArrayToObject(result, "contents"));
+    cJSON *c = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(list, c);
+    need(cJSON_AddStringToObject(c, "uri", "test://static"));
+    need(cJSON_AddStringToObject(c, "mimeType", "text/plain"));
+    need(cJSON_AddStringToObject(c, "text", "static resource"));
+    send_result(id, result);
+}
+
+static void method_prompts_list(const cJSON *id)
+{
+    cJSON *result = need(cJSON_CreateObject());
+    cJSON *list = need(cJSON_AddArrayToObject(result, "prompts"));
+    cJSON *p = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(list, p);
+    need(cJSON_AddStringToObject(p, "name", "greet"));
+    need(cJSON_AddStringToObject(p, "description", "Greets someone by name."));
+    cJSON *args = need(cJSON_AddArrayToObject(p, "arguments"));
+    cJSON *a = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(args, a);
+    need(cJSON_AddStringToObject(a, "name", "name"));
+    need(cJSON_AddStringToObject(a, "description", "Who to greet."));
+    need(cJSON_AddBoolToObject(a, "required", 1));
+    send_result(id, result);
+}
+
+static void method_prompts_get(const cJSON *id, const cJSON *params)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+    const cJSON *who = cJSON_GetObjectItemCaseSensitive(args, "name");
+    if (!cJSON_IsString(name) || strcmp(name->valuestring, "greet") != 0) {
+        send_error(id, RPC_INVALID_PARAMS, "unknown prompt");
+        return;
+    }
+    if (!cJSON_IsString(who)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid params: argument \"name\" is required");
+        return;
+    }
+    size_t len = strlen(who->valuestring) + sizeof("Hello, !");
+    char *text = need(malloc(len));
+    snprintf(text, len, "Hello, %s!", who->valuestring);
+
+    cJSON *result = need(cJSON_CreateObject());
+    need(cJSON_AddStringToObject(result, "description", "A greeting"));
+    cJSON *messages = need(cJSON_AddArrayToObject(result, "messages"));
+    cJSON *m = need(cJSON_CreateObject());
+    cJSON_AddItemToArray(messages, m);
+    need(cJSON_AddStringToObject(m, "role", "user"));
+    cJSON *content = need(cJSON_AddObjectToObject(m, "content"));
+    need(cJSON_AddStringToObject(content, "type", "text"));
+    need(cJSON_AddStringToObject(content, "text", text));
+    free(text);
+    send_result(id, result);
+}
+
+static void handle_notification(const char *method, const cJSON *params)
+{
+    if (strcmp(method, "notifications/cancelled") == 0) {
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(params, "requestId");
+        fputs("cancelled requestId=", stderr);
+        if (rid != NULL)
+            print_id(stderr, rid);
+        fputc('\n', stderr);
+    }
+    /* notifications/initialized and anything else: nothing to do. */
+}
+
+static void handle_request(const cJSON *id, const char *method, const cJSON *params)
+{
+    if (strcmp(method, "initialize") == 0)
+        method_initialize(id, params);
+    else if (strcmp(method, "ping") == 0 || strcmp(method, "logging/setLevel") == 0)
+        send_result(id, need(cJSON_CreateObject()));
+    else if (strcmp(method, "tools/list") == 0)
+        method_tools_list(id);
+    else if (strcmp(method, "tools/call") == 0)
+        method_tools_call(id, params);
+    else if (strcmp(method, "resources/list") == 0)
+        method_resources_list(id);
+    else if (strcmp(method, "resources/templates/list") == 0)
+        send_result(id, need(cJSON_Parse("{\"resourceTemplates\":[]}")));
+    else if (strcmp(method, "resources/read") == 0)
+        method_resources_read(id, params);
+    else if (strcmp(method, "prompts/list") == 0)
+        method_prompts_list(id);
+    else if (strcmp(method, "prompts/get") == 0)
+        method_prompts_get(id, params);
+    else
+        send_error(id, RPC_METHOD_NOT_FOUND, "Method not found");
+}
+
+static void handle_line(const char *line, size_t len)
+{
+    cJSON *msg = cJSON_ParseWithLength(line, len);
+    if (msg == NULL) {
+        send_error(NULL, RPC_PARSE_ERROR, "Parse error");
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(msg, "method");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    if (!cJSON_IsObject(msg)) {
+        send_error(NULL, RPC_INVALID_REQUEST, "Invalid Request");
+    } else if (cJSON_IsString(method)) {
+        if (id == NULL)
+            handle_notification(method->valuestring, params);
+        else
+            handle_request(id, method->valuestring, params);
+    } else if (id != NULL &&
+               (cJSON_HasObjectItem(msg, "result") || cJSON_HasObjectItem(msg, "error"))) {
+        fprintf(stderr, "testserver: ignoring response to no request\n");
+    } else {
+        send_error(id, RPC_INVALID_REQUEST, "Invalid Request");
+    }
+    cJSON_Delete(msg);
+}
+
+int main(int argc, char **argv)
+{
+    server_argc = argc;
+    server_argv = argv;
+    const char *mode = argc > 1 ? argv[1] : "";
+
+    if (strcmp(mode, "--crash-on-start") == 0)
+        return 2;
+    if (strcmp(mode, "--no-init") == 0) {
+        while (read_line() != -1)
+            ;
+        return 0;
+    }
+    if (strcmp(mode, "--stderr-on-start") == 0) {
+        char *end;
+        long long n = argc > 2 ? strtoll(argv[2], &end, 10) : -1;
+        if (argc < 3 || *end != '\0' || n < 0 || n > MAX_STDERR_LINES)
+            die("--stderr-on-start needs a line count");
+        for (long long i = 1; i <= n; i++)
+            fprintf(stderr, "startup noise %lld\n", i);
+    }
+    exit_after_init = strcmp(mode, "--exit-after-init") == 0;
+
+    long n;
+    while ((n = read_line()) != -1) {
+        if (exit_after_init && init_answered)
+            return 0;
+        if (n == 0)
+            continue;
+        handle_line(line_buf, (size_t)n);
+    }
+    free(line_buf);
+    return 0;
+}
