@@ -18,9 +18,10 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-par
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 LDLIBS  += $(PKG_LIBS)
 
-# Debian packages the build and the test suites need (checked by `make deps`).
+# Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
+# (interop tests) are checked as commands, since they may come from another packaging of Node.
 DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
-            libcmocka-dev python3-pytest python3-jwt python3-cryptography nodejs npm clang-format
+            libcmocka-dev python3-pytest python3-jwt python3-cryptography clang-format
 
 LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -58,6 +59,7 @@ deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then \
 	        echo "deps: installing$$missing"; \

@@ -27,8 +27,8 @@
 
 #define FRONT_DRAIN_S          10
 #define FRONT_HEADER_TIMEOUT_S 30
-
-static int exit_code;
+#define FRONT_DRAIN_TICK_MS    50
+#define FRONT_KEEPALIVE_S      15
 
 struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
                                 front_spawn_cb cb, void *arg)
@@ -114,15 +114,32 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct front *f = arg;
-    log_warn("drain_deadline sessions=%zu note=\"ending the remaining sessions\"", session_count());
-    event_base_loopexit(f->base, NULL);
+    f->drain_ticks++;
+    if (session_pending_total() == 0) {
+        log_info("drained");
+        event_base_loopexit(f->base, NULL);
+        return;
+    }
+    if (f->drain_ticks * FRONT_DRAIN_TICK_MS >= FRONT_DRAIN_S * 1000) {
+        log_warn("drain_deadline requests_in_flight=%zu note=\"answering them with "
+                 "server_unavailable\"",
+                 session_pending_total());
+        event_base_loopexit(f->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, FRONT_DRAIN_TICK_MS * 1000};
+    evtimer_add(f->drain_timer, &tv);
 }
 
-static void check_drained(evutil_socket_t fd, short what, void *arg);
+static void on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    session_keepalive();
+}
 
+/* SIGTERM/SIGINT: stop taking new work, let requests in flight finish (bounded), then stop. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct front *f = arg;
@@ -133,18 +150,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (f->draining)
         return;
     f->draining = true;
-    log_info("draining sessions=%zu deadline_s=%d", session_count(), FRONT_DRAIN_S);
-    struct timeval tv = {.tv_sec = FRONT_DRAIN_S};
-    evtimer_add(f->drain_timer, &tv);
-    check_drained(-1, 0, f);
-}
-
-/* Drained when no session has a request in flight. */
-static void check_drained(evutil_socket_t fd, short what, void *arg)
-{
-    struct front *f = arg;
-    /* Sessions without requests in flight end now; the rest get until the deadline. */
-    event_base_loopexit(f->base, NULL);
+    log_info("draining sessions=%zu requests_in_flight=%zu deadline_s=%d", session_count(),
+             session_pending_total(), FRONT_DRAIN_S);
+    on_drain_tick(-1, 0, f);
 }
 
 static void listening_log(int fd, bool admin)
@@ -186,14 +194,17 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     f.sig_term = evsignal_new(f.base, SIGTERM, on_signal, &f);
     f.sig_int = evsignal_new(f.base, SIGINT, on_signal, &f);
     f.sig_hup = evsignal_new(f.base, SIGHUP, on_signal, &f);
-    f.drain_timer = evtimer_new(f.base, on_drain_timeout, &f);
+    f.drain_timer = evtimer_new(f.base, on_drain_tick, &f);
+    f.keepalive = event_new(f.base, -1, EV_PERSIST, on_keepalive, &f);
     if (f.sock_ev == NULL || f.sig_term == NULL || f.sig_int == NULL || f.sig_hup == NULL ||
-        f.drain_timer == NULL)
+        f.drain_timer == NULL || f.keepalive == NULL)
         fatalx("cannot create events");
     event_add(f.sock_ev, NULL);
     event_add(f.sig_term, NULL);
     event_add(f.sig_int, NULL);
     event_add(f.sig_hup, NULL);
+    struct timeval ka = {.tv_sec = FRONT_KEEPALIVE_S};
+    event_add(f.keepalive, &ka);
     session_module_init(&f);
 
     for (size_t i = 0; i < nl; i++) {
@@ -234,11 +245,12 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     event_free(f.sig_int);
     event_free(f.sig_hup);
     event_free(f.drain_timer);
+    event_free(f.keepalive);
     idmap_clear(&f.spawns, free);
     idmap_free(&f.children);
     idmap_free(&f.conns);
     idmap_free(&f.pending_ids);
     event_base_free(f.base);
     log_info("stopped");
-    return exit_code;
+    return 0;
 }

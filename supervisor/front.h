@@ -37,7 +37,8 @@ struct front {
     int sock;
     struct event *sock_ev;
     struct event *sig_term, *sig_int, *sig_hup;
-    struct event *drain_timer;
+    struct event *drain_timer, *keepalive;
+    unsigned drain_ticks;
     struct evhttp *http[CONFIG_MAX_LISTENERS];
     size_t nhttp;
     bool draining;

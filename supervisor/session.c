@@ -38,6 +38,7 @@ struct srvreq {
 static TAILQ_HEAD(, session) all_sessions = TAILQ_HEAD_INITIALIZER(all_sessions);
 static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
+static size_t npending_total; /* requests in flight, all sessions */
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
                                                  "2024-11-05"};
@@ -62,6 +63,30 @@ void session_module_init(struct front *f)
 size_t session_count(void)
 {
     return nsessions;
+}
+
+size_t session_pending_total(void)
+{
+    return npending_total;
+}
+
+void session_keepalive(void)
+{
+    /* An SSE comment: keeps proxies from timing idle streams out, and a write is the only way
+     * to notice a client that went away while nothing else was being sent. */
+    struct session *s;
+    TAILQ_FOREACH(s, &all_sessions, link)
+    {
+        struct stream *st = s->get_stream;
+        if (st != NULL && st->req != NULL && st->sse) {
+            struct evbuffer *b = evbuffer_new();
+            if (b != NULL) {
+                evbuffer_add(b, ": keepalive\n\n", 13);
+                evhttp_send_reply_chunk(st->req, b);
+                evbuffer_free(b);
+            }
+        }
+    }
 }
 
 struct session *session_find(const char *id)
@@ -137,6 +162,8 @@ static void stream_free(struct stream *st)
 void stream_detach(struct stream *st)
 {
     /* The connection is gone; libevent left the request to us to free. */
+    log_debug("stream_detached session=%.8s stream=%" PRIu64 " waiting=%u", st->s->id, st->id,
+              st->waiting);
     if (st->req != NULL) {
         if (evhttp_request_get_connection(st->req) == NULL)
             evhttp_request_free(st->req);
@@ -311,6 +338,7 @@ static void pending_free(struct pending *p)
     idmap_del(&s->f->pending_ids, p->bid);
     TAILQ_REMOVE(&s->pendings, p, link);
     s->npending--;
+    npending_total--;
     if (p->timer != NULL)
         event_free(p->timer);
     cJSON_Delete(p->client_id);
@@ -439,6 +467,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st)
     }
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
     s->npending++;
+    npending_total++;
 
     cJSON_AddItemToObject(msg, "id", cJSON_CreateNumber((double)p->bid));
     text = jsonrpc_print(msg);
@@ -679,6 +708,8 @@ static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind)
 static void on_child_gone(void *owner, const char *why)
 {
     struct session *s = owner;
+    if (s->closing)
+        return; /* we killed it ourselves while ending the session */
     log_info("session_child_gone session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
     session_end(s, why);

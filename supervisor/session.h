@@ -91,7 +91,10 @@ struct session {
 void session_module_init(struct front *f);
 void session_module_shutdown(struct front *f, const char *why);
 size_t session_count(void);
-/* Ends every session that has been idle (no client message, no open request) too long. */
+/* Requests in flight across all sessions (draining waits for 0). */
+size_t session_pending_total(void);
+/* Writes an SSE comment on every open standalone stream. */
+void session_keepalive(void);
 
 /* Looks a session up by id; NULL when unknown or ended. */
 struct session *session_find(const char *id);
