@@ -77,8 +77,21 @@ static void on_stdout(struct bufferevent *bev, void *arg)
             free(line);
             continue;
         }
+        if (memchr(line, '\r', len) != NULL) {
+            /* A stray CR would split an SSE data field: forward a re-serialised copy. */
+            char *clean = jsonrpc_print(msg);
+            if (clean == NULL) {
+                cJSON_Delete(msg);
+                free(line);
+                continue;
+            }
+            free(line);
+            line = clean;
+            len = strlen(clean);
+        }
+        /* The owner defers freeing c while a callback runs (session_end), so c stays valid. */
+        c->ops->message(c->owner, msg, kind, line, len);
         free(line);
-        c->ops->message(c->owner, msg, kind); /* may kill or free c: re-check below */
     }
 }
 

@@ -25,8 +25,9 @@ struct bufferevent;
 struct event;
 
 struct child_ops {
-    /* A well-formed message from the child; the callee takes ownership of msg. */
-    void (*message)(void *owner, cJSON *msg, enum jsonrpc_kind kind);
+    /* A well-formed message from the child; the callee takes ownership of msg; line/len are
+     * the bytes it was parsed from (borrowed for the call). */
+    void (*message)(void *owner, cJSON *msg, enum jsonrpc_kind kind, const char *line, size_t len);
     /* The child is gone (exited, or killed as misbehaving). Called at most once; the callee may
      * free the child from inside it. */
     void (*gone)(void *owner, const char *why);

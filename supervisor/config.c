@@ -1730,9 +1730,13 @@ static int load_manifests(struct ctx *c)
     size_t n = 0;
     int rc = -1;
 
-    if (c->src->list(c->src->ctx, cfg->manifests_dir, &names, &n) == -1)
+    if (c->src->list(c->src->ctx, cfg->manifests_dir, &names, &n) == -1) {
+        if (errno == E2BIG)
+            return fail(c, KEY(NULL, "manifests_dir"), "more than %d manifests",
+                        CONFIG_MAX_MANIFESTS);
         return fail(c, KEY(NULL, "manifests_dir"), "cannot list %s: %s", cfg->manifests_dir,
                     strerror(errno));
+    }
     if (n > CONFIG_MAX_MANIFESTS) {
         fail_msg(c, KEY(NULL, "manifests_dir"), "more than %d manifests", CONFIG_MAX_MANIFESTS);
         goto out;
@@ -1888,7 +1892,7 @@ struct config *config_load(const struct config_source *src, const char *path, ch
 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    if (path == NULL || path[0] == '\0') {
+    if (src == NULL || path == NULL || path[0] == '\0') {
         c.file = "(configuration)";
         fail_msg(&c, NULL, "no configuration file named");
         return NULL;
@@ -2158,7 +2162,8 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted names of the regular "*.json" files (symlinks followed) not starting with '.'. */
+/* Sorted names of the regular "*.json" files (symlinks followed) not starting with '.';
+ * E2BIG well before a hostile folder could exhaust memory. */
 static int fs_list(void *ctx, const char *dir, char ***names, size_t *n)
 {
     DIR *d;

@@ -209,7 +209,9 @@ const struct config_tool *config_tool_find(const struct config_manifest *m, cons
  * Bundle: every file config_load read for `cfg`, serialised so another process can re-run the
  * same validation without filesystem access. config_bundle_build returns a malloc'ed buffer.
  * config_bundle_source makes a source over a bundle (borrowed; free with
- * config_bundle_source_free).
+ * config_bundle_source_free). The source keeps its own copy of what it serves, so the bundle may
+ * be freed at once; *path_out (when path_out is not NULL) is the configuration's absolute path,
+ * malloc'ed (caller frees), to pass to config_load with that source.
  */
 char *config_bundle_build(const struct config_source *src, const char *path, size_t *len, char *err,
                           size_t errlen);

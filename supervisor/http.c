@@ -280,6 +280,23 @@ static struct session *call_session(struct call *c, const char *sid, bool legacy
     return s;
 }
 
+/* The body's bytes, to forward with only the id spliced in; NULL when they hold a line break,
+ * which must not reach a newline-delimited child (the message is then re-serialised). */
+static const char *body_text(struct call *c)
+{
+    struct evbuffer *body = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(body);
+    const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+    if (memchr(text, '\n', len) != NULL || memchr(text, '\r', len) != NULL)
+        return NULL;
+    return text;
+}
+
+static size_t body_len(struct call *c)
+{
+    return evbuffer_get_length(evhttp_request_get_input_buffer(c->req));
+}
+
 static cJSON *parse_body(struct call *c)
 {
     struct evbuffer *body = evhttp_request_get_input_buffer(c->req);
@@ -295,7 +312,8 @@ static cJSON *parse_body(struct call *c)
     return msg;
 }
 
-static void feed_messages(struct session *s, struct stream *st, cJSON *body)
+static void feed_messages(struct session *s, struct stream *st, cJSON *body, const char *text,
+                          size_t len)
 {
     cJSON *items = cJSON_IsArray(body) ? body : NULL;
     cJSON *msg = items != NULL ? items->child : body;
@@ -313,7 +331,8 @@ static void feed_messages(struct session *s, struct stream *st, cJSON *body)
             }
             cJSON_Delete(msg);
         } else {
-            session_client_message(s, msg, kind, st);
+            /* A batch element's own bytes are not known: it is re-serialised. */
+            session_client_message(s, msg, kind, st, items != NULL ? NULL : text, len);
         }
         msg = next;
     }
@@ -423,7 +442,7 @@ static void streamable_post(struct call *c)
     }
     st->batch = cJSON_IsArray(body);
     st->guard = true;
-    feed_messages(s, st, body);
+    feed_messages(s, st, body, body_text(c), body_len(c));
     stream_guard_release(st);
 }
 
@@ -550,7 +569,7 @@ static void legacy_post(struct call *c, const char *query)
     if (body == NULL)
         return;
     /* Answers travel on the session's SSE stream; the POST itself is only acknowledged. */
-    feed_messages(s, s->get_stream, body);
+    feed_messages(s, s->get_stream, body, body_text(c), body_len(c));
     evhttp_send_reply(c->req, 202, "Accepted", NULL);
 }
 

@@ -4,6 +4,7 @@
 #include "jsonrpc.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,4 +110,118 @@ char *jsonrpc_print(const cJSON *msg)
 {
     /* cJSON_PrintUnformatted uses the hooks' malloc, which is the libc malloc here. */
     return cJSON_PrintUnformatted(msg);
+}
+
+cJSON *jsonrpc_swap_id(cJSON *msg, cJSON *id)
+{
+    cJSON *old = cJSON_DetachItemFromObjectCaseSensitive(msg, "id");
+    if (id != NULL)
+        cJSON_AddItemToObject(msg, "id", id);
+    return old;
+}
+
+/* Skips one JSON value starting at text[i] (already known to be well-formed); returns the index
+ * just past it. */
+static size_t skip_value(const char *t, size_t len, size_t i)
+{
+    if (i >= len)
+        return len;
+    if (t[i] == '"') {
+        for (i++; i < len; i++) {
+            if (t[i] == '\\')
+                i++;
+            else if (t[i] == '"')
+                return i + 1;
+        }
+        return len;
+    }
+    if (t[i] == '{' || t[i] == '[') {
+        int depth = 0;
+        for (; i < len; i++) {
+            char c = t[i];
+            if (c == '"') {
+                i = skip_value(t, len, i) - 1;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if (c == '}' || c == ']') {
+                if (--depth == 0)
+                    return i + 1;
+            }
+        }
+        return len;
+    }
+    while (i < len && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' &&
+           t[i] != '\n' && t[i] != '\r')
+        i++;
+    return i;
+}
+
+static size_t skip_ws(const char *t, size_t len, size_t i)
+{
+    while (i < len && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r'))
+        i++;
+    return i;
+}
+
+int jsonrpc_id_span(const char *text, size_t len, size_t *start, size_t *end)
+{
+    size_t i = skip_ws(text, len, 0);
+    int found = 0;
+    if (i >= len || text[i] != '{')
+        return -1;
+    i++;
+    for (;;) {
+        i = skip_ws(text, len, i);
+        if (i >= len || text[i] == '}')
+            break;
+        if (text[i] != '"')
+            return -1;
+        size_t kstart = i;
+        i = skip_value(text, len, i);
+        bool is_id = i - kstart == 4 && memcmp(text + kstart, "\"id\"", 4) == 0;
+        /* An escaped key that decodes to "id" cannot be located safely: give up. */
+        if (!is_id && memchr(text + kstart, '\\', i - kstart) != NULL)
+            return -1;
+        i = skip_ws(text, len, i);
+        if (i >= len || text[i] != ':')
+            return -1;
+        i = skip_ws(text, len, i + 1);
+        size_t vstart = i;
+        i = skip_value(text, len, i);
+        if (is_id) {
+            if (found++)
+                return -1; /* duplicate keys: let the parser's view win */
+            *start = vstart;
+            *end = i;
+        }
+        i = skip_ws(text, len, i);
+        if (i < len && text[i] == ',')
+            i++;
+    }
+    return found == 1 ? 0 : -1;
+}
+
+char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, const char *ins,
+                     size_t inslen, size_t *outlen)
+{
+    size_t n = start + inslen + (len - end);
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, text, start);
+    memcpy(out + start, ins, inslen);
+    memcpy(out + start + inslen, text + end, len - end);
+    out[n] = '\0';
+    *outlen = n;
+    return out;
+}
+
+char *jsonrpc_id_text(const cJSON *id)
+{
+    if (cJSON_IsNumber(id)) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%.0f", id->valuedouble);
+        return strdup(buf);
+    }
+    return cJSON_PrintUnformatted(id);
 }

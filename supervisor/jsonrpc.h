@@ -36,6 +36,30 @@ char *jsonrpc_error_text(const cJSON *id, int code, const char *message, const c
 cJSON *jsonrpc_error_new(const cJSON *id, int code, const char *message, const char *type,
                          long retry_after_ms);
 
+/*
+ * Id rewriting: puts `id` (ownership passes to msg) in place of msg's "id" and returns the old
+ * one (owned by the caller; NULL if msg had none). The broker uses it both ways: client id →
+ * broker id towards the child, broker id → client id on the answer.
+ */
+cJSON *jsonrpc_swap_id(cJSON *msg, cJSON *id);
+
+/*
+ * Where the top-level "id" member's value lies in a message's text: [*start, *end). Lets the
+ * broker splice ids into the original bytes instead of re-serialising a whole message (faster,
+ * and lossless: cJSON prints some large integers inexactly). Returns -1 when the text has no
+ * plainly written top-level "id" key, or more than one: callers then fall back to printing.
+ * The text must already have parsed as a JSON object.
+ */
+int jsonrpc_id_span(const char *text, size_t len, size_t *start, size_t *end);
+
+/* text[0:start] + ins + text[end:len], malloc'ed and NUL-terminated; *outlen its length. */
+char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, const char *ins,
+                     size_t inslen, size_t *outlen);
+
+/* A canonical text for an id (strings as JSON strings, integers without exponent), for
+ * comparing ids and writing them back. malloc'ed; NULL on allocation failure. */
+char *jsonrpc_id_text(const cJSON *id);
+
 /* Prints unformatted; malloc'ed, free with free(). */
 char *jsonrpc_print(const cJSON *msg);
 

@@ -32,8 +32,15 @@
 
 struct srvreq {
     uint64_t id;     /* the id the client sees */
-    cJSON *child_id; /* the id the child used */
+    cJSON *child_id; /* the id the child used, as a raw item of its original bytes */
 };
+
+static void srvreq_free(void *v)
+{
+    struct srvreq *r = v;
+    cJSON_Delete(r->child_id);
+    free(r);
+}
 
 static TAILQ_HEAD(, session) all_sessions = TAILQ_HEAD_INITIALIZER(all_sessions);
 static struct idmap by_key; /* first 64 bits of the id → session */
@@ -169,12 +176,10 @@ void stream_detach(struct stream *st)
             evhttp_request_free(st->req);
         st->req = NULL;
     }
-    /* A standalone stream lives only while a client listens; the legacy stream IS the session. */
-    if (st->kind == STREAM_LEGACY) {
+    /* The legacy stream IS the session. A GET stream stays, detached, collecting events for a
+     * resumption (Last-Event-ID) or the next GET; a POST stream keeps its requests running. */
+    if (st->kind == STREAM_LEGACY)
         session_end(st->s, "client closed the SSE stream");
-    } else if (st->kind == STREAM_GET && st->waiting == 0) {
-        stream_free(st);
-    }
 }
 
 static void stream_write_event(struct stream *st, uint64_t seq, const char *text, size_t len)
@@ -342,6 +347,7 @@ static void pending_free(struct pending *p)
     if (p->timer != NULL)
         event_free(p->timer);
     cJSON_Delete(p->client_id);
+    free(p->client_key);
     free(p->progress_token);
     free(p);
 }
@@ -401,53 +407,94 @@ static void on_pending_timeout(evutil_socket_t fd, short what, void *arg)
         session_end(s, "initialize timed out");
 }
 
-static struct pending *pending_by_client_id(struct session *s, const cJSON *id)
+/* The original bytes of msg's id (from its text when known) as a raw item, so the id goes back
+ * to its sender exactly as it came. */
+static cJSON *id_raw(const cJSON *msg, const char *text, size_t len)
 {
-    struct pending *p;
-    TAILQ_FOREACH(p, &s->pendings, link)
-    {
-        if (cJSON_Compare(p->client_id, id, 1))
-            return p;
-    }
-    return NULL;
+    size_t a, b;
+    char *t;
+    if (text != NULL && jsonrpc_id_span(text, len, &a, &b) == 0)
+        t = strndup(text + a, b - a);
+    else
+        t = jsonrpc_id_text(cJSON_GetObjectItemCaseSensitive(msg, "id"));
+    cJSON *raw = t != NULL ? cJSON_CreateRaw(t) : NULL;
+    free(t);
+    return raw;
 }
 
-static int client_request(struct session *s, cJSON *msg, struct stream *st)
+/* msg's text with its id value replaced by `id` (JSON text): spliced into the original bytes
+ * when they are known, printed otherwise. malloc'ed; *outlen its length. */
+static char *with_id(cJSON *msg, const char *text, size_t len, const char *id, size_t *outlen)
+{
+    size_t a, b;
+    if (text != NULL && jsonrpc_id_span(text, len, &a, &b) == 0)
+        return jsonrpc_splice(text, len, a, b, id, strlen(id), outlen);
+    cJSON *raw = cJSON_CreateRaw(id);
+    if (raw == NULL)
+        return NULL;
+    cJSON_Delete(jsonrpc_swap_id(msg, raw));
+    char *out = jsonrpc_print(msg);
+    if (out != NULL)
+        *outlen = strlen(out);
+    return out;
+}
+
+static struct pending *pending_by_client_key(struct session *s, const cJSON *id)
+{
+    char *key = jsonrpc_id_text(id);
+    struct pending *p, *found = NULL;
+    TAILQ_FOREACH(p, &s->pendings, link)
+    {
+        if (key != NULL && strcmp(p->client_key, key) == 0) {
+            found = p;
+            break;
+        }
+    }
+    free(key);
+    return found;
+}
+
+/* Refuses one request of a body at once, on its stream. */
+static int refuse(struct stream *st, cJSON *id, int code, const char *message, const char *type,
+                  long retry_after_ms)
+{
+    char *e = jsonrpc_error_text(id, code, message, type, retry_after_ms);
+    stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
+    free(e);
+    return -1;
+}
+
+static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
+                          size_t len)
 {
     const struct config_limits *lim = &s->f->cfg->limits;
     const char *method = jsonrpc_method(msg);
-    cJSON *id = cJSON_DetachItemFromObjectCaseSensitive(msg, "id");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     struct pending *p = NULL;
-    char *text = NULL;
+    int rc = -1;
 
     st->waiting++;
-    if (pending_by_client_id(s, id) != NULL) {
-        char *e = jsonrpc_error_text(id, ERR_INVALID_REQUEST,
-                                     "a request with this id is already in progress", NULL, -1);
-        cJSON_Delete(id);
-        cJSON_Delete(msg);
-        stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
-        free(e);
-        return -1;
+    if (pending_by_client_key(s, id) != NULL) {
+        rc = refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
+                    "a request with this id is already in progress", NULL, -1);
+        goto out;
     }
     if (s->npending >= lim->max_pending_per_session) {
-        char *e = jsonrpc_error_text(id, ERR_QUOTA_EXCEEDED,
-                                     "too many requests in progress on this session "
-                                     "(limits.max_pending_per_session)",
-                                     "quota_exceeded", 1000);
-        cJSON_Delete(id);
-        cJSON_Delete(msg);
-        stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
-        free(e);
-        return -1;
+        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
+                    "too many requests in progress on this session "
+                    "(limits.max_pending_per_session)",
+                    "quota_exceeded", 1000);
+        goto out;
     }
     p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        goto oom;
+    if (p == NULL) {
+        rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+        goto out;
+    }
     p->s = s;
     p->st = st;
-    p->client_id = id;
-    id = NULL;
+    p->client_id = id_raw(msg, text, len);
+    p->client_key = jsonrpc_id_text(id);
     p->bid = ++s->f->next_bid;
     p->initialize = method != NULL && strcmp(method, "initialize") == 0;
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
@@ -456,29 +503,31 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st)
     if (tok != NULL && (cJSON_IsString(tok) || cJSON_IsNumber(tok)))
         p->progress_token = jsonrpc_print(tok);
     p->timer = evtimer_new(s->f->base, on_pending_timeout, p);
-    if (p->timer == NULL || idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
+    if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL ||
+        idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
         if (p->timer != NULL)
             event_free(p->timer);
         cJSON_Delete(p->client_id);
+        free(p->client_key);
         free(p->progress_token);
         free(p);
-        p = NULL;
-        goto oom;
+        rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+        goto out;
     }
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
     s->npending++;
     npending_total++;
 
-    cJSON_AddItemToObject(msg, "id", cJSON_CreateNumber((double)p->bid));
-    text = jsonrpc_print(msg);
-    cJSON_Delete(msg);
-    msg = NULL;
-    if (text == NULL) {
+    char bid[24];
+    size_t outlen = 0;
+    snprintf(bid, sizeof(bid), "%" PRIu64, p->bid);
+    char *out = with_id(msg, text, len, bid, &outlen);
+    if (out == NULL) {
         pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
-        return -1;
+        goto out;
     }
-    if (send_to_child(s, text, strlen(text)) == -1) {
-        free(text);
+    if (send_to_child(s, out, outlen) == -1) {
+        free(out);
         if (s->child == NULL && s->spawn == NULL)
             pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running",
                          "server_unavailable", -1);
@@ -487,28 +536,26 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st)
                          "the server is not reading its input fast enough "
                          "(limits.max_child_write_bytes)",
                          "quota_exceeded", 1000);
-        return -1;
+        goto out;
     }
-    free(text);
+    free(out);
     uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(p->timer, &tv);
-    return 0;
-oom : {
-    char *e = jsonrpc_error_text(id, ERR_INTERNAL, "out of memory", NULL, -1);
-    cJSON_Delete(id);
+    rc = 0;
+out:
     cJSON_Delete(msg);
-    stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
-    free(e);
-    return -1;
-}
+    return rc;
 }
 
-int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st)
+int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
+                           const char *text, size_t len)
 {
+    char *out = NULL;
+    size_t outlen = 0;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
-        return client_request(s, msg, st);
+        return client_request(s, msg, st, text, len);
 
     if (kind == JSONRPC_RESPONSE) {
         /* The client answers a request the child made: give the child its own id back. */
@@ -521,14 +568,15 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             cJSON_Delete(msg);
             return 0;
         }
-        cJSON_ReplaceItemInObjectCaseSensitive(msg, "id", r->child_id);
-        free(r);
+        out = with_id(msg, text, len, r->child_id->valuestring, &outlen);
+        srvreq_free(r);
     } else if (kind == JSONRPC_NOTIFICATION) {
         const char *method = jsonrpc_method(msg);
         if (method != NULL && strcmp(method, "notifications/cancelled") == 0) {
+            /* Rare: re-serialised, since the id to rewrite is nested in params. */
             cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
             cJSON *rid = cJSON_GetObjectItemCaseSensitive(params, "requestId");
-            struct pending *p = rid != NULL ? pending_by_client_id(s, rid) : NULL;
+            struct pending *p = rid != NULL ? pending_by_client_key(s, rid) : NULL;
             if (p == NULL) {
                 cJSON_Delete(msg); /* nothing of ours to cancel */
                 return 0;
@@ -536,15 +584,22 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             cJSON_ReplaceItemInObjectCaseSensitive(params, "requestId",
                                                    cJSON_CreateNumber((double)p->bid));
             pending_fail(p, ERR_CANCELLED, "request cancelled by the client", NULL, -1);
+            text = NULL;
+        }
+        if (text != NULL) {
+            out = strndup(text, len);
+            outlen = len;
+        } else {
+            out = jsonrpc_print(msg);
+            outlen = out != NULL ? strlen(out) : 0;
         }
     }
-    char *text = jsonrpc_print(msg);
     cJSON_Delete(msg);
-    if (text == NULL)
+    if (out == NULL)
         return -1;
-    if (send_to_child(s, text, strlen(text)) == -1)
+    if (send_to_child(s, out, outlen) == -1)
         log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
-    free(text);
+    free(out);
     return 0;
 }
 
@@ -565,7 +620,7 @@ static bool version_supported(const char *v)
     return false;
 }
 
-static void child_response(struct session *s, cJSON *msg)
+static void child_response(struct session *s, cJSON *msg, const char *line, size_t len)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     struct pending *p = NULL;
@@ -597,27 +652,30 @@ static void child_response(struct session *s, cJSON *msg)
                      s->m->name, s->t->name, s->principal->user, s->proto);
         }
     }
-    cJSON_ReplaceItemInObjectCaseSensitive(msg, "id", p->client_id);
-    p->client_id = NULL;
     struct stream *st = p->st;
     bool failed_init = p->initialize && !s->ready;
-    char *text = jsonrpc_print(msg);
+    size_t outlen = 0;
+    char *text = with_id(msg, line, len, p->client_id->valuestring, &outlen);
     cJSON_Delete(msg);
     pending_free(p);
     if (text != NULL) {
-        stream_deliver(st, text, strlen(text), true);
+        stream_deliver(st, text, outlen, true);
         free(text);
     }
     if (failed_init)
         session_end(s, "initialize failed");
 }
 
-static void child_request_to_client(struct session *s, cJSON *msg)
+static void child_request_to_client(struct session *s, cJSON *msg, const char *line, size_t len)
 {
     struct stream *st = newest_pending_stream(s);
     if (st == NULL)
         st = s->get_stream;
-    cJSON *child_id = cJSON_DetachItemFromObjectCaseSensitive(msg, "id");
+    cJSON *child_id = id_raw(msg, line, len);
+    if (child_id == NULL) {
+        cJSON_Delete(msg);
+        return;
+    }
     if (st == NULL || s->srvreqs.len >= s->f->cfg->limits.max_pending_per_session) {
         char *e = jsonrpc_error_text(child_id, ERR_INTERNAL,
                                      st == NULL ? "no client stream is open to carry this request"
@@ -645,16 +703,18 @@ static void child_request_to_client(struct session *s, cJSON *msg)
         cJSON_Delete(msg);
         return;
     }
-    cJSON_AddItemToObject(msg, "id", cJSON_CreateNumber((double)r->id));
-    char *text = jsonrpc_print(msg);
+    char rid[24];
+    size_t outlen = 0;
+    snprintf(rid, sizeof(rid), "%" PRIu64, r->id);
+    char *text = with_id(msg, line, len, rid, &outlen);
     cJSON_Delete(msg);
     if (text != NULL) {
-        stream_deliver(st, text, strlen(text), false);
+        stream_deliver(st, text, outlen, false);
         free(text);
     }
 }
 
-static void child_notification(struct session *s, cJSON *msg)
+static void child_notification(struct session *s, cJSON *msg, const char *line, size_t len)
 {
     const char *method = jsonrpc_method(msg);
     struct stream *st = NULL;
@@ -682,15 +742,12 @@ static void child_notification(struct session *s, cJSON *msg)
         cJSON_Delete(msg);
         return;
     }
-    char *text = jsonrpc_print(msg);
     cJSON_Delete(msg);
-    if (text != NULL) {
-        stream_deliver(st, text, strlen(text), false);
-        free(text);
-    }
+    stream_deliver(st, line, len, false); /* forwarded as the child wrote it */
 }
 
-static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind)
+static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind, const char *line,
+                             size_t len)
 {
     struct session *s = owner;
     if (s->closing) {
@@ -698,11 +755,11 @@ static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind)
         return;
     }
     if (kind == JSONRPC_RESPONSE)
-        child_response(s, msg);
+        child_response(s, msg, line, len);
     else if (kind == JSONRPC_REQUEST)
-        child_request_to_client(s, msg);
+        child_request_to_client(s, msg, line, len);
     else
-        child_notification(s, msg);
+        child_notification(s, msg, line, len);
 }
 
 static void on_child_gone(void *owner, const char *why)
@@ -798,13 +855,6 @@ fail:
     sse_ring_free(&s->replay);
     free(s);
     return NULL;
-}
-
-static void srvreq_free(void *v)
-{
-    struct srvreq *r = v;
-    cJSON_Delete(r->child_id);
-    free(r);
 }
 
 static void session_release(evutil_socket_t fd, short what, void *arg)

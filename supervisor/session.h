@@ -53,7 +53,8 @@ struct pending {
     struct session *s;
     struct stream *st;
     uint64_t bid;         /* the broker id the child sees */
-    cJSON *client_id;     /* the caller's id, restored on the answer */
+    cJSON *client_id;     /* the caller's id: a raw item of its original bytes */
+    char *client_key;     /* canonical text of that id, for lookups */
     char *progress_token; /* printed JSON of params._meta.progressToken, or NULL */
     struct event *timer;
     bool initialize;
@@ -118,11 +119,13 @@ int session_resume(struct session *s, struct evhttp_request *req, uint64_t strea
 void stream_detach(struct stream *st);
 
 /*
- * Client → child. msg is owned by the callee in every case. For a request, st receives the
- * answer (and related messages). Returns 0, or -1 after having answered the request itself with
- * a typed error (back-pressure, limits) on st.
+ * Client → child. msg is owned by the callee in every case; text/len are its original bytes
+ * (NULL when unknown, e.g. an element of a batch), forwarded with only the id spliced in. For a
+ * request, st receives the answer (and related messages). Returns 0, or -1 after having answered
+ * the request itself with a typed error (back-pressure, limits) on st.
  */
-int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st);
+int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
+                           const char *text, size_t len);
 /* Marks activity (postpones idle expiry). */
 void session_touch(struct session *s);
 /* Answers on the stream at once (a refusal of one message of a body). */
