@@ -3,6 +3,7 @@
  */
 #include "sse.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,11 +48,12 @@ int sse_parse_id(const char *id, uint64_t *stream, uint64_t *seq)
     char *end;
     if (id == NULL || id[0] < '0' || id[0] > '9')
         return -1;
+    errno = 0;
     unsigned long long a = strtoull(id, &end, 10);
-    if (*end != '-' || end[1] < '0' || end[1] > '9')
+    if (errno != 0 || *end != '-' || end[1] < '0' || end[1] > '9')
         return -1;
     unsigned long long b = strtoull(end + 1, &end, 10);
-    if (*end != '\0')
+    if (errno != 0 || *end != '\0')
         return -1;
     *stream = a;
     *seq = b;
@@ -61,6 +63,7 @@ int sse_parse_id(const char *id, uint64_t *stream, uint64_t *seq)
 int sse_ring_init(struct sse_ring *r, size_t cap, size_t max_bytes)
 {
     memset(r, 0, sizeof(*r));
+    idmap_init(&r->evicted);
     if (cap == 0)
         return 0;
     r->ev = calloc(cap, sizeof(*r->ev));
@@ -74,6 +77,18 @@ int sse_ring_init(struct sse_ring *r, size_t cap, size_t max_bytes)
 static void ring_pop(struct sse_ring *r)
 {
     struct sse_event *e = &r->ev[r->head];
+    /* Remember what was lost, so a resumption can tell a gap from a stream that is complete. */
+    if (!r->evicted_overflow) {
+        uintptr_t prev = (uintptr_t)idmap_get(&r->evicted, e->stream);
+        if (prev == 0 && r->evicted.len >= SSE_RING_EVICTED_MAX) {
+            r->evicted_overflow = true;
+            idmap_free(&r->evicted);
+        } else if ((uint64_t)prev < e->seq + 1 &&
+                   idmap_put(&r->evicted, e->stream, (void *)(uintptr_t)(e->seq + 1)) == -1) {
+            r->evicted_overflow = true;
+            idmap_free(&r->evicted);
+        }
+    }
     r->bytes -= e->len;
     free(e->data);
     e->data = NULL;
@@ -86,6 +101,7 @@ void sse_ring_free(struct sse_ring *r)
     while (r->count > 0)
         ring_pop(r);
     free(r->ev);
+    idmap_free(&r->evicted);
     memset(r, 0, sizeof(*r));
 }
 
@@ -113,8 +129,9 @@ int sse_ring_push(struct sse_ring *r, uint64_t stream, uint64_t seq, const char 
 int sse_ring_replay(const struct sse_ring *r, uint64_t stream, uint64_t after,
                     void (*fn)(void *arg, const struct sse_event *ev), void *arg)
 {
+    uint64_t lost = (uint64_t)(uintptr_t)idmap_get(&r->evicted, stream); /* 1 + max seq lost */
+    int rc = (lost > after + 1 || (r->evicted_overflow && r->count == r->cap)) ? -1 : 0;
     uint64_t expect = after + 1;
-    int rc = 0;
     int first = 1;
     for (size_t i = 0; i < r->count; i++) {
         const struct sse_event *e = &r->ev[(r->head + i) % r->cap];

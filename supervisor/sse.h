@@ -8,8 +8,11 @@
 #ifndef MCPVISOR_SSE_H
 #define MCPVISOR_SSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "idmap.h"
 
 struct evbuffer;
 
@@ -28,10 +31,14 @@ struct sse_event {
     size_t len;
 };
 
+#define SSE_RING_EVICTED_MAX 4096 /* streams whose evictions are remembered exactly */
+
 struct sse_ring {
     struct sse_event *ev;
-    size_t cap;       /* max events kept */
-    size_t max_bytes; /* max data bytes kept */
+    struct idmap evicted;  /* stream → 1 + highest seq evicted (values are integers) */
+    bool evicted_overflow; /* too many streams to remember: assume every gap */
+    size_t cap;            /* max events kept */
+    size_t max_bytes;      /* max data bytes kept */
     size_t head, count, bytes;
 };
 
