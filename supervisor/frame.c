@@ -18,8 +18,14 @@ enum frame_result frame_next(struct evbuffer *in, size_t max, char **line, size_
             return FRAME_NONE;
         }
         size_t n = (size_t)p.pos;
-        if (n > max)
-            return FRAME_OVERSIZE;
+        if (n > max) {
+            /* max counts the line without its terminator, CRLF included */
+            char last = 0;
+            struct evbuffer_ptr q;
+            if (n != max + 1 || evbuffer_ptr_set(in, &q, n - 1, EVBUFFER_PTR_SET) == -1 ||
+                evbuffer_copyout_from(in, &q, &last, 1) != 1 || last != '\r')
+                return FRAME_OVERSIZE;
+        }
         if (n == 0 || (n == 1 && *(char *)evbuffer_pullup(in, 1) == '\r')) {
             evbuffer_drain(in, n + eol_len);
             continue;

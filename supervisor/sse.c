@@ -74,21 +74,25 @@ int sse_ring_init(struct sse_ring *r, size_t cap, size_t max_bytes)
     return 0;
 }
 
+/* Remembers that event (stream, seq) is lost, so a resumption can tell a gap from a stream
+ * that is complete. */
+static void ring_lost(struct sse_ring *r, uint64_t stream, uint64_t seq)
+{
+    if (r->evicted_overflow)
+        return;
+    uintptr_t prev = (uintptr_t)idmap_get(&r->evicted, stream);
+    if ((prev == 0 && r->evicted.len >= SSE_RING_EVICTED_MAX) ||
+        ((uint64_t)prev < seq + 1 &&
+         idmap_put(&r->evicted, stream, (void *)(uintptr_t)(seq + 1)) == -1)) {
+        r->evicted_overflow = true;
+        idmap_free(&r->evicted);
+    }
+}
+
 static void ring_pop(struct sse_ring *r)
 {
     struct sse_event *e = &r->ev[r->head];
-    /* Remember what was lost, so a resumption can tell a gap from a stream that is complete. */
-    if (!r->evicted_overflow) {
-        uintptr_t prev = (uintptr_t)idmap_get(&r->evicted, e->stream);
-        if (prev == 0 && r->evicted.len >= SSE_RING_EVICTED_MAX) {
-            r->evicted_overflow = true;
-            idmap_free(&r->evicted);
-        } else if ((uint64_t)prev < e->seq + 1 &&
-                   idmap_put(&r->evicted, e->stream, (void *)(uintptr_t)(e->seq + 1)) == -1) {
-            r->evicted_overflow = true;
-            idmap_free(&r->evicted);
-        }
-    }
+    ring_lost(r, e->stream, e->seq);
     r->bytes -= e->len;
     free(e->data);
     e->data = NULL;
@@ -107,8 +111,12 @@ void sse_ring_free(struct sse_ring *r)
 
 int sse_ring_push(struct sse_ring *r, uint64_t stream, uint64_t seq, const char *data, size_t len)
 {
-    if (r->cap == 0 || len > r->max_bytes)
+    if (r->cap == 0)
         return 0;
+    if (len > r->max_bytes) {
+        ring_lost(r, stream, seq); /* too big to keep: a resumption must learn it is gone */
+        return 0;
+    }
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return -1;
@@ -130,7 +138,7 @@ int sse_ring_replay(const struct sse_ring *r, uint64_t stream, uint64_t after,
                     void (*fn)(void *arg, const struct sse_event *ev), void *arg)
 {
     uint64_t lost = (uint64_t)(uintptr_t)idmap_get(&r->evicted, stream); /* 1 + max seq lost */
-    int rc = (lost > after + 1 || (r->evicted_overflow && r->count == r->cap)) ? -1 : 0;
+    int rc = lost > after + 1 ? -1 : 0;
     uint64_t expect = after + 1;
     int first = 1;
     for (size_t i = 0; i < r->count; i++) {
@@ -142,5 +150,8 @@ int sse_ring_replay(const struct sse_ring *r, uint64_t stream, uint64_t after,
         first = 0;
         fn(arg, e);
     }
+    /* Past the remembered streams, losses are unknown: only an unbroken run proves none. */
+    if (r->evicted_overflow && first)
+        rc = -1;
     return rc;
 }
