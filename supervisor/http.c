@@ -198,12 +198,30 @@ static bool host_allowed(const struct config *cfg, const char *hosthdr)
     return false;
 }
 
-static bool origin_allowed(const struct config *cfg, const char *origin)
+/* Browsers send Origin; a page from another origin must be listed in allowed_origins. A
+ * same-origin request (Origin names the very host the request was sent to, which has passed
+ * host_allowed) and the public URL's own origin need no listing. */
+static bool origin_allowed(const struct config *cfg, const char *origin, const char *host)
 {
     if (origin == NULL)
         return true; /* not a browser: nothing to protect against here */
     for (size_t i = 0; i < cfg->nallowed_origins; i++) {
         if (strcasecmp(origin, cfg->allowed_origins[i]) == 0)
+            return true;
+    }
+    if (cfg->public_url != NULL) {
+        const char *p = strstr(cfg->public_url, "://");
+        size_t n = p != NULL ? (size_t)(p + 3 - cfg->public_url) + strcspn(p + 3, "/?#") : 0;
+        if (n > 0 && strlen(origin) == n && strncasecmp(origin, cfg->public_url, n) == 0)
+            return true;
+    }
+    if (host != NULL) {
+        const char *rest = NULL;
+        if (strncasecmp(origin, "http://", 7) == 0)
+            rest = origin + 7;
+        else if (strncasecmp(origin, "https://", 8) == 0)
+            rest = origin + 8;
+        if (rest != NULL && strcasecmp(rest, host) == 0)
             return true;
     }
     return false;
@@ -624,7 +642,7 @@ void http_handle(struct evhttp_request *req, void *arg)
                          "Forbidden: Host is not this server (add it to allowed_hosts)");
         return;
     }
-    if (!origin_allowed(cfg, evhttp_find_header(in, "Origin"))) {
+    if (!origin_allowed(cfg, evhttp_find_header(in, "Origin"), evhttp_find_header(in, "Host"))) {
         http_reply_error(req, 403, ERR_INVALID_REQUEST,
                          "Forbidden: Origin is not in allowed_origins");
         return;

