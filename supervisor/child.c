@@ -95,6 +95,21 @@ static void on_stdout(struct bufferevent *bev, void *arg)
     }
 }
 
+static void stderr_report_suppressed(struct child *c)
+{
+    if (c->suppressed == 0)
+        return;
+    log_warn("child_stderr_suppressed server=%s tenant=%s pid=%d lines=%llu "
+             "limit=stderr_lines_per_s",
+             c->server, c->tenant, (int)c->pid, (unsigned long long)c->suppressed);
+    c->suppressed = 0;
+}
+
+static void on_stderr_timer(evutil_socket_t fd, short what, void *arg)
+{
+    stderr_report_suppressed(arg);
+}
+
 static void stderr_line(struct child *c, const char *line, size_t len)
 {
     uint64_t now = now_ms();
@@ -104,16 +119,15 @@ static void stderr_line(struct child *c, const char *line, size_t len)
         c->tokens = CHILD_STDERR_BURST;
     c->last_refill_ms = now;
     if (c->tokens < 1.0) {
-        c->suppressed++;
+        if (c->suppressed++ == 0) {
+            struct timeval tv = {1, 0};
+            evtimer_add(c->stderr_timer, &tv);
+        }
         return;
     }
     c->tokens -= 1.0;
     char q[CHILD_STDERR_LINE_MAX + 64];
-    if (c->suppressed > 0) {
-        log_warn("child_stderr_suppressed server=%s tenant=%s pid=%d lines=%llu", c->server,
-                 c->tenant, (int)c->pid, (unsigned long long)c->suppressed);
-        c->suppressed = 0;
-    }
+    stderr_report_suppressed(c);
     log_info("child_stderr server=%s tenant=%s pid=%d line=%s", c->server, c->tenant, (int)c->pid,
              log_quote(q, sizeof(q), line, len));
 }
@@ -170,7 +184,8 @@ struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char
     c->in = bufferevent_socket_new(f->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
     c->out = bufferevent_socket_new(f->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
     c->err = bufferevent_socket_new(f->base, fds[2], BEV_OPT_CLOSE_ON_FREE);
-    if (c->in == NULL || c->out == NULL || c->err == NULL)
+    c->stderr_timer = evtimer_new(f->base, on_stderr_timer, c);
+    if (c->in == NULL || c->out == NULL || c->err == NULL || c->stderr_timer == NULL)
         goto fail;
     bufferevent_setcb(c->in, NULL, NULL, on_event, c);
     bufferevent_setcb(c->out, on_stdout, NULL, on_event, c);
@@ -198,6 +213,8 @@ fail:
             bufferevent_free(c->err);
         else
             close(fds[2]);
+        if (c->stderr_timer != NULL)
+            event_free(c->stderr_timer);
         free(c);
     } else {
         close(fds[0]);
@@ -240,6 +257,8 @@ void child_free(struct child *c)
         idmap_del(&c->f->children, (uint64_t)c->pid);
         front_kill(c->f, c->pid); /* harmless if it already exited: the spawner checks */
     }
+    stderr_report_suppressed(c);
+    event_free(c->stderr_timer);
     bufferevent_free(c->in);
     bufferevent_free(c->out);
     bufferevent_free(c->err);

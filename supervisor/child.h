@@ -46,6 +46,7 @@ struct child {
     double tokens;
     uint64_t last_refill_ms;
     uint64_t suppressed;
+    struct event *stderr_timer; /* reports suppressed lines even if the child goes quiet */
 };
 
 /* Takes ownership of fds[0..2] (stdin, stdout, stderr). NULL on failure (fds closed). */

@@ -550,6 +550,17 @@ static int load_json(struct ctx *c, const char *path, cJSON **out)
     if (*out == NULL) {
         size_t off = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
 
+        /* Where an object key was expected (",," or ",}" or "{,"), cJSON points one past the
+         * offending character: step back onto it. */
+        if (off >= 2 && buf[off - 1] != '"' && buf[off - 1] != ' ' && buf[off - 1] != '\t' &&
+            buf[off - 1] != '\n' && buf[off - 1] != '\r') {
+            size_t k = off - 1;
+            while (k > 0 && (buf[k - 1] == ' ' || buf[k - 1] == '\t' || buf[k - 1] == '\n' ||
+                             buf[k - 1] == '\r'))
+                k--;
+            if (k > 0 && (buf[k - 1] == ',' || buf[k - 1] == '{'))
+                off--;
+        }
         fail_at_offset(c, buf, off, "invalid JSON");
         goto out;
     }

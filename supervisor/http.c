@@ -32,7 +32,10 @@
 #define HTTP_STREAM_TIMEOUT_S (24 * 3600) /* SSE connections: liveness comes from writes */
 #define MODERN_VERSION_KEY    "io.modelcontextprotocol/protocolVersion"
 
-static const char *const streamable_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26"};
+/* 2024-11-05 predates Streamable HTTP, but a child that only speaks it still serves a client
+ * that asked for a newer revision: its sessions carry that version in the header. */
+static const char *const streamable_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
+                                                  "2024-11-05"};
 
 struct http_listener {
     struct front *f;
@@ -285,6 +288,16 @@ struct call {
     const struct config_tenant *t;
 };
 
+/* While draining, no new session starts (requests in flight and answers to them still run). */
+static bool refuse_if_draining(struct call *c)
+{
+    if (!c->f->draining)
+        return false;
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "1");
+    http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "draining: the server is stopping");
+    return true;
+}
+
 /* Finds the caller's session: NULL after answering 400/404. */
 static struct session *call_session(struct call *c, const char *sid, bool legacy)
 {
@@ -417,6 +430,10 @@ static void streamable_post(struct call *c)
                              "initialize request)");
             return;
         }
+        if (refuse_if_draining(c)) {
+            cJSON_Delete(body);
+            return;
+        }
         if (session_count() >= c->f->cfg->limits.max_sessions) {
             cJSON_Delete(body);
             evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
@@ -530,6 +547,8 @@ static void legacy_sse(struct call *c)
                          "Not Acceptable: Accept must list text/event-stream");
         return;
     }
+    if (refuse_if_draining(c))
+        return;
     if (session_count() >= c->f->cfg->limits.max_sessions) {
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
         http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
@@ -650,11 +669,6 @@ void http_handle(struct evhttp_request *req, void *arg)
     if (strcmp(path, "/healthz") == 0) {
         const char ok[] = "{\"status\":\"ok\"}";
         http_reply_json(req, 200, ok, sizeof(ok) - 1, NULL);
-        return;
-    }
-    if (f->draining) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE, "draining: the server is stopping");
         return;
     }
     if (l->admin || strncmp(path, "/servers/", 9) != 0) {

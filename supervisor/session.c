@@ -474,6 +474,12 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     int rc = -1;
 
     st->waiting++;
+    if (s->f->draining) {
+        rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
+                    "draining: the server is stopping; retry on a new session",
+                    "server_unavailable", 1000);
+        goto out;
+    }
     if (pending_by_client_key(s, id) != NULL) {
         rc = refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
                     "a request with this id is already in progress", NULL, -1);
