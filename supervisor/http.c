@@ -190,7 +190,9 @@ static bool host_allowed(const struct config *cfg, const char *hosthdr)
             return true;
     }
     for (size_t i = 0; i < cfg->nallowed_hosts; i++) {
-        if (host_matches(hosthdr, hlen, cfg->allowed_hosts[i]))
+        /* an entry with a port matches that host and port only */
+        if (host_matches(hosthdr, hlen, cfg->allowed_hosts[i]) ||
+            strcasecmp(hosthdr, cfg->allowed_hosts[i]) == 0)
             return true;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
