@@ -12,6 +12,7 @@
  * Never logs, never exits: the caller decides what an invalid configuration means.
  */
 #include "config.h"
+#include "jose.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -1837,6 +1838,54 @@ static int check_key_duplicates(struct ctx *c)
     return fail(c, KEY(IDX(KEY(NULL, "keys"), dup), "sha256"), "same key as /keys/%zu", first);
 }
 
+/* Reads a non-JSON file named by the configuration (PEM, JWKS) whole, through the source, so
+ * the unprivileged front gets it in the bundle and `mcpvisor check` reports it unreadable. */
+static int read_blob(struct ctx *c, const char *path, const struct loc *at, char **out)
+{
+    size_t len = 0;
+    if (c->src->read(c->src->ctx, path, out, &len) == -1) {
+        int e = errno;
+        c->file = c->main_file;
+        return fail(c, at, "cannot read %s: %s", display_name(c->cfg, path),
+                    e == EFBIG ? "larger than the configuration file limit" : strerror(e));
+    }
+    if (memchr(*out, '\0', len) != NULL) {
+        c->file = c->main_file;
+        return fail(c, at, "%s: contains a NUL byte", display_name(c->cfg, path));
+    }
+    return 0;
+}
+
+static int load_blobs(struct ctx *c)
+{
+    struct config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct config_listener *l = &cfg->listeners[i];
+        if (l->tls_cert == NULL)
+            continue;
+        const struct loc *tat = KEY(KEY(IDX(KEY(NULL, "listen"), i), "tls"), "cert");
+        if (read_blob(c, l->tls_cert, tat, &l->tls_cert_pem) == -1)
+            return -1;
+        tat = KEY(KEY(IDX(KEY(NULL, "listen"), i), "tls"), "key");
+        if (read_blob(c, l->tls_key, tat, &l->tls_key_pem) == -1)
+            return -1;
+    }
+    if (cfg->jwt_jwks_file != NULL) {
+        const struct loc *at = KEY(KEY(KEY(NULL, "auth"), "jwt"), "jwks_file");
+        if (read_blob(c, cfg->jwt_jwks_file, at, &cfg->jwt_jwks_text) == -1)
+            return -1;
+        struct jose_keyset ks;
+        char why[256];
+        if (jose_jwks_parse(cfg->jwt_jwks_text, strlen(cfg->jwt_jwks_text), &ks, why,
+                            sizeof(why)) == -1) {
+            c->file = c->main_file;
+            return fail(c, at, "%s: %s", display_name(cfg, cfg->jwt_jwks_file), why);
+        }
+        jose_keyset_free(&ks);
+    }
+    return 0;
+}
+
 static int load_api_keys(struct ctx *c)
 {
     static const char *const keys[] = {"keys", NULL};
@@ -1938,7 +1987,8 @@ struct config *config_load(const struct config_source *src, const char *path, ch
     }
     /* Order: the whole of mcpvisor.json, then the manifests, then what needs both, then keys. */
     if (load_json(&c, cfg->path, &root) == -1 || parse_main(&c, root) == -1 ||
-        load_manifests(&c) == -1 || check_tenant_servers(&c) == -1 || load_api_keys(&c) == -1)
+        load_manifests(&c) == -1 || check_tenant_servers(&c) == -1 || load_api_keys(&c) == -1 ||
+        load_blobs(&c) == -1)
         goto fail;
     cJSON_Delete(root);
     return cfg;
@@ -2015,6 +2065,8 @@ void config_free(struct config *cfg)
         free(cfg->listeners[i].host);
         free(cfg->listeners[i].tls_cert);
         free(cfg->listeners[i].tls_key);
+        free(cfg->listeners[i].tls_cert_pem);
+        free(cfg->listeners[i].tls_key_pem);
     }
     free(cfg->public_url);
     free_strv(cfg->allowed_origins, cfg->nallowed_origins);
@@ -2029,6 +2081,7 @@ void config_free(struct config *cfg)
     free(cfg->jwt_audience);
     free(cfg->jwt_jwks_url);
     free(cfg->jwt_jwks_file);
+    free(cfg->jwt_jwks_text);
     free_strv(cfg->jwt_authorization_servers, cfg->njwt_authorization_servers);
     free(cfg->jwt_claim_tenant);
     free(cfg->jwt_claim_agent);

@@ -33,13 +33,15 @@ enum config_audit_sync {
 enum config_seccomp_action { CONFIG_SECCOMP_KILL = 0, CONFIG_SECCOMP_ERRNO, CONFIG_SECCOMP_LOG };
 
 struct config_listener {
-    char *address;  /* as written: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8443" */
-    char *host;     /* numeric host part, without brackets */
-    uint16_t port;  /* 0 = ephemeral (tests) */
-    bool admin;     /* serves /metrics etc. only */
-    char *tls_cert; /* absolute path or NULL */
-    char *tls_key;  /* absolute path or NULL */
-    bool loopback;  /* host is 127.0.0.0/8 or ::1 */
+    char *address;      /* as written: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8443" */
+    char *host;         /* numeric host part, without brackets */
+    uint16_t port;      /* 0 = ephemeral (tests) */
+    bool admin;         /* serves /metrics etc. only */
+    char *tls_cert;     /* absolute path or NULL */
+    char *tls_key;      /* absolute path or NULL */
+    char *tls_cert_pem; /* the files' contents, read at load time (the front cannot read them) */
+    char *tls_key_pem;
+    bool loopback; /* host is 127.0.0.0/8 or ::1 */
 };
 
 struct config_principal {
@@ -165,6 +167,7 @@ struct config {
     char *jwt_issuer, *jwt_audience, *jwt_jwks_url, *jwt_jwks_file;
     char **jwt_authorization_servers;
     size_t njwt_authorization_servers;
+    char *jwt_jwks_text; /* jwks_file's contents, read and checked at load time */
     char *jwt_claim_tenant, *jwt_claim_agent;
     uint32_t jwt_leeway_s;
 

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -21,6 +22,8 @@
 
 #include "child.h"
 #include "http.h"
+#include "jwks.h"
+#include "tls.h"
 #include "log.h"
 #include "privsep.h"
 #include "session.h"
@@ -72,6 +75,77 @@ void front_kill(struct front *f, pid_t pid)
         fatal("cannot reach the spawner");
 }
 
+struct config *front_config_from_fd(int fd, char *err, size_t errlen)
+{
+    struct config_source src;
+    char *path = NULL;
+    struct config *cfg = NULL;
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= 0 || size > (off_t)64 << 20 || lseek(fd, 0, SEEK_SET) == -1) {
+        snprintf(err, errlen, "unreadable bundle");
+        close(fd);
+        return NULL;
+    }
+    char *buf = malloc((size_t)size + 1);
+    size_t off = 0;
+    while (buf != NULL && off < (size_t)size) {
+        ssize_t r = read(fd, buf + off, (size_t)size - off);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    close(fd);
+    if (buf == NULL || off != (size_t)size) {
+        snprintf(err, errlen, "cannot read the bundle");
+        free(buf);
+        return NULL;
+    }
+    buf[off] = '\0';
+    if (config_bundle_source(buf, off, &src, &path, err, errlen) == 0) {
+        cfg = config_load(&src, path, err, errlen);
+        config_bundle_source_free(&src);
+    }
+    OPENSSL_cleanse(buf, off);
+    free(buf);
+    free(path);
+    return cfg;
+}
+
+/* SIGHUP, relayed by the parent with a fresh bundle: new TLS certificates and keys take effect
+ * for new connections. Other settings need a restart; the log says so. */
+static void reload_tls(struct front *f, int fd)
+{
+    char err[CONFIG_ERR_MAX];
+    struct config *ncfg = front_config_from_fd(fd, err, sizeof(err));
+    size_t n = 0;
+    if (ncfg == NULL) {
+        log_error("reload_refused error=\"%s\"", err);
+        return;
+    }
+    for (size_t i = 0; i < f->nhttp && i < ncfg->nlisteners; i++) {
+        const struct config_listener *nl = &ncfg->listeners[i];
+        if (nl->tls_cert_pem == NULL || f->cfg->listeners[i].tls_cert_pem == NULL)
+            continue;
+        struct ssl_ctx_st *tls =
+            tls_server_ctx(nl->tls_cert_pem, nl->tls_key_pem, err, sizeof(err));
+        if (tls == NULL) {
+            log_error("reload_tls_refused listener=%s error=\"%s\" note=\"keeping the current "
+                      "certificate\"",
+                      nl->address, err);
+            continue;
+        }
+        http_listener_set_tls(f->listener[i], f->http[i], tls);
+        n++;
+    }
+    jwks_reload_text(f->jwks, ncfg->jwt_jwks_text);
+    config_free(ncfg);
+    log_info("reloaded tls_listeners=%zu note=\"certificates, keys and jwks_file reloaded; other "
+             "settings take effect at restart\"",
+             n);
+}
+
 static void on_privsep(evutil_socket_t fd, short what, void *arg)
 {
     struct front *f = arg;
@@ -104,6 +178,8 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
                 sp->cb(sp->arg, -1, NULL, msg.spawn_failed.step, msg.spawn_failed.err);
             }
             free(sp);
+        } else if (msg.type == PRIVSEP_RELOAD) {
+            reload_tls(f, fds[0]);
         } else if (msg.type == PRIVSEP_EXITED) {
             struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
             if (c != NULL)
@@ -144,7 +220,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct front *f = arg;
     if (sig == SIGHUP) {
-        log_info("sighup note=\"configuration reload is not implemented yet; ignored\"");
+        /* The parent re-reads the files (we cannot) and sends them: see reload_tls(). */
         return;
     }
     if (f->draining)
@@ -155,7 +231,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     on_drain_tick(-1, 0, f);
 }
 
-static void listening_log(int fd, bool admin)
+static void listening_log(int fd, bool admin, bool tls)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -165,18 +241,18 @@ static void listening_log(int fd, bool admin)
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-        log_info("listening address=[%s]:%u admin=%d", host, ntohs(s6->sin6_port), admin);
+        log_info("listening address=[%s]:%u admin=%d tls=%d", host, ntohs(s6->sin6_port), admin,
+                 tls);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-        log_info("listening address=%s:%u admin=%d", host, ntohs(s4->sin_port), admin);
+        log_info("listening address=%s:%u admin=%d tls=%d", host, ntohs(s4->sin_port), admin, tls);
     }
 }
 
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
 {
     struct front f;
-    struct http_listener *ctx[CONFIG_MAX_LISTENERS] = {0};
     memset(&f, 0, sizeof(f));
     f.cfg = cfg;
     f.sock = sock;
@@ -207,11 +283,21 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     event_add(f.keepalive, &ka);
     session_module_init(&f);
 
+    f.jwks = jwks_new(f.base, cfg);
     for (size_t i = 0; i < nl; i++) {
         struct evhttp *h = evhttp_new(f.base);
-        ctx[i] = http_listener_new(&f, cfg->listeners[i].admin);
-        if (h == NULL || ctx[i] == NULL)
+        struct http_listener *ctx = http_listener_new(&f, cfg->listeners[i].admin);
+        if (h == NULL || ctx == NULL)
             fatalx("evhttp_new");
+        f.listener[i] = ctx;
+        if (cfg->listeners[i].tls_cert_pem != NULL) {
+            char err[256];
+            struct ssl_ctx_st *tls = tls_server_ctx(
+                cfg->listeners[i].tls_cert_pem, cfg->listeners[i].tls_key_pem, err, sizeof(err));
+            if (tls == NULL)
+                fatalx("listener %s: %s", cfg->listeners[i].address, err);
+            http_listener_set_tls(ctx, h, tls);
+        }
         evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
         evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
         evhttp_set_timeout(h, FRONT_HEADER_TIMEOUT_S);
@@ -219,11 +305,11 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
                                           EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                           EVHTTP_REQ_PATCH);
         evhttp_set_default_content_type(h, "application/json");
-        evhttp_set_gencb(h, http_handle, ctx[i]);
+        evhttp_set_gencb(h, http_handle, ctx);
         if (evhttp_accept_socket(h, lfds[i]) == -1)
             fatalx("cannot accept on listener %s", cfg->listeners[i].address);
         f.http[f.nhttp++] = h;
-        listening_log(lfds[i], cfg->listeners[i].admin);
+        listening_log(lfds[i], cfg->listeners[i].admin, cfg->listeners[i].tls_cert_pem != NULL);
     }
     log_info("ready listeners=%zu servers=%zu tenants=%zu", nl, cfg->nmanifests, cfg->ntenants);
 
@@ -239,7 +325,8 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     for (size_t i = 0; i < f.nhttp; i++)
         evhttp_free(f.http[i]);
     for (size_t i = 0; i < nl; i++)
-        free(ctx[i]);
+        http_listener_free(f.listener[i]);
+    jwks_free(f.jwks);
     event_free(f.sock_ev);
     event_free(f.sig_term);
     event_free(f.sig_int);

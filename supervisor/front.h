@@ -18,6 +18,8 @@ struct event_base;
 struct event;
 struct evhttp;
 struct child;
+struct jwks;
+struct http_listener;
 
 #define FRONT_CONN_IDLE ((void *)1)
 
@@ -40,7 +42,9 @@ struct front {
     struct event *drain_timer, *keepalive;
     unsigned drain_ticks;
     struct evhttp *http[CONFIG_MAX_LISTENERS];
+    struct http_listener *listener[CONFIG_MAX_LISTENERS];
     size_t nhttp;
+    struct jwks *jwks; /* NULL without auth.jwt */
     bool draining;
     uint64_t next_spawn_req;
     struct idmap spawns;      /* req → struct front_spawn */
@@ -51,6 +55,10 @@ struct front {
 };
 
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl);
+
+/* Loads the configuration from a bundle memfd the parent sealed (closes fd); NULL with a
+ * message. */
+struct config *front_config_from_fd(int fd, char *err, size_t errlen);
 
 /* Asks the spawner for server S for tenant T. Returns a handle to cancel with, or NULL. */
 struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,

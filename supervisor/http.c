@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -20,11 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
 
 #include "auth.h"
 #include "errors.h"
 #include "front.h"
+#include "jose.h"
 #include "jsonrpc.h"
+#include "jwks.h"
 #include "log.h"
 #include "session.h"
 #include "sse.h"
@@ -40,6 +46,7 @@ static const char *const streamable_versions[] = {"2025-11-25", "2025-06-18", "2
 struct http_listener {
     struct front *f;
     bool admin;
+    SSL_CTX *ssl_ctx; /* HTTPS listeners; swapped on reload */
 };
 
 /* ---- replies --------------------------------------------------------------------------- */
@@ -283,9 +290,10 @@ static const char *modern_version(const cJSON *msg)
 
 struct call {
     struct front *f;
+    struct http_listener *l;
     struct evhttp_request *req;
     struct evkeyvalq *in;
-    const struct config_principal *principal;
+    struct principal *principal; /* owned by dispatch() */
     const struct config_manifest *m;
     const struct config_tenant *t;
 };
@@ -299,6 +307,9 @@ static bool refuse_if_draining(struct call *c)
     http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "draining: the server is stopping");
     return true;
 }
+
+static void add_challenge(const struct http_listener *l, struct evhttp_request *req,
+                          const char *server, const char *error, const char *scope);
 
 /* Finds the caller's session: NULL after answering 400/404. */
 static struct session *call_session(struct call *c, const char *sid, bool legacy)
@@ -346,7 +357,7 @@ static cJSON *parse_body(struct call *c)
 }
 
 static void feed_messages(struct session *s, struct stream *st, cJSON *body, const char *text,
-                          size_t len)
+                          size_t len, const struct principal *caller)
 {
     cJSON *items = cJSON_IsArray(body) ? body : NULL;
     cJSON *msg = items != NULL ? items->child : body;
@@ -365,7 +376,7 @@ static void feed_messages(struct session *s, struct stream *st, cJSON *body, con
             cJSON_Delete(msg);
         } else {
             /* A batch element's own bytes are not known: it is re-serialised. */
-            session_client_message(s, msg, kind, st, items != NULL ? NULL : text, len);
+            session_client_message(s, msg, kind, st, items != NULL ? NULL : text, len, caller);
         }
         msg = next;
     }
@@ -471,6 +482,31 @@ static void streamable_post(struct call *c)
             return;
         }
     }
+    session_refresh_expiry(s, c->principal);
+    /* An OAuth client lacking a tool's scope gets the spec's challenge, so it can step up
+     * (MCP authorization, "scope challenge"); API-key callers get the typed error in-band. */
+    if (!cJSON_IsArray(body) && c->principal->kind == PRINCIPAL_JWT) {
+        const char *tool_name = NULL;
+        const struct config_tool *denied =
+            auth_tool_forbidden(c->m, c->principal, body, &tool_name);
+        if (denied != NULL) {
+            char scopes[512], text[768];
+            auth_scope_string(c->m, denied, scopes, sizeof(scopes));
+            snprintf(text, sizeof(text), "forbidden: tool %s needs scope %s", tool_name, scopes);
+            log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
+                     c->m->name, tool_name, c->principal->user, scopes);
+            cJSON *e = jsonrpc_error_new(cJSON_GetObjectItemCaseSensitive(body, "id"),
+                                         ERR_FORBIDDEN, text, "forbidden", -1);
+            cJSON *data = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
+            cJSON_AddStringToObject(data, "tool", tool_name);
+            cJSON_AddStringToObject(data, "required_scope", scopes);
+            add_challenge(c->l, c->req, c->m->name, "insufficient_scope", scopes);
+            cJSON_Delete(body);
+            reply_cjson(c->req, 403, e);
+            return;
+        }
+    }
     struct stream *st = stream_new(s, STREAM_POST, c->req);
     if (st == NULL) {
         cJSON_Delete(body);
@@ -479,7 +515,7 @@ static void streamable_post(struct call *c)
     }
     st->batch = cJSON_IsArray(body);
     st->guard = true;
-    feed_messages(s, st, body, body_text(c), body_len(c));
+    feed_messages(s, st, body, body_text(c), body_len(c), c->principal);
     stream_guard_release(st);
 }
 
@@ -500,6 +536,7 @@ static void streamable_get(struct call *c)
     if (s == NULL)
         return;
     session_touch(s);
+    session_refresh_expiry(s, c->principal);
     uint64_t sid_stream, seq;
     const char *last = evhttp_find_header(c->in, "Last-Event-ID");
     if (last != NULL && sse_parse_id(last, &sid_stream, &seq) == 0 &&
@@ -558,6 +595,8 @@ static void legacy_sse(struct call *c)
         return;
     }
     struct session *s = session_new(c->f, c->m, c->t, c->principal, true);
+    if (s != NULL)
+        session_refresh_expiry(s, c->principal);
     if (s == NULL) {
         http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "cannot start a session");
         return;
@@ -608,7 +647,7 @@ static void legacy_post(struct call *c, const char *query)
     if (body == NULL)
         return;
     /* Answers travel on the session's SSE stream; the POST itself is only acknowledged. */
-    feed_messages(s, s->get_stream, body, body_text(c), body_len(c));
+    feed_messages(s, s->get_stream, body, body_text(c), body_len(c), c->principal);
     evhttp_send_reply(c->req, 202, "Accepted", NULL);
 }
 
@@ -627,31 +666,136 @@ static bool name_ok(const char *p, size_t n)
     return true;
 }
 
-static void reply_unauthorized(struct evhttp_request *req, enum auth_result r)
+/* This deployment's base URL: public_url, else what the caller reached (its Host header). */
+static void base_url(const struct http_listener *l, struct evhttp_request *req, char *out,
+                     size_t outlen)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "WWW-Authenticate",
-                      r == AUTH_INVALID ? "Bearer realm=\"mcpvisor\", error=\"invalid_token\""
-                                        : "Bearer realm=\"mcpvisor\"");
-    http_reply_error(req, 401, ERR_INVALID_REQUEST,
-                     r == AUTH_INVALID ? "Unauthorized: the credential is not valid"
-                                       : "Unauthorized: send Authorization: Bearer <key>");
+    const struct config *cfg = l->f->cfg;
+    if (cfg->public_url != NULL) {
+        size_t n = strlen(cfg->public_url);
+        while (n > 0 && cfg->public_url[n - 1] == '/')
+            n--;
+        snprintf(out, outlen, "%.*s", (int)n, cfg->public_url);
+        return;
+    }
+    const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    snprintf(out, outlen, "%s://%s", l->ssl_ctx != NULL ? "https" : "http",
+             host != NULL ? host : "localhost");
 }
 
-void http_handle(struct evhttp_request *req, void *arg)
+/* RFC 9728 §5.1: every challenge points at the protected resource metadata. */
+static void add_challenge(const struct http_listener *l, struct evhttp_request *req,
+                          const char *server, const char *error, const char *scope)
 {
-    struct http_listener *l = arg;
+    char base[512], value[1536];
+    base_url(l, req, base, sizeof(base));
+    int n = snprintf(value, sizeof(value), "Bearer realm=\"mcpvisor\"");
+    if (l->f->cfg->has_jwt && n > 0 && (size_t)n < sizeof(value))
+        n += snprintf(value + n, sizeof(value) - (size_t)n,
+                      ", resource_metadata=\"%s/.well-known/oauth-protected-resource%s%s%s\"", base,
+                      server != NULL ? "/servers/" : "", server != NULL ? server : "",
+                      server != NULL ? "/mcp" : "");
+    if (error != NULL && n > 0 && (size_t)n < sizeof(value))
+        n += snprintf(value + n, sizeof(value) - (size_t)n, ", error=\"%s\"", error);
+    if (scope != NULL && scope[0] != '\0' && n > 0 && (size_t)n < sizeof(value))
+        snprintf(value + n, sizeof(value) - (size_t)n, ", scope=\"%s\"", scope);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", value);
+}
+
+static void reply_unauthorized(const struct http_listener *l, struct evhttp_request *req,
+                               const char *server, enum auth_result r, const char *why)
+{
+    char msg[160];
+    add_challenge(l, req, server, r == AUTH_INVALID ? "invalid_token" : NULL, NULL);
+    if (r == AUTH_INVALID)
+        snprintf(msg, sizeof(msg), "Unauthorized: the credential is not valid (%s)", why);
+    else
+        snprintf(msg, sizeof(msg), "Unauthorized: send Authorization: Bearer <token>");
+    http_reply_error(req, 401, ERR_INVALID_REQUEST, msg);
+}
+
+/* RFC 9728 protected resource metadata, for mcpvisor as a whole or one server's endpoint. */
+static void reply_resource_metadata(const struct http_listener *l, struct evhttp_request *req,
+                                    const struct config_manifest *m)
+{
+    const struct config *cfg = l->f->cfg;
+    char base[512], resource[768], scopes[4096];
+    base_url(l, req, base, sizeof(base));
+    size_t n = strlen(cfg->jwt_audience);
+    while (n > 0 && cfg->jwt_audience[n - 1] == '/')
+        n--;
+    if (m != NULL)
+        snprintf(resource, sizeof(resource), "%.*s/servers/%s/mcp", (int)n, cfg->jwt_audience,
+                 m->name);
+    else
+        snprintf(resource, sizeof(resource), "%s", cfg->jwt_audience);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "resource", resource);
+    cJSON *as = cJSON_AddArrayToObject(doc, "authorization_servers");
+    for (size_t i = 0; i < cfg->njwt_authorization_servers; i++)
+        cJSON_AddItemToArray(as, cJSON_CreateString(cfg->jwt_authorization_servers[i]));
+    cJSON *sc = cJSON_AddArrayToObject(doc, "scopes_supported");
+    for (size_t i = 0; i < cfg->nmanifests; i++) {
+        if (m != NULL && &cfg->manifests[i] != m)
+            continue;
+        auth_scope_string(&cfg->manifests[i], NULL, scopes, sizeof(scopes));
+        for (char *tok = scopes; *tok != '\0';) {
+            size_t k = strcspn(tok, " ");
+            char one[JOSE_CLAIM_MAX];
+            snprintf(one, sizeof(one), "%.*s", (int)k, tok);
+            bool seen = false;
+            const cJSON *it;
+            cJSON_ArrayForEach(it, sc)
+            {
+                if (strcmp(it->valuestring, one) == 0)
+                    seen = true;
+            }
+            if (!seen && one[0] != '\0')
+                cJSON_AddItemToArray(sc, cJSON_CreateString(one));
+            tok += k;
+            while (*tok == ' ')
+                tok++;
+        }
+    }
+    cJSON *bm = cJSON_AddArrayToObject(doc, "bearer_methods_supported");
+    cJSON_AddItemToArray(bm, cJSON_CreateString("header"));
+    cJSON_AddStringToObject(doc, "resource_name", m != NULL ? m->name : "mcpvisor");
+    char *text = jsonrpc_print(doc);
+    cJSON_Delete(doc);
+    if (text == NULL) {
+        http_reply_error(req, 500, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    http_reply_json(req, 200, text, strlen(text), NULL);
+    free(text);
+    (void)base;
+}
+
+#define WELL_KNOWN_PRM "/.well-known/oauth-protected-resource"
+
+struct parked {
+    struct evhttp_request *req;
+    struct http_listener *l;
+};
+
+static void dispatch(struct evhttp_request *req, struct http_listener *l, bool retried);
+
+static void on_jwks_refreshed(void *arg)
+{
+    struct parked *pk = arg;
+    struct evhttp_request *req = pk->req;
+    struct http_listener *l = pk->l;
+    free(pk);
+    dispatch(req, l, true);
+}
+
+static void dispatch(struct evhttp_request *req, struct http_listener *l, bool retried)
+{
     struct front *f = l->f;
     const struct config *cfg = f->cfg;
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
-    if (!conn_admit(f, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE,
-                         "too many connections (limits.max_connections)");
-        return;
-    }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     if (path == NULL) {
@@ -673,6 +817,29 @@ void http_handle(struct evhttp_request *req, void *arg)
         http_reply_json(req, 200, ok, sizeof(ok) - 1, NULL);
         return;
     }
+    if (!l->admin && cfg->has_jwt && strncmp(path, WELL_KNOWN_PRM, strlen(WELL_KNOWN_PRM)) == 0) {
+        const char *rest = path + strlen(WELL_KNOWN_PRM);
+        const struct config_manifest *pm = NULL;
+        if (rest[0] != '\0') {
+            char sn[CONFIG_NAME_MAX];
+            size_t k = strncmp(rest, "/servers/", 9) == 0 ? strcspn(rest + 9, "/") : 0;
+            if (k > 0 && k < sizeof(sn) && strcmp(rest + 9 + k, "/mcp") == 0) {
+                snprintf(sn, sizeof(sn), "%.*s", (int)k, rest + 9);
+                pm = config_manifest_find(cfg, sn);
+            }
+            if (pm == NULL) {
+                http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
+                return;
+            }
+        }
+        if (method != EVHTTP_REQ_GET) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+            http_reply_error(req, 405, ERR_INVALID_REQUEST, "Method Not Allowed");
+            return;
+        }
+        reply_resource_metadata(l, req, pm);
+        return;
+    }
     if (l->admin || strncmp(path, "/servers/", 9) != 0) {
         http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
         return;
@@ -690,29 +857,42 @@ void http_handle(struct evhttp_request *req, void *arg)
         http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found");
         return;
     }
-
-    struct call c = {.f = f, .req = req, .in = in};
-    enum auth_result ar =
-        auth_authenticate(cfg, evhttp_find_header(in, "Authorization"), &c.principal);
-    if (ar != AUTH_OK) {
-        log_info("auth_failed reason=%s path=%s", ar == AUTH_MISSING ? "missing" : "invalid",
-                 is_mcp   ? "mcp"
-                 : is_sse ? "sse"
-                          : "messages");
-        reply_unauthorized(req, ar);
-        return;
-    }
     char sname[CONFIG_NAME_MAX];
     snprintf(sname, sizeof(sname), "%.*s", (int)(slash - name), name);
+
+    struct call c = {.f = f, .l = l, .req = req, .in = in};
+    char why[64];
+    enum auth_result ar =
+        auth_authenticate(cfg, f->jwks, evhttp_find_header(in, "Authorization"), sname,
+                          (int64_t)time(NULL), &c.principal, why, sizeof(why));
+    if (ar == AUTH_RETRY && !retried) {
+        /* A key we have not seen: wait for one JWKS refresh, then try again. */
+        struct parked *pk = calloc(1, sizeof(*pk));
+        if (pk != NULL) {
+            pk->req = req;
+            pk->l = l;
+            if (jwks_refresh(f->jwks, on_jwks_refreshed, pk) == 0)
+                return;
+            free(pk);
+        }
+    }
+    if (ar != AUTH_OK) {
+        if (ar == AUTH_RETRY)
+            ar = AUTH_INVALID;
+        /* The token itself is never logged: its hash prefix would be, were it to verify. */
+        log_info("auth_failed reason=%s server=%s endpoint=%s", why, sname, endpoint);
+        reply_unauthorized(l, req, sname, ar, why);
+        return;
+    }
     c.m = config_manifest_find(cfg, sname);
     if (c.m == NULL) {
         http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found: no such server");
-        return;
+        goto out;
     }
     c.t = config_tenant_find(cfg, c.principal->tenant);
     if (c.t == NULL || !config_tenant_allows(c.t, c.m->name)) {
         http_reply_error(req, 403, ERR_FORBIDDEN, "Forbidden: your tenant may not use this server");
-        return;
+        goto out;
     }
 
     if (is_mcp && method == EVHTTP_REQ_POST)
@@ -732,6 +912,47 @@ void http_handle(struct evhttp_request *req, void *arg)
                                    : "POST");
         http_reply_error(req, 405, ERR_INVALID_REQUEST, "Method Not Allowed");
     }
+out:
+    principal_free(c.principal);
+}
+
+void http_handle(struct evhttp_request *req, void *arg)
+{
+    struct http_listener *l = arg;
+    if (!conn_admit(l->f, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE,
+                         "too many connections (limits.max_connections)");
+        return;
+    }
+    dispatch(req, l, false);
+}
+
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+    struct http_listener *l = arg;
+    SSL *ssl = SSL_new(l->ssl_ctx);
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+void http_listener_set_tls(struct http_listener *l, struct evhttp *http, struct ssl_ctx_st *ctx)
+{
+    struct ssl_ctx_st *old = l->ssl_ctx;
+    l->ssl_ctx = ctx; /* connections already open keep theirs; new ones use this one */
+    if (old == NULL)
+        evhttp_set_bevcb(http, tls_bevcb, l);
+    else
+        SSL_CTX_free(old);
+}
+
+void http_listener_free(struct http_listener *l)
+{
+    if (l != NULL && l->ssl_ctx != NULL)
+        SSL_CTX_free(l->ssl_ctx);
+    free(l);
 }
 
 struct http_listener *http_listener_new(struct front *f, bool admin)

@@ -27,6 +27,11 @@ void http_start_sse(struct evhttp_request *req, const struct session *s);
 struct http_listener;
 /* Per-listener context for http_handle (malloc'ed; freed with free()). */
 struct http_listener *http_listener_new(struct front *f, bool admin);
+void http_listener_free(struct http_listener *l);
+struct evhttp;
+struct ssl_ctx_st;
+/* Makes the listener HTTPS with ctx (ownership passes), or swaps its context on a reload. */
+void http_listener_set_tls(struct http_listener *l, struct evhttp *http, struct ssl_ctx_st *ctx);
 
 /* Connection bookkeeping: the stream (or NULL) whose exchange uses this request's connection. */
 void http_conn_bind(struct front *f, struct evhttp_request *req, void *stream);

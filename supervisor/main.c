@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +29,7 @@
 #include "front.h"
 #include "log.h"
 #include "spawner.h"
+#include "tls.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG  "/etc/mcpvisor/mcpvisor.json"
@@ -83,34 +85,6 @@ static int bind_listener(const struct config_listener *l)
     return fd;
 }
 
-static int bundle_memfd(const char *path)
-{
-    char err[CONFIG_ERR_MAX];
-    size_t len;
-    char *bundle = config_bundle_build(&config_source_fs, path, &len, err, sizeof(err));
-    if (bundle == NULL)
-        fatalx("configuration: %s", err);
-    int fd = memfd_create("mcpvisor-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd == -1)
-        fatal("memfd_create");
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, bundle + off, len - off);
-        if (w == -1 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            fatal("write configuration bundle");
-        off += (size_t)w;
-    }
-    free(bundle);
-    /* Sealed: the front reads exactly what the parent validated. */
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == -1)
-        fatal("seal configuration bundle");
-    if (lseek(fd, 0, SEEK_SET) == -1)
-        fatal("lseek");
-    return fd;
-}
-
 /* In the forked child, before exec: place fds, drop to the front's user, exec ourselves. */
 static void exec_front(int sock, int bundle, const int *lfds, size_t nl, const struct passwd *pw)
 {
@@ -153,12 +127,32 @@ static void exec_front(int sock, int bundle, const int *lfds, size_t nl, const s
     _exit(1);
 }
 
+/* TLS material is checked where it is read, so a bad key stops start-up (and `check`) with a
+ * message instead of killing the front later. */
+static int check_tls(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        char why[256];
+        if (l->tls_cert_pem == NULL)
+            continue;
+        struct ssl_ctx_st *ctx = tls_server_ctx(l->tls_cert_pem, l->tls_key_pem, why, sizeof(why));
+        if (ctx == NULL) {
+            snprintf(err, errlen, "%s: /listen/%zu/tls: %s", cfg->path, i, why);
+            return -1;
+        }
+        SSL_CTX_free(ctx);
+    }
+    return 0;
+}
+
 static int cmd_run(const char *path)
 {
     char err[CONFIG_ERR_MAX];
     struct config *cfg = config_load_file(path, err, sizeof(err));
-    if (cfg == NULL) {
+    if (cfg == NULL || check_tls(cfg, err, sizeof(err)) == -1) {
         log_error("configuration_invalid error=\"%s\"", err);
+        config_free(cfg);
         return 1;
     }
     if (cfg->has_anonymous)
@@ -187,7 +181,10 @@ static int cmd_run(const char *path)
     int lfds[CONFIG_MAX_LISTENERS];
     for (size_t i = 0; i < cfg->nlisteners; i++)
         lfds[i] = bind_listener(&cfg->listeners[i]);
-    int bundle = bundle_memfd(cfg->path);
+    char berr[CONFIG_ERR_MAX];
+    int bundle = spawner_bundle_memfd(cfg->path, berr, sizeof(berr));
+    if (bundle == -1)
+        fatalx("configuration: %s", berr);
 
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
@@ -209,7 +206,7 @@ static int cmd_run(const char *path)
         close(lfds[i]);
     log_info("started version=%s pid=%d front_pid=%d front_user=%s", MCPVISOR_VERSION,
              (int)getpid(), (int)front, pw != NULL ? pw->pw_name : "(unchanged)");
-    int code = spawner_run(cfg, sp[0], front);
+    int code = spawner_run(cfg, sp[0], front, cfg->path);
     config_free(cfg);
     return code;
 }
@@ -217,8 +214,6 @@ static int cmd_run(const char *path)
 static int cmd_front(int argc, char **argv)
 {
     char err[CONFIG_ERR_MAX];
-    char *path = NULL;
-    struct config_source src;
     log_set_proc("front");
     if (argc != 3)
         fatalx("front: bad arguments");
@@ -227,32 +222,9 @@ static int cmd_front(int argc, char **argv)
     if (*end != '\0' || nl == 0 || nl > CONFIG_MAX_LISTENERS)
         fatalx("front: bad listener count");
 
-    /* Read the sealed bundle the parent validated. */
-    off_t size = lseek(FRONT_FD_BUNDLE, 0, SEEK_END);
-    if (size <= 0 || size > (off_t)64 << 20 || lseek(FRONT_FD_BUNDLE, 0, SEEK_SET) == -1)
-        fatal("front: configuration bundle");
-    char *buf = malloc((size_t)size + 1);
-    if (buf == NULL)
-        fatal("front: malloc");
-    size_t off = 0;
-    while (off < (size_t)size) {
-        ssize_t r = read(FRONT_FD_BUNDLE, buf + off, (size_t)size - off);
-        if (r == -1 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            fatal("front: read configuration bundle");
-        off += (size_t)r;
-    }
-    buf[off] = '\0';
-    close(FRONT_FD_BUNDLE);
-    if (config_bundle_source(buf, off, &src, &path, err, sizeof(err)) == -1)
-        fatalx("front: configuration bundle: %s", err);
-    free(buf);
-    struct config *cfg = config_load(&src, path, err, sizeof(err));
-    config_bundle_source_free(&src);
-    free(path);
+    struct config *cfg = front_config_from_fd(FRONT_FD_BUNDLE, err, sizeof(err));
     if (cfg == NULL)
-        fatalx("front: configuration: %s", err);
+        fatalx("front: configuration bundle: %s", err);
     if (cfg->nlisteners != nl)
         fatalx("front: listener count mismatch");
 
@@ -273,8 +245,9 @@ static int cmd_check(const char *path)
 {
     char err[CONFIG_ERR_MAX];
     struct config *cfg = config_load_file(path, err, sizeof(err));
-    if (cfg == NULL) {
+    if (cfg == NULL || check_tls(cfg, err, sizeof(err)) == -1) {
         fprintf(stderr, "%s\n", err);
+        config_free(cfg);
         return 1;
     }
     size_t ntools = 0;

@@ -23,6 +23,8 @@ size_t privsep_size(uint32_t type)
         return sizeof(struct privsep_exited);
     case PRIVSEP_KILL:
         return sizeof(struct privsep_kill);
+    case PRIVSEP_RELOAD:
+        return sizeof(struct privsep_reload);
     default:
         return 0;
     }
@@ -122,7 +124,7 @@ int privsep_recv(int sock, union privsep_msg *msg, int fds[3], size_t *nfds)
     uint32_t type;
     memcpy(&type, data, sizeof(type));
     size_t want = privsep_size(type);
-    size_t want_fds = type == PRIVSEP_SPAWNED ? 3 : 0;
+    size_t want_fds = type == PRIVSEP_SPAWNED ? 3 : type == PRIVSEP_RELOAD ? 1 : 0;
     if (want == 0 || (size_t)n != want || ngot != want_fds) {
         close_all(got, ngot);
         errno = EPROTO;

@@ -22,6 +22,7 @@ enum privsep_type {
     PRIVSEP_SPAWN_FAILED = 3, /* spawner → front: step and errno */
     PRIVSEP_EXITED = 4,       /* spawner → front: a child was reaped */
     PRIVSEP_KILL = 5,         /* front → spawner: kill one of the spawner's children */
+    PRIVSEP_RELOAD = 6,       /* spawner → front: SIGHUP; a sealed memfd with the new bundle */
 };
 
 #define PRIVSEP_STEP_MAX 16
@@ -59,6 +60,11 @@ struct privsep_kill {
     int32_t pid;
 };
 
+struct privsep_reload {
+    uint32_t type;
+    uint32_t pad;
+};
+
 union privsep_msg {
     uint32_t type;
     struct privsep_spawn spawn;
@@ -66,6 +72,7 @@ union privsep_msg {
     struct privsep_spawn_failed spawn_failed;
     struct privsep_exited exited;
     struct privsep_kill kill;
+    struct privsep_reload reload;
 };
 
 /* Exact size of a message of `type`, or 0 for an unknown type. */
@@ -76,7 +83,8 @@ size_t privsep_size(uint32_t type);
 int privsep_send(int sock, const union privsep_msg *msg, const int *fds, size_t nfds);
 
 /*
- * Receives one message. fds (3 slots) receive the descriptors of a SPAWNED message, close-on-exec,
+ * Receives one message. fds (3 slots) receive the descriptors of a SPAWNED message (3) or a
+ * RELOAD message (1), close-on-exec,
  * owned by the caller. Returns 1 for a message, 0 on EOF, -1 with errno (EPROTO: the peer broke
  * the protocol; EAGAIN: nothing to read).
  */

@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
+#include "auth.h"
 #include "child.h"
 #include "errors.h"
 #include "front.h"
@@ -349,6 +351,7 @@ static void pending_free(struct pending *p)
     cJSON_Delete(p->client_id);
     free(p->client_key);
     free(p->progress_token);
+    principal_free(p->filter_for);
     free(p);
 }
 
@@ -465,7 +468,7 @@ static int refuse(struct stream *st, cJSON *id, int code, const char *message, c
 }
 
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                          size_t len)
+                          size_t len, const struct principal *caller)
 {
     const struct config_limits *lim = &s->f->cfg->limits;
     const char *method = jsonrpc_method(msg);
@@ -478,6 +481,26 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
                     "draining: the server is stopping; retry on a new session",
                     "server_unavailable", 1000);
+        goto out;
+    }
+    const char *tool_name = NULL;
+    const struct config_tool *denied = auth_tool_forbidden(s->m, caller, msg, &tool_name);
+    if (denied != NULL) {
+        char scopes[512], why[768];
+        auth_scope_string(s->m, denied, scopes, sizeof(scopes));
+        snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", tool_name, scopes);
+        log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
+                 s->m->name, tool_name, caller->user, scopes);
+        cJSON *e = jsonrpc_error_new(id, ERR_FORBIDDEN, why, "forbidden", -1);
+        cJSON *data =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
+        cJSON_AddStringToObject(data, "tool", tool_name);
+        cJSON_AddStringToObject(data, "required_scope", scopes);
+        char *et = e != NULL ? jsonrpc_print(e) : NULL;
+        cJSON_Delete(e);
+        stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+        free(et);
+        rc = -1;
         goto out;
     }
     if (pending_by_client_key(s, id) != NULL) {
@@ -503,6 +526,8 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     p->client_key = jsonrpc_id_text(id);
     p->bid = ++s->f->next_bid;
     p->initialize = method != NULL && strcmp(method, "initialize") == 0;
+    if (method != NULL && strcmp(method, "tools/list") == 0)
+        p->filter_for = principal_dup(caller);
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
@@ -516,6 +541,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         cJSON_Delete(p->client_id);
         free(p->client_key);
         free(p->progress_token);
+        principal_free(p->filter_for);
         free(p);
         rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
         goto out;
@@ -555,13 +581,13 @@ out:
 }
 
 int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
-                           const char *text, size_t len)
+                           const char *text, size_t len, const struct principal *caller)
 {
     char *out = NULL;
     size_t outlen = 0;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
-        return client_request(s, msg, st, text, len);
+        return client_request(s, msg, st, text, len, caller);
 
     if (kind == JSONRPC_RESPONSE) {
         /* The client answers a request the child made: give the child its own id back. */
@@ -661,6 +687,9 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     struct stream *st = p->st;
     bool failed_init = p->initialize && !s->ready;
     size_t outlen = 0;
+    if (p->filter_for != NULL &&
+        auth_filter_tools(s->m, p->filter_for, cJSON_GetObjectItemCaseSensitive(msg, "result")) > 0)
+        line = NULL; /* changed: print it */
     char *text = with_id(msg, line, len, p->client_id->valuestring, &outlen);
     cJSON_Delete(msg);
     pending_free(p);
@@ -805,6 +834,38 @@ static void on_spawned(void *arg, pid_t pid, const int fds[3], const char *step,
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
+/* The credential that created the session expired: its open streams end with it (requests
+ * need a fresh token anyway: every one is authenticated). */
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    log_info("session_credential_expired session=%.8s user=%s", s->id, s->principal->user);
+    if (s->legacy_sse) {
+        session_end(s, "the credential expired");
+        return;
+    }
+    if (s->get_stream != NULL && s->get_stream->req != NULL) {
+        struct stream *st = s->get_stream;
+        http_conn_bind(s->f, st->req, NULL);
+        evhttp_send_reply_end(st->req);
+        st->req = NULL;
+    }
+}
+
+void session_refresh_expiry(struct session *s, const struct principal *p)
+{
+    if (p->exp <= 0)
+        return;
+    if (s->expiry_timer == NULL) {
+        s->expiry_timer = evtimer_new(s->f->base, on_expiry, s);
+        if (s->expiry_timer == NULL)
+            return;
+    }
+    time_t now = time(NULL);
+    struct timeval tv = {.tv_sec = p->exp > now ? (time_t)(p->exp - now) : 0};
+    evtimer_add(s->expiry_timer, &tv);
+}
+
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
@@ -817,7 +878,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 }
 
 struct session *session_new(struct front *f, const struct config_manifest *m,
-                            const struct config_tenant *t, const struct config_principal *p,
+                            const struct config_tenant *t, const struct principal *p,
                             bool legacy_sse)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -827,7 +888,11 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     s->f = f;
     s->m = m;
     s->t = t;
-    s->principal = p;
+    s->principal = principal_dup(p);
+    if (s->principal == NULL) {
+        free(s);
+        return NULL;
+    }
     s->legacy_sse = legacy_sse;
     TAILQ_INIT(&s->streams);
     TAILQ_INIT(&s->pendings);
@@ -859,6 +924,7 @@ fail:
     if (s->idle_timer != NULL)
         event_free(s->idle_timer);
     sse_ring_free(&s->replay);
+    principal_free(s->principal);
     free(s);
     return NULL;
 }
@@ -871,6 +937,9 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     sse_ring_free(&s->replay);
     idmap_clear(&s->srvreqs, srvreq_free);
     event_free(s->idle_timer);
+    if (s->expiry_timer != NULL)
+        event_free(s->expiry_timer);
+    principal_free(s->principal);
     free(s);
 }
 

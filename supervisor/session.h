@@ -25,6 +25,7 @@
 struct front;
 struct child;
 struct front_spawn;
+struct principal;
 struct evhttp_request;
 struct event;
 
@@ -58,6 +59,7 @@ struct pending {
     char *progress_token; /* printed JSON of params._meta.progressToken, or NULL */
     struct event *timer;
     bool initialize;
+    struct principal *filter_for; /* a tools/list: hide the tools this caller lacks scopes for */
     TAILQ_ENTRY(pending) link;
 };
 
@@ -67,7 +69,7 @@ TAILQ_HEAD(pending_list, pending);
 struct session {
     struct front *f;
     char id[SESSION_ID_LEN + 1];
-    const struct config_principal *principal;
+    struct principal *principal; /* owned: a copy of the creator's */
     const struct config_manifest *m;
     const struct config_tenant *t;
     bool legacy_sse; /* 2024-11-05 HTTP+SSE transport */
@@ -86,6 +88,7 @@ struct session {
     uint64_t next_srvreq, next_stream;
     struct sse_ring replay;
     struct event *idle_timer;
+    struct event *expiry_timer; /* a JWT principal's exp: streams stop with the token */
     TAILQ_ENTRY(session) link;
 };
 
@@ -102,7 +105,7 @@ struct session *session_find(const char *id);
 
 /* Creates a session and asks the spawner for its child. NULL on allocation failure. */
 struct session *session_new(struct front *f, const struct config_manifest *m,
-                            const struct config_tenant *t, const struct config_principal *p,
+                            const struct config_tenant *t, const struct principal *p,
                             bool legacy_sse);
 /* Ends the session: answers everything it holds, kills its child. Safe to call repeatedly and
  * from any callback; the memory is released on the next loop turn. */
@@ -119,13 +122,17 @@ int session_resume(struct session *s, struct evhttp_request *req, uint64_t strea
 void stream_detach(struct stream *st);
 
 /*
- * Client → child. msg is owned by the callee in every case; text/len are its original bytes
+ * Client → child. `caller` is this request's principal (the session's owner, possibly holding
+ * a newer token with other scopes): tool authorization uses it. msg is owned by the callee in
+ * every case; text/len are its original bytes
  * (NULL when unknown, e.g. an element of a batch), forwarded with only the id spliced in. For a
  * request, st receives the answer (and related messages). Returns 0, or -1 after having answered
  * the request itself with a typed error (back-pressure, limits) on st.
  */
 int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
-                           const char *text, size_t len);
+                           const char *text, size_t len, const struct principal *caller);
+/* A (JWT) principal with an expiry used the session: its streams end at that time. */
+void session_refresh_expiry(struct session *s, const struct principal *p);
 /* Marks activity (postpones idle expiry). */
 void session_touch(struct session *s);
 /* Answers on the stream at once (a refusal of one message of a body). */

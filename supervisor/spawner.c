@@ -8,12 +8,16 @@
 #include "spawner.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,10 +71,77 @@ static void child_remove(struct spawner_child *c)
     *c = children[--nchildren];
 }
 
-/* Builds envp from the manifest only: no variable of the daemon's own environment leaks. */
-static int build_env(const struct config_manifest *m, char **envp, size_t cap)
+#define SPAWNER_SECRET_MAX (64u << 10)
+
+/*
+ * Reads one secret: <tenant secrets_dir>/<file>. Refused unless it is a regular file (no
+ * symlink), owned by us (root) and readable by nobody else — a secret any local user could read
+ * or replace is not a secret. Never logged. Returns a malloc'ed "NAME=value" or NULL with errno.
+ */
+static char *read_secret(int dirfd, const char *name, const char *file)
+{
+    struct stat st;
+    char *kv = NULL;
+    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd == -1)
+        return NULL;
+    if (fstat(fd, &st) == -1)
+        goto out;
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077) != 0 ||
+        st.st_size > (off_t)SPAWNER_SECRET_MAX) {
+        errno = EPERM;
+        goto out;
+    }
+    size_t nlen = strlen(name), cap = nlen + 1 + (size_t)st.st_size + 1;
+    kv = malloc(cap);
+    if (kv == NULL)
+        goto out;
+    memcpy(kv, name, nlen);
+    kv[nlen] = '=';
+    size_t off = nlen + 1;
+    for (;;) {
+        ssize_t r = read(fd, kv + off, cap - 1 - off);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            free(kv);
+            kv = NULL;
+            goto out;
+        }
+        if (r == 0 || off + (size_t)r >= cap - 1) {
+            off += (size_t)r;
+            break;
+        }
+        off += (size_t)r;
+    }
+    /* One trailing newline is how editors end files, not part of the secret. */
+    if (off > nlen + 1 && kv[off - 1] == '\n')
+        off--;
+    if (off > nlen + 1 && kv[off - 1] == '\r')
+        off--;
+    kv[off] = '\0';
+    if (memchr(kv + nlen + 1, '\0', off - nlen - 1) != NULL) {
+        OPENSSL_cleanse(kv, cap);
+        free(kv);
+        kv = NULL;
+        errno = EINVAL;
+    }
+out : {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+    return kv;
+}
+
+/* Builds envp from the manifest and the tenant's secrets only: no variable of the daemon's own
+ * environment leaks, and nothing the caller sent (its credential least of all) is in it. */
+static int build_env(const struct config_manifest *m, const struct config_tenant *t, char **envp,
+                     size_t cap, const char **step)
 {
     size_t n = 0;
+    int dirfd = -1;
+    *step = "env";
     for (size_t i = 0; i < m->nenv && n + 1 < cap; i++) {
         size_t len = strlen(m->env[i].name) + strlen(m->env[i].value) + 2;
         char *kv = malloc(len);
@@ -79,13 +150,63 @@ static int build_env(const struct config_manifest *m, char **envp, size_t cap)
         snprintf(kv, len, "%s=%s", m->env[i].name, m->env[i].value);
         envp[n++] = kv;
     }
+    if (m->nsecrets > 0) {
+        *step = "secrets";
+        if (t->secrets_dir == NULL) {
+            errno = ENOENT;
+            goto fail;
+        }
+        dirfd = open(t->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd == -1)
+            goto fail;
+        /* A folder others may write to lets them swap a secret for a link or their own file. */
+        struct stat dst;
+        if (fstat(dirfd, &dst) == -1)
+            goto fail;
+        if (dst.st_uid != geteuid() || (dst.st_mode & 0022) != 0) {
+            log_warn("secret_refused server=%s tenant=%s dir=%s note=\"secrets_dir must be "
+                     "owned by root and writable by nobody else\"",
+                     m->name, t->name, t->secrets_dir);
+            errno = EPERM;
+            goto fail;
+        }
+        for (size_t i = 0; i < m->nsecrets && n + 1 < cap; i++) {
+            char *kv = read_secret(dirfd, m->secrets[i].name, m->secrets[i].value);
+            if (kv == NULL) {
+                log_warn("secret_refused server=%s tenant=%s variable=%s file=%s error=\"%s\" "
+                         "note=\"a secret must be a regular file owned by root, mode 0600 or "
+                         "0400\"",
+                         m->name, t->name, m->secrets[i].name, m->secrets[i].value,
+                         strerror(errno));
+                goto fail;
+            }
+            envp[n++] = kv;
+        }
+        close(dirfd);
+        dirfd = -1;
+    }
     envp[n] = NULL;
     return 0;
-fail:
-    for (size_t i = 0; i < n; i++)
+fail : {
+    int saved = errno;
+    if (dirfd != -1)
+        close(dirfd);
+    for (size_t i = 0; i < n; i++) {
+        OPENSSL_cleanse(envp[i], strlen(envp[i]));
         free(envp[i]);
+    }
     envp[0] = NULL;
+    errno = saved;
+}
     return -1;
+}
+
+static void free_env(char **envp)
+{
+    for (size_t i = 0; envp[i] != NULL; i++) {
+        OPENSSL_cleanse(envp[i], strlen(envp[i])); /* secrets do not linger in our heap */
+        free(envp[i]);
+    }
 }
 
 static void handle_spawn(const struct config *cfg, int sock, const struct privsep_spawn *req)
@@ -110,9 +231,8 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         log_warn("spawn_refused server=%s tenant=%s reason=not_allowed", req->server, req->tenant);
         goto failed;
     }
-    if (build_env(m, envp, SPAWNER_MAX_ENV) == -1) {
-        step = "env";
-        err = ENOMEM;
+    if (build_env(m, t, envp, SPAWNER_MAX_ENV, &step) == -1) {
+        err = errno;
         goto failed;
     }
     struct spawn_plan plan = {.path = m->argv[0], .argv = m->argv, .envp = envp};
@@ -144,13 +264,11 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
     close(res.fd_stdin);
     close(res.fd_stdout);
     close(res.fd_stderr);
-    for (size_t i = 0; envp[i] != NULL; i++)
-        free(envp[i]);
+    free_env(envp);
     return;
 
 failed:
-    for (size_t i = 0; envp[i] != NULL; i++)
-        free(envp[i]);
+    free_env(envp);
     memset(&reply, 0, sizeof(reply));
     reply.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
     reply.spawn_failed.req = req->req;
@@ -211,7 +329,64 @@ static bool reap(int sock, pid_t front, int *front_status)
     return front_gone;
 }
 
-int spawner_run(const struct config *cfg, int sock, pid_t front)
+int spawner_bundle_memfd(const char *path, char *err, size_t errlen)
+{
+    size_t len;
+    char *bundle = config_bundle_build(&config_source_fs, path, &len, err, errlen);
+    if (bundle == NULL)
+        return -1;
+    int fd = memfd_create("mcpvisor-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd == -1) {
+        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+        free(bundle);
+        return -1;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, bundle + off, len - off);
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "write configuration bundle: %s", strerror(errno));
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    /* Sealed: the front reads exactly what the parent validated. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == -1 ||
+        lseek(fd, 0, SEEK_SET) == -1) {
+        snprintf(err, errlen, "seal configuration bundle: %s", strerror(errno));
+        goto fail;
+    }
+    OPENSSL_cleanse(bundle, len); /* it may hold TLS keys */
+    free(bundle);
+    return fd;
+fail:
+    OPENSSL_cleanse(bundle, len);
+    free(bundle);
+    close(fd);
+    return -1;
+}
+
+/* SIGHUP: re-read and re-validate everything; hand the front the new bundle, or keep the old
+ * one when the new configuration is invalid (an operator's typo never takes the service down). */
+static void reload(int sock, const char *path)
+{
+    char err[CONFIG_ERR_MAX];
+    int fd = spawner_bundle_memfd(path, err, sizeof(err));
+    if (fd == -1) {
+        log_error("reload_refused error=\"%s\" note=\"the running configuration stays\"", err);
+        return;
+    }
+    union privsep_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.reload.type = PRIVSEP_RELOAD;
+    if (privsep_send(sock, &msg, &fd, 1) == -1)
+        log_error("reload: cannot reach the front");
+    close(fd);
+}
+
+int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path)
 {
     sigset_t mask;
     int front_status = 0;
@@ -245,7 +420,7 @@ int spawner_run(const struct config *cfg, int sock, pid_t front)
                     stopping = true;
                     kill(front, SIGTERM);
                 } else if (si.ssi_signo == SIGHUP) {
-                    kill(front, SIGHUP);
+                    reload(sock, path);
                 }
             }
             if (reap(sock, front, &front_status)) {

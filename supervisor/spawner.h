@@ -9,12 +9,18 @@
 #ifndef MCPVISOR_SPAWNER_H
 #define MCPVISOR_SPAWNER_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "config.h"
 
 /* Runs until the front exits. `sock` is the spawner's end of the socketpair (borrowed),
- * `front` the front's pid. Returns the process exit code. */
-int spawner_run(const struct config *cfg, int sock, pid_t front);
+ * `front` the front's pid, `path` the configuration file (re-read on SIGHUP). Returns the
+ * process exit code. */
+int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path);
+
+/* Validates the configuration at path and returns a sealed memfd holding its bundle (every file
+ * it read), for the front; -1 with a message. */
+int spawner_bundle_memfd(const char *path, char *err, size_t errlen);
 
 #endif

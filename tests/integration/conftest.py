@@ -36,6 +36,11 @@ KEYS = {
 }
 
 
+def bearer(key):
+    """The bearer token for `key`: the API key of a KEYS name, else key itself (a JWT, say)."""
+    return KEYS[key][0] if key in KEYS else key
+
+
 def _tail(lines, n=25):
     return "\n".join(l[:300] for l in lines[-n:])
 
@@ -211,6 +216,9 @@ class Daemon:
         (tmp_path / "api-keys.json").write_text(json.dumps({"keys": records}))
         (tmp_path / "mcpvisor.json").write_text(json.dumps(config))
         self.proc_env = proc_env
+        # HTTPS listeners: set tls_context (an ssl.SSLContext) and conn() speaks TLS to tls_host
+        self.tls_context = None
+        self.tls_host = "127.0.0.1"
 
     # -- process --
 
@@ -304,6 +312,9 @@ class Daemon:
     # -- HTTP --
 
     def conn(self, timeout=10.0):
+        if self.tls_context is not None:
+            return http.client.HTTPSConnection(self.tls_host, self.port, timeout=timeout,
+                                               context=self.tls_context)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, key="alice", timeout=10.0):
@@ -319,7 +330,7 @@ class Daemon:
         """Sends a request on connection c and returns the response without reading the body."""
         h = {}
         if key is not None:
-            h["Authorization"] = "Bearer " + KEYS[key][0]
+            h["Authorization"] = "Bearer " + bearer(key)
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
             h["Content-Type"] = "application/json"
@@ -340,7 +351,7 @@ def raw_exchange(daemon, method, path, headers, data=b"", key="alice", timeout=1
     h = dict(headers)
     h.setdefault("Host", "127.0.0.1:%d" % daemon.port)
     if key is not None:
-        h.setdefault("Authorization", "Bearer " + KEYS[key][0])
+        h.setdefault("Authorization", "Bearer " + bearer(key))
     head = "%s %s HTTP/1.1\r\n%s\r\n" % (
         method, path, "".join("%s: %s\r\n" % kv for kv in h.items() if kv[1] is not None))
     s = socket.create_connection(("127.0.0.1", daemon.port), timeout=timeout)
@@ -513,12 +524,13 @@ def make_daemon(tmp_path):
     counter = [0]
 
     def make(limits=None, config=None, manifests=None, keys=("alice", "bob", "carol"), start=True,
-             **extra):
+             proc_env=None, **extra):
         counter[0] += 1
         d_dir = tmp_path / ("d%d" % counter[0])
         d_dir.mkdir()
         cfg = config if config is not None else base_config(limits, **extra)
-        d = Daemon(d_dir, cfg, manifests if manifests is not None else default_manifests(), keys)
+        d = Daemon(d_dir, cfg, manifests if manifests is not None else default_manifests(), keys,
+                   proc_env=proc_env)
         started.append(d)
         if start:
             d.start()
@@ -551,3 +563,262 @@ def client(daemon):
     c = McpClient(daemon)
     c.initialize()
     return c
+
+
+# ---- OAuth resource server: JWT signing keys and tokens (python3-jwt, python3-cryptography) -----
+
+ISS = "https://idp.test.example"
+AUD = "https://mcp.test.example"
+_KEY_CACHE = {}
+
+
+def b64url(data):
+    import base64
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class SigningKey:
+    """A private key, its JWS alg and its public JWK (with kid, use and alg)."""
+
+    def __init__(self, kid, alg, private):
+        from jwt import algorithms
+        self.kid, self.alg, self.private = kid, alg, private
+        cls = {"RS256": algorithms.RSAAlgorithm, "PS256": algorithms.RSAPSSAlgorithm,
+               "ES256": algorithms.ECAlgorithm, "EdDSA": algorithms.OKPAlgorithm}[alg]
+        self.jwk = json.loads(cls.to_jwk(private.public_key()))
+        self.jwk.update(kid=kid, use="sig", alg=alg)
+
+    def public_pem(self):
+        from cryptography.hazmat.primitives import serialization
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def signing_key(kid, alg="RS256"):
+    """A key for alg (RS256, PS256, ES256, EdDSA), generated once per kid and test run."""
+    if kid not in _KEY_CACHE:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+        if alg in ("RS256", "PS256"):
+            priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif alg == "ES256":
+            priv = ec.generate_private_key(ec.SECP256R1())
+        elif alg == "EdDSA":
+            priv = ed25519.Ed25519PrivateKey.generate()
+        else:
+            raise ValueError(alg)
+        _KEY_CACHE[kid] = SigningKey(kid, alg, priv)
+    k = _KEY_CACHE[kid]
+    assert k.alg == alg, (kid, k.alg, alg)
+    return k
+
+
+def jwks_doc(*keys):
+    return {"keys": [k.jwk for k in keys]}
+
+
+def token_claims(ttl=300, **over):
+    """Default access-token claims (alice of acme through the agent "ide", demo:read and
+    demo:write), with `over` applied; a value of None removes the claim."""
+    now = int(time.time())
+    c = {"iss": ISS, "aud": AUD, "sub": "alice", "tenant": "acme", "azp": "ide",
+         "scope": "demo:read demo:write", "iat": now, "exp": now + ttl}
+    c.update(over)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def mint(key, ttl=300, headers=None, **over):
+    """A compact JWS signed with SigningKey `key` (kid and typ at+jwt in the header; a header
+    value of None removes it), claims from token_claims(ttl, **over)."""
+    import jwt
+    h = {"kid": key.kid, "typ": "at+jwt"}
+    h.update(headers or {})
+    h = {k: v for k, v in h.items() if v is not None or k == "typ"}  # PyJWT drops a None typ
+    return jwt.encode(token_claims(ttl, **over), key.private, algorithm=key.alg, headers=h)
+
+
+def base64_decode(s):
+    import base64
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def unsigned_token(header, claims, signature=b""):
+    """header.payload.signature from dicts (or raw strings), signature bytes as given."""
+    parts = []
+    for part in (header, claims):
+        parts.append(b64url(part if isinstance(part, (str, bytes)) else json.dumps(part)))
+    return "%s.%s.%s" % (parts[0], parts[1], b64url(signature))
+
+
+# ---- X.509 test PKI for TLS listeners and the HTTPS JWKS server ---------------------------------
+
+
+class PkiCA:
+    """A self-signed CA that issues leaf certificates (python3-cryptography)."""
+
+    def __init__(self, name="mcpvisor test CA", parent=None):
+        """A root CA, or with parent (a PkiCA) an intermediate CA that parent signed."""
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        issuer = parent.cert.subject if parent is not None else subject
+        signer = parent.key if parent is not None else self.key
+        now = datetime.datetime.utcnow()
+        self.cert = (x509.CertificateBuilder()
+                     .subject_name(subject).issuer_name(issuer)
+                     .public_key(self.key.public_key())
+                     .serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .add_extension(x509.KeyUsage(
+                         digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+                     .add_extension(
+                         x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                         critical=False)
+                     .sign(signer, hashes.SHA256()))
+
+    def issue(self, names=("127.0.0.1", "localhost"), cn="mcpvisor test server", key=None):
+        """(private key, certificate) for a server answering to names (IPs and DNS names)."""
+        import datetime
+        import ipaddress
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        sans = []
+        for n in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                sans.append(x509.DNSName(n))
+        now = datetime.datetime.utcnow()
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                .issuer_name(self.cert.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self.key.public_key()), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return key, cert
+
+    def cert_pem(self):
+        return cert_pem(self.cert)
+
+
+def cert_pem(cert):
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key):
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_fingerprint(der_or_cert):
+    from cryptography.hazmat.primitives import hashes
+    if isinstance(der_or_cert, bytes):
+        return hashlib.sha256(der_or_cert).hexdigest()
+    return der_or_cert.fingerprint(hashes.SHA256()).hex()
+
+
+def world_readable_dir():
+    """A fresh folder under /tmp that the daemon's unprivileged front can read (pytest's own
+    tmp_path is 0700 root). The caller removes it (shutil.rmtree)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="mcpvisor-test-")
+    os.chmod(d, 0o755)
+    return d
+
+
+class JwksServer:
+    """An HTTPS (or plain HTTP) server on 127.0.0.1 serving a JWKS document at /jwks.json, that
+    counts the requests it answered. Set .doc to change what the next fetch gets."""
+
+    def __init__(self, doc, certfile=None, keyfile=None):
+        import http.server
+        import ssl
+        self.doc = doc
+        self.requests = 0
+        self.arrivals = 0
+        self.paths = []
+        self.cond = threading.Condition()
+        # clear() holds every answer back until set() (a slow identity provider, on cue)
+        self.gate = threading.Event()
+        self.gate.set()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with outer.cond:
+                    outer.arrivals += 1
+                    outer.cond.notify_all()
+                outer.gate.wait(20)
+                body = json.dumps(outer.doc).encode()
+                self.send_response(200 if self.path.split("?")[0] == "/jwks.json" else 404)
+                self.send_header("Content-Type", "application/jwk-set+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                with outer.cond:
+                    outer.requests += 1
+                    outer.paths.append(self.path)
+                    outer.cond.notify_all()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.tls = certfile is not None
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(certfile, keyfile)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d/jwks.json" % ("https" if self.tls else "http", self.port)
+
+    def count(self):
+        with self.cond:
+            return self.requests
+
+    def wait_requests(self, n, timeout=5.0, arrived=False):
+        """Waits until n requests were answered (or, with arrived, received)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (self.arrivals if arrived else self.requests) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("JWKS server: %d requests, wanted %d within %.1fs"
+                                         % (self.requests, n, timeout))
+                self.cond.wait(left)
+            return self.arrivals if arrived else self.requests
+
+    def close(self):
+        self.gate.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

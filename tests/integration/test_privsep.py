@@ -144,7 +144,7 @@ def test_missing_command_reports_spawn_failure(make_daemon, tmp_path):
 def test_sighup_keeps_serving(client):
     d = client.d
     os.kill(d.proc.pid, signal.SIGHUP)
-    d.wait_log("sighup", 3)
+    d.wait_log("msg=reloaded", 5)
     assert d.proc.poll() is None and pid_alive(d.front_pid)
     assert tool_text(client.call_tool("echo", {"text": "after hup"})) == "after hup"
 

