@@ -14,9 +14,14 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
 SAN     ?=
-ALL_CFLAGS = $(CFLAGS) $(SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE $(PKG_CFLAGS) -Isupervisor -Isandbox
-ALL_LDFLAGS = $(LDFLAGS) $(SAN) -pie -Wl,-z,relro,-z,now
+ALL_CFLAGS = $(CFLAGS) $(SAN) $(BASE_CFLAGS)
+# Test servers, probes and the demo server are helpers, not the product: built without the
+# sanitizers (a sandboxed child under RLIMIT_AS cannot carry ASan's shadow memory).
+HELPER_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
+BASE_LDFLAGS = -pie -Wl,-z,relro,-z,now
+ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(BASE_LDFLAGS)
 LDLIBS  += $(PKG_LIBS)
 
 # Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
@@ -31,11 +36,13 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 SERVER_SRC := $(wildcard tests/servers/*.c)
 SERVER_BIN := $(SERVER_SRC:tests/servers/%.c=$(BUILD)/tests/servers/%)
+PROBE_SRC := $(wildcard tests/probes/*.c)
+PROBE_BIN := $(PROBE_SRC:tests/probes/%.c=$(BUILD)/tests/probes/%)
 DEMO_BIN := $(BUILD)/demo-server
 
 .PHONY: all deps run check unit integration interop asan asan-check style format install clean bench
 
-all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN)
+all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN) $(PROBE_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard supervisor/*.h sandbox/*.h)
 	@mkdir -p $(dir $@)
@@ -46,11 +53,15 @@ $(BUILD)/mcpvisor: $(MAIN_OBJ) $(LIB_OBJ)
 
 $(DEMO_BIN): manifests/demo/demo-server.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(HELPER_CFLAGS) $(LDFLAGS) $(BASE_LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(BUILD)/tests/servers/%: tests/servers/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(HELPER_CFLAGS) $(LDFLAGS) $(BASE_LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/tests/probes/%: tests/probes/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HELPER_CFLAGS) $(LDFLAGS) $(BASE_LDFLAGS) -o $@ $< -lpthread
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -87,7 +98,7 @@ style:
 	@./tests/style.sh
 
 format:
-	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c manifests/demo/*.c
+	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c tests/probes/*.c manifests/demo/*.c
 
 # ASan+UBSan build of the daemon, the servers and the unit tests, in its own folder.
 asan:

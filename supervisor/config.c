@@ -1274,9 +1274,18 @@ static int parse_auth(struct ctx *c, const cJSON *v)
 
 static int parse_main(struct ctx *c, const cJSON *root)
 {
-    static const char *const keys[] = {
-        "listen", "public_url", "allowed_origins", "allowed_hosts", "user", "manifests_dir",
-        "auth",   "tenants",    "audit",           "limits",        NULL};
+    static const char *const keys[] = {"listen",
+                                       "public_url",
+                                       "allowed_origins",
+                                       "allowed_hosts",
+                                       "user",
+                                       "manifests_dir",
+                                       "allow_weaker_sandbox",
+                                       "auth",
+                                       "tenants",
+                                       "audit",
+                                       "limits",
+                                       NULL};
     struct config *cfg = c->cfg;
     const cJSON *m;
 
@@ -1301,6 +1310,9 @@ static int parse_main(struct ctx *c, const cJSON *root)
         get_text_array(c, m, KEY(NULL, "allowed_hosts"), CONFIG_TEXT_MAX, is_host_name,
                        "expected a host name, optionally with :port", &cfg->allowed_hosts,
                        &cfg->nallowed_hosts) == -1)
+        return -1;
+    if ((m = member(root, "allow_weaker_sandbox")) != NULL &&
+        get_bool(c, m, KEY(NULL, "allow_weaker_sandbox"), &cfg->allow_weaker_sandbox) == -1)
         return -1;
     if ((m = member(root, "user")) != NULL) {
         if (dup_checked(c, m, KEY(NULL, "user"), 32, is_user_name,

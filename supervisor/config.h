@@ -148,6 +148,8 @@ struct config {
     char *path; /* absolute path of mcpvisor.json */
     char *dir;  /* its folder */
     char *user; /* account the front runs as when started as root; default "mcpvisor" */
+    bool allow_weaker_sandbox; /* start even when the kernel cannot sandbox (unprivileged, no
+                                  user namespaces); default false */
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     size_t nlisteners;
     char *public_url;

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "front.h"
 #include "log.h"
+#include "policy.h"
 #include "spawner.h"
 #include "tls.h"
 #include "version.h"
@@ -146,6 +147,57 @@ static int check_tls(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Probes what this kernel can enforce and compiles every manifest's sandbox. Refuses an
+ * unprivileged start without user namespaces unless the configuration accepts it, and says
+ * which protections are missing either way. */
+static int sandbox_setup(const struct config *cfg, struct sandbox_features *feat,
+                         struct sandbox_profile **out, char *err, size_t errlen)
+{
+    char missing[256];
+    sandbox_features_probe(feat);
+    sandbox_missing(feat, NULL, missing, sizeof(missing));
+    if (!feat->root && !feat->userns) {
+        if (!cfg->allow_weaker_sandbox) {
+            snprintf(err, errlen,
+                     "started without root and the kernel refuses unprivileged user namespaces: "
+                     "children cannot be confined (missing: %.200s); run as root, enable user "
+                     "namespaces, or set allow_weaker_sandbox",
+                     missing);
+            sandbox_features_cleanup(feat);
+            return -1;
+        }
+        log_warn("sandbox_weaker missing=\"%s\" note=\"allow_weaker_sandbox is set\"", missing);
+    }
+    for (size_t i = 0; i < cfg->ntenants; i++) {
+        if (feat->root && !cfg->tenants[i].has_ids)
+            log_warn("tenant_without_uid tenant=%s note=\"its children run as nobody (65534), "
+                     "like other such tenants; give each tenant its own uid and gid\"",
+                     cfg->tenants[i].name);
+    }
+    struct sandbox_profile *prof = calloc(cfg->nmanifests > 0 ? cfg->nmanifests : 1, sizeof(*prof));
+    if (prof == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nmanifests; i++) {
+        char why[256];
+        if (sandbox_profile_build(&cfg->manifests[i], &prof[i], why, sizeof(why)) == -1) {
+            snprintf(err, errlen, "%s: /sandbox: %s", cfg->manifests[i].file, why);
+            for (size_t j = 0; j < i; j++)
+                sandbox_profile_free(&prof[j]);
+            free(prof);
+            sandbox_features_cleanup(feat);
+            return -1;
+        }
+        sandbox_missing(feat, &cfg->manifests[i], missing, sizeof(missing));
+        if (missing[0] != '\0')
+            log_warn("sandbox_not_in_force server=%s missing=\"%s\"", cfg->manifests[i].name,
+                     missing);
+    }
+    *out = prof;
+    return 0;
+}
+
 static int cmd_run(const char *path)
 {
     char err[CONFIG_ERR_MAX];
@@ -178,6 +230,15 @@ static int cmd_run(const char *path)
                  (int)geteuid());
     }
 
+    struct sandbox_features feat;
+    struct sandbox_profile *prof = NULL;
+    if (sandbox_setup(cfg, &feat, &prof, err, sizeof(err)) == -1) {
+        log_error("sandbox_unavailable error=\"%s\"", err);
+        config_free(cfg);
+        return 1;
+    }
+    sandbox_features_log(&feat);
+
     int lfds[CONFIG_MAX_LISTENERS];
     for (size_t i = 0; i < cfg->nlisteners; i++)
         lfds[i] = bind_listener(&cfg->listeners[i]);
@@ -206,7 +267,11 @@ static int cmd_run(const char *path)
         close(lfds[i]);
     log_info("started version=%s pid=%d front_pid=%d front_user=%s", MCPVISOR_VERSION,
              (int)getpid(), (int)front, pw != NULL ? pw->pw_name : "(unchanged)");
-    int code = spawner_run(cfg, sp[0], front, cfg->path);
+    int code = spawner_run(cfg, sp[0], front, cfg->path, &feat, prof);
+    for (size_t i = 0; i < cfg->nmanifests; i++)
+        sandbox_profile_free(&prof[i]);
+    free(prof);
+    sandbox_features_cleanup(&feat);
     config_free(cfg);
     return code;
 }
@@ -253,9 +318,22 @@ static int cmd_check(const char *path)
     size_t ntools = 0;
     for (size_t i = 0; i < cfg->nmanifests; i++)
         ntools += cfg->manifests[i].ntools;
+    struct sandbox_features feat;
+    struct sandbox_profile *prof = NULL;
+    if (sandbox_setup(cfg, &feat, &prof, err, sizeof(err)) == -1) {
+        fprintf(stderr, "%s\n", err);
+        config_free(cfg);
+        return 1;
+    }
     printf("%s: ok (%zu listeners, %zu servers, %zu tools, %zu tenants, %zu API keys%s)\n",
            cfg->path, cfg->nlisteners, cfg->nmanifests, ntools, cfg->ntenants, cfg->napi_keys,
            cfg->has_anonymous ? ", anonymous access enabled" : "");
+    for (size_t i = 0; i < cfg->nmanifests; i++) {
+        sandbox_profile_describe(&cfg->manifests[i], &prof[i], &feat, stdout);
+        sandbox_profile_free(&prof[i]);
+    }
+    free(prof);
+    sandbox_features_cleanup(&feat);
     config_free(cfg);
     return 0;
 }

@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "privsep.h"
+#include "policy.h"
 #include "spawn.h"
 
 #define SPAWNER_MAX_CHILDREN 65536
@@ -33,12 +34,17 @@ struct spawner_child {
     pid_t pid;
     char server[CONFIG_NAME_MAX];
     char tenant[CONFIG_NAME_MAX];
+    char cgroup[512]; /* its cgroup leaf, or "" */
 };
+
+static const struct sandbox_features *features;
+static const struct sandbox_profile *profiles; /* parallel to cfg->manifests */
+static uint64_t spawn_seq;
 
 static struct spawner_child *children;
 static size_t nchildren, children_cap;
 
-static int child_add(pid_t pid, const char *server, const char *tenant)
+static int child_add(pid_t pid, const char *server, const char *tenant, const char *cgroup)
 {
     if (nchildren == children_cap) {
         size_t cap = children_cap ? children_cap * 2 : 64;
@@ -54,6 +60,7 @@ static int child_add(pid_t pid, const char *server, const char *tenant)
     c->pid = pid;
     snprintf(c->server, sizeof(c->server), "%s", server);
     snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
+    snprintf(c->cgroup, sizeof(c->cgroup), "%s", cgroup);
     return 0;
 }
 
@@ -209,6 +216,20 @@ static void free_env(char **envp)
     }
 }
 
+struct cgroup_ctx {
+    const char *tenant, *server;
+    uint64_t id, memory_mb, pids_max;
+    char path[512];
+};
+
+/* Between clone and "go": the child is placed in its own leaf before it runs anything. */
+static int cgroup_enter(void *arg, pid_t pid)
+{
+    struct cgroup_ctx *x = arg;
+    return sandbox_cgroup_enter(&features->cgroup, x->tenant, x->server, x->id, x->memory_mb,
+                                x->pids_max, pid, x->path, sizeof(x->path));
+}
+
 static void handle_spawn(const struct config *cfg, int sock, const struct privsep_spawn *req)
 {
     union privsep_msg reply;
@@ -235,7 +256,34 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         err = errno;
         goto failed;
     }
-    struct spawn_plan plan = {.path = m->argv[0], .argv = m->argv, .envp = envp};
+    const struct sandbox_profile *prof = &profiles[m - cfg->manifests];
+    struct cgroup_ctx cgx = {t->name,        m->name, ++spawn_seq, m->sandbox.memory_mb,
+                             prof->rl.nproc, ""};
+    bool sandboxed = features->root || features->userns;
+    struct spawn_plan plan = {
+        .path = m->argv[0],
+        .argv = m->argv,
+        .envp = envp,
+        .sandbox = sandboxed && features->newroot[0] != '\0',
+        .userns = !features->root && features->userns,
+        /* A tenant without its own ids runs as nobody; start-up said so. */
+        .uid = features->root ? (t->has_ids ? t->uid : SANDBOX_NOBODY) : geteuid(),
+        .gid = features->root ? (t->has_ids ? t->gid : SANDBOX_NOBODY) : getegid(),
+        .outer_uid = geteuid(),
+        .outer_gid = getegid(),
+        .network = prof->network,
+        .newroot = features->newroot,
+        .mounts = prof->mounts,
+        .nmounts = prof->nmounts,
+        .rl = prof->rl,
+        .cap_last_cap = features->cap_last_cap,
+        .seccomp = &prof->seccomp,
+        .landlock = prof->landlock,
+        .nlandlock = prof->nlandlock,
+        .landlock_abi = features->landlock_abi,
+        .before_go = features->cgroup.available ? cgroup_enter : NULL,
+        .before_go_arg = &cgx,
+    };
     if (spawn_start(&plan, &res) == -1) {
         step = res.step;
         err = res.err;
@@ -243,7 +291,7 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
                  res.step, res.err, strerror(res.err));
         goto failed;
     }
-    if (child_add(res.pid, m->name, t->name) == -1) {
+    if (child_add(res.pid, m->name, t->name, cgx.path) == -1) {
         kill(res.pid, SIGKILL);
         waitpid(res.pid, NULL, 0);
         close(res.fd_stdin);
@@ -287,6 +335,8 @@ static void kill_all_children(void)
     for (size_t i = 0; i < nchildren; i++) {
         while (waitpid(children[i].pid, NULL, 0) == -1 && errno == EINTR)
             ;
+        if (children[i].cgroup[0] != '\0')
+            sandbox_cgroup_release(children[i].cgroup);
     }
     nchildren = 0;
 }
@@ -312,15 +362,28 @@ static bool reap(int sock, pid_t front, int *front_status)
         memset(&msg, 0, sizeof(msg));
         msg.exited.type = PRIVSEP_EXITED;
         msg.exited.pid = p;
-        if (WIFSIGNALED(status)) {
-            msg.exited.signal = WTERMSIG(status);
-            log_info("child_exited server=%s tenant=%s pid=%d signal=%d%s", c->server, c->tenant,
-                     (int)p, WTERMSIG(status), WTERMSIG(status) == SIGSYS ? " seccomp=1" : "");
+        /* The sandbox init reports the server's death by signal N as exit 128+N. */
+        int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+        if (sig == 0 && WEXITSTATUS(status) > SPAWN_SIGNAL_BASE &&
+            WEXITSTATUS(status) < SPAWN_SIGNAL_BASE + 65)
+            sig = WEXITSTATUS(status) - SPAWN_SIGNAL_BASE;
+        if (sig != 0) {
+            msg.exited.signal = sig;
+            if (sig == SIGSYS) {
+                int nr = sandbox_seccomp_killer(-1);
+                const char *name = nr >= 0 ? sandbox_syscall_name(nr) : NULL;
+                log_warn("seccomp_violation server=%s tenant=%s pid=%d syscall=%s nr=%d", c->server,
+                         c->tenant, (int)p, name != NULL ? name : "unknown", nr);
+            }
+            log_info("child_exited server=%s tenant=%s pid=%d signal=%d", c->server, c->tenant,
+                     (int)p, sig);
         } else {
             msg.exited.status = WEXITSTATUS(status);
             log_info("child_exited server=%s tenant=%s pid=%d status=%d", c->server, c->tenant,
                      (int)p, WEXITSTATUS(status));
         }
+        if (c->cgroup[0] != '\0')
+            sandbox_cgroup_release(c->cgroup);
         child_remove(c);
         if (!front_gone && privsep_send(sock, &msg, NULL, 0) == -1 && errno != EPIPE &&
             errno != ECONNRESET)
@@ -386,8 +449,11 @@ static void reload(int sock, const char *path)
     close(fd);
 }
 
-int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path)
+int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path,
+                const struct sandbox_features *feat, const struct sandbox_profile *prof)
 {
+    features = feat;
+    profiles = prof;
     sigset_t mask;
     int front_status = 0;
     bool stopping = false;

@@ -17,7 +17,10 @@
 /* Runs until the front exits. `sock` is the spawner's end of the socketpair (borrowed),
  * `front` the front's pid, `path` the configuration file (re-read on SIGHUP). Returns the
  * process exit code. */
-int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path);
+struct sandbox_features;
+struct sandbox_profile;
+int spawner_run(const struct config *cfg, int sock, pid_t front, const char *path,
+                const struct sandbox_features *feat, const struct sandbox_profile *prof);
 
 /* Validates the configuration at path and returns a sealed memfd holding its bundle (every file
  * it read), for the front; -1 with a message. */

@@ -157,6 +157,9 @@ def test_sse_replay_buffer_is_bounded(make_daemon):
     first = sse.next()
     assert first.json()["params"]["progress"] == 1
     conn.close()
+    # The test server answers in order: once this echo is answered, the progress call has
+    # finished too, so the resumption below replays a finished stream (no live events).
+    assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
     c2, resp2, sse2 = c.open_get({"Last-Event-ID": first.id})
     assert resp2.status == 200
     got = []

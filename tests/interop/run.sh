@@ -186,6 +186,7 @@ write_manifest() {
   "version": "1",
   "command": ["$NODE"$args],
   "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "NODE_NO_WARNINGS": "1"},
+  "sandbox": {"read_only": ["$HERE"]},
   "unlisted_tools": "allow",
   "pin_mode": "off"
 }
