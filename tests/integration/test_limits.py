@@ -185,6 +185,9 @@ def test_replay_disabled(make_daemon):
     sse.next()
     first = sse.next()
     conn.close()
+    # Once this echo is answered the progress call has finished (the server answers in order):
+    # nothing can arrive live on the resumed stream, and nothing was kept to replay.
+    assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
     c2, resp2, sse2 = c.open_get({"Last-Event-ID": first.id})
     got = []
     if resp2.status == 200:

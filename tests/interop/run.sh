@@ -11,7 +11,12 @@
 #    anonymous loopback principal. A scenario that passes directly must pass through mcpvisor.
 # 4. client.mjs (the official SDK client, Streamable HTTP and legacy SSE) against mcpvisor fronting
 #    @modelcontextprotocol/server-everything, with a freshly generated API key.
-# 5. oidc/test.mjs against mcpvisor with auth.jwt, fronting tests/servers/testserver: JWT access
+# 5. fs-client.mjs (the official SDK client, Streamable HTTP) against mcpvisor fronting
+#    @modelcontextprotocol/server-filesystem over stdio, with a freshly generated API key: the
+#    default sandbox plus a read-write data folder (owned by 65534 under root: children of a tenant
+#    without a uid run as nobody). Listing, reading and writing there work (the writes are checked
+#    on the host); reads outside it are refused by the server.
+# 6. oidc/test.mjs against mcpvisor with auth.jwt, fronting tests/servers/testserver: JWT access
 #    tokens from a real authorization server (oidc/provider.mjs: oidc-provider on Node 22, client
 #    credentials grant, RFC 8707 resource indicators, ES256, JWKS fetched by mcpvisor over loopback
 #    http). A token for mcpvisor works end to end; one for another resource, none, or a tampered
@@ -301,7 +306,66 @@ else
     stop_mcpvisor everything
 fi
 
-# ---- 5. JWT access tokens from a real authorization server (oidc-provider) -------------------------
+# ---- 5. SDK client against server-filesystem through mcpvisor (read-write sandbox path) ------------
+
+echo "== fs-client.mjs (SDK client) through mcpvisor fronting server-filesystem over stdio"
+FSV=$WORK/mcpvisor-filesystem
+DATA=$WORK/fs-data
+mkdir -p "$FSV/servers" "$DATA"
+printf 'hello from the host\n' >"$DATA/hello.txt"
+printf '# notes\nseeded by run.sh\n' >"$DATA/notes.md"
+printf 'outside the allowed folder\n' >"$WORK/outside.txt"
+# Under root the server runs as 65534 (nobody); unprivileged, as our own uid, which owns DATA already.
+if [ "$(id -u)" = 0 ]; then
+    chown -R 65534:65534 "$DATA"
+fi
+cat >"$FSV/servers/filesystem.json" <<EOF
+{
+  "name": "filesystem",
+  "version": "1",
+  "command": ["$NODE", "$HERE/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js", "$DATA"],
+  "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "NODE_NO_WARNINGS": "1"},
+  "sandbox": {"read_only": ["$HERE"], "read_write": ["$DATA"]},
+  "unlisted_tools": "allow",
+  "pin_mode": "off"
+}
+EOF
+FS_KEY=mcpv-interop-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+FS_KEY_SHA=$(printf '%s' "$FS_KEY" | sha256sum | cut -d' ' -f1)
+cat >"$FSV/api-keys.json" <<EOF
+{"keys": [{"sha256": "$FS_KEY_SHA", "tenant": "t", "user": "interop", "agent": "fs-client.mjs", "scopes": []}]}
+EOF
+chmod 600 "$FSV/api-keys.json"
+cat >"$FSV/mcpvisor.json" <<EOF
+{
+  "listen": [{"address": "127.0.0.1:0"}],
+  "manifests_dir": "servers",
+  "auth": {"api_keys_file": "api-keys.json"},
+  "tenants": {"t": {"servers": ["filesystem"]}}
+}
+EOF
+if start_mcpvisor "$FSV/mcpvisor.json" "$WORK/mcpvisor-filesystem.log"; then
+    echo "mcpvisor listening at http://127.0.0.1:$PORT/servers/filesystem/mcp"
+    MCP_INTEROP_TOKEN=$FS_KEY timeout 100 "$NODE" "$HERE/fs-client.mjs" \
+        --url "http://127.0.0.1:$PORT/servers/filesystem/mcp" --data "$DATA" \
+        >"$WORK/fs-client.out" 2>"$WORK/fs-client.err"
+    rc=$?
+    stop_mcpvisor filesystem
+    tally "$WORK/fs-client.out"
+    if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/fs-client.out"; then
+        show_log "fs-client.mjs stderr" "$WORK/fs-client.err"
+        fail_check "fs-client.mjs exited with status $rc"
+    fi
+    if grep -q '^not ok ' "$WORK/fs-client.out"; then
+        show_daemon_log "mcpvisor log (filesystem)" "$WORK/mcpvisor-filesystem.log"
+    fi
+else
+    show_daemon_log "mcpvisor log (filesystem)" "$WORK/mcpvisor-filesystem.log"
+    fail_check "mcpvisor (filesystem config) did not log msg=listening within 15 s"
+    stop_mcpvisor filesystem
+fi
+
+# ---- 6. JWT access tokens from a real authorization server (oidc-provider) -------------------------
 
 echo "== oidc/test.mjs: oidc-provider (client credentials, RFC 8707, JWT) and mcpvisor with auth.jwt"
 OIDC=$WORK/mcpvisor-oidc
