@@ -249,13 +249,23 @@ void child_exited(struct child *c, int status, int sig)
     child_report_gone(c, why);
 }
 
+void child_retire(struct child *c)
+{
+    if (c->gone)
+        return;
+    c->gone = true;
+    bufferevent_disable(c->out, EV_READ);
+    bufferevent_disable(c->err, EV_READ);
+}
+
 void child_free(struct child *c)
 {
     if (c == NULL)
         return;
     if (c->pid > 0) {
         idmap_del(&c->f->children, (uint64_t)c->pid);
-        front_kill(c->f, c->pid); /* harmless if it already exited: the spawner checks */
+        /* Closing stdin (below) asks it to exit; the spawner kills it if it lingers. */
+        front_kill_after(c->f, c->pid, CHILD_GRACE_MS);
     }
     stderr_report_suppressed(c);
     event_free(c->stderr_timer);

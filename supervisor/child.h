@@ -21,6 +21,8 @@
 #include "jsonrpc.h"
 
 struct front;
+
+#define CHILD_GRACE_MS 2000
 struct bufferevent;
 struct event;
 
@@ -60,7 +62,12 @@ int child_write(struct child *c, const char *text, size_t len);
 void child_kill(struct child *c, const char *why);
 /* The spawner reaped it. */
 void child_exited(struct child *c, int status, int sig);
-/* Closes the pipes and forgets the child; kills it first if it still runs. */
+/* The owner is done with the child (session ended): stop reading it; child_free then lets it
+ * go gracefully. The gone callback is not called. */
+void child_retire(struct child *c);
+/* Closes the pipes and forgets the child. One still running gets its stdin closed — the stdio
+ * transport's way of asking a server to exit — and is killed CHILD_GRACE_MS later if it has
+ * not. */
 void child_free(struct child *c);
 
 #endif

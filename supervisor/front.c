@@ -146,6 +146,52 @@ static void reload_tls(struct front *f, int fd)
              n);
 }
 
+struct lingering {
+    struct front *f;
+    pid_t pid;
+    struct event *timer;
+};
+
+static void lingering_free(struct lingering *l)
+{
+    event_free(l->timer);
+    free(l);
+}
+
+static void on_linger_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct lingering *l = arg;
+    idmap_del(&l->f->lingering, (uint64_t)l->pid);
+    log_info("child_kill_after_grace pid=%d", (int)l->pid);
+    front_kill(l->f, l->pid);
+    lingering_free(l);
+}
+
+void front_kill_after(struct front *f, pid_t pid, unsigned ms)
+{
+    struct lingering *l = calloc(1, sizeof(*l));
+    if (l != NULL) {
+        l->f = f;
+        l->pid = pid;
+        l->timer = evtimer_new(f->base, on_linger_timeout, l);
+    }
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (l == NULL || l->timer == NULL || evtimer_add(l->timer, &tv) == -1 ||
+        idmap_put(&f->lingering, (uint64_t)pid, l) == -1) {
+        if (l != NULL && l->timer != NULL)
+            event_free(l->timer);
+        free(l);
+        front_kill(f, pid); /* no timer: no grace */
+    }
+}
+
+static void lingering_release(void *v)
+{
+    struct lingering *l = v;
+    front_kill(l->f, l->pid);
+    lingering_free(l);
+}
+
 static void on_privsep(evutil_socket_t fd, short what, void *arg)
 {
     struct front *f = arg;
@@ -182,6 +228,9 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
             reload_tls(f, fds[0]);
         } else if (msg.type == PRIVSEP_EXITED) {
             struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
+            struct lingering *l = idmap_del(&f->lingering, (uint64_t)msg.exited.pid);
+            if (l != NULL)
+                lingering_free(l); /* it left by itself */
             if (c != NULL)
                 child_exited(c, msg.exited.status, msg.exited.signal);
         } else {
@@ -258,6 +307,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     f.sock = sock;
     idmap_init(&f.spawns);
     idmap_init(&f.children);
+    idmap_init(&f.lingering);
     idmap_init(&f.conns);
     idmap_init(&f.pending_ids);
     signal(SIGPIPE, SIG_IGN);
@@ -334,6 +384,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     event_free(f.drain_timer);
     event_free(f.keepalive);
     idmap_clear(&f.spawns, free);
+    idmap_clear(&f.lingering, lingering_release); /* stopping: no more grace */
     idmap_free(&f.children);
     idmap_free(&f.conns);
     idmap_free(&f.pending_ids);

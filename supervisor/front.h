@@ -49,6 +49,7 @@ struct front {
     uint64_t next_spawn_req;
     struct idmap spawns;      /* req → struct front_spawn */
     struct idmap children;    /* pid → struct child */
+    struct idmap lingering;   /* pid → kill timer of a child let go gracefully */
     struct idmap conns;       /* evhttp_connection → its current stream, or FRONT_CONN_IDLE */
     uint64_t next_bid;        /* broker ids: unique across the process */
     struct idmap pending_ids; /* broker id → struct pending */
@@ -67,5 +68,7 @@ struct front_spawn *front_spawn(struct front *f, const char *server, const char 
 void front_spawn_cancel(struct front *f, struct front_spawn *sp);
 /* Asks the spawner to kill one of its children. */
 void front_kill(struct front *f, pid_t pid);
+/* Kills it after ms unless its exit is reported first. */
+void front_kill_after(struct front *f, pid_t pid, unsigned ms);
 
 #endif

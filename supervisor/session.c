@@ -970,8 +970,10 @@ void session_end(struct session *s, const char *why)
         front_spawn_cancel(s->f, s->spawn);
         s->spawn = NULL;
     }
-    if (s->child != NULL && !s->child->gone)
-        child_kill(s->child, why);
+    /* Let it go as the stdio transport asks: stdin closed, then a kill after a grace period
+     * (child_free). A child that misbehaved was already killed (child_kill). */
+    if (s->child != NULL)
+        child_retire(s->child);
     /* Callers up the stack may still hold s or its child: free on the next loop turn. */
     struct timeval zero = {0, 0};
     if (event_base_once(s->f->base, -1, EV_TIMEOUT, session_release, s, &zero) == -1)
