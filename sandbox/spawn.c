@@ -374,12 +374,13 @@ static int child_main(void *arg)
         if (server == -1)
             child_fail(status_fd, "init");
         if (server > 0) {
-            /* Hold nothing of the server's: the status pipe must close on its exec alone, and
-             * its stdio must reach EOF when it exits. */
-            close(status_fd);
-            close(0);
-            close(1);
-            close(2);
+            /* Hold nothing at all: the status pipe must close on the server's exec alone, its
+             * stdin must reach EOF when the daemon closes it, and no descriptor of the spawner
+             * (its control socket least of all) may stay in a process running as the tenant. */
+            if (syscall(SYS_close_range, 0U, ~0U, 0U) == -1) {
+                for (int fd = 0; fd < 1024; fd++)
+                    close(fd);
+            }
             init_loop(server);
         }
         /* The server dies with its init (SIGKILL to the whole namespace). */
@@ -430,6 +431,24 @@ static int write_maps(pid_t pid, const struct spawn_plan *plan)
         close(fd);
     }
     return 0;
+}
+
+/* The host pid of the sandbox init's only child (the server, running now that it exec'ed). */
+static pid_t server_of(pid_t init)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *end;
+    long v = strtol(buf, &end, 10);
+    return v > 0 && end != buf ? (pid_t)v : -1;
 }
 
 int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
@@ -513,6 +532,7 @@ int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
         goto kill_child;
     }
     res->pid = pid;
+    res->server_pid = plan->sandbox ? server_of(pid) : pid;
     res->fd_stdin = in[1];
     res->fd_stdout = out[0];
     res->fd_stderr = errp[0];

@@ -70,11 +70,12 @@ struct spawn_plan {
 
 struct spawn_result {
     pid_t pid;
-    int fd_stdin;  /* write end of the child's stdin; owned by the caller */
-    int fd_stdout; /* read end of the child's stdout; owned by the caller */
-    int fd_stderr; /* read end of the child's stderr; owned by the caller */
-    char step[16]; /* on failure: the step that failed */
-    int err;       /* on failure: its errno */
+    pid_t server_pid; /* the server's host pid (the child of the sandbox init), or pid */
+    int fd_stdin;     /* write end of the child's stdin; owned by the caller */
+    int fd_stdout;    /* read end of the child's stdout; owned by the caller */
+    int fd_stderr;    /* read end of the child's stderr; owned by the caller */
+    char step[16];    /* on failure: the step that failed */
+    int err;          /* on failure: its errno */
 };
 
 /*

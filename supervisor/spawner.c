@@ -35,6 +35,7 @@ struct spawner_child {
     char server[CONFIG_NAME_MAX];
     char tenant[CONFIG_NAME_MAX];
     char cgroup[512]; /* its cgroup leaf, or "" */
+    pid_t server_pid; /* the server inside the sandbox (host pid), for seccomp reports */
 };
 
 static const struct sandbox_features *features;
@@ -44,7 +45,8 @@ static uint64_t spawn_seq;
 static struct spawner_child *children;
 static size_t nchildren, children_cap;
 
-static int child_add(pid_t pid, const char *server, const char *tenant, const char *cgroup)
+static int child_add(pid_t pid, const char *server, const char *tenant, const char *cgroup,
+                     pid_t server_pid)
 {
     if (nchildren == children_cap) {
         size_t cap = children_cap ? children_cap * 2 : 64;
@@ -61,6 +63,7 @@ static int child_add(pid_t pid, const char *server, const char *tenant, const ch
     snprintf(c->server, sizeof(c->server), "%s", server);
     snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
     snprintf(c->cgroup, sizeof(c->cgroup), "%s", cgroup);
+    c->server_pid = server_pid;
     return 0;
 }
 
@@ -291,7 +294,7 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
                  res.step, res.err, strerror(res.err));
         goto failed;
     }
-    if (child_add(res.pid, m->name, t->name, cgx.path) == -1) {
+    if (child_add(res.pid, m->name, t->name, cgx.path, res.server_pid) == -1) {
         kill(res.pid, SIGKILL);
         waitpid(res.pid, NULL, 0);
         close(res.fd_stdin);
@@ -370,10 +373,12 @@ static bool reap(int sock, pid_t front, int *front_status)
         if (sig != 0) {
             msg.exited.signal = sig;
             if (sig == SIGSYS) {
-                int nr = sandbox_seccomp_killer(-1);
+                /* Only the kernel's record for this very server counts: a record of another
+                 * process (another tenant's, or a grandchild) must not be attributed to it. */
+                int nr = c->server_pid > 0 ? sandbox_seccomp_killer(c->server_pid) : -1;
                 const char *name = nr >= 0 ? sandbox_syscall_name(nr) : NULL;
-                log_warn("seccomp_violation server=%s tenant=%s pid=%d syscall=%s nr=%d", c->server,
-                         c->tenant, (int)p, name != NULL ? name : "unknown", nr);
+                log_warn("seccomp_violation server=%s tenant=%s pid=%d syscall=\"%s\" nr=%d",
+                         c->server, c->tenant, (int)p, name != NULL ? name : "unknown", nr);
             }
             log_info("child_exited server=%s tenant=%s pid=%d signal=%d", c->server, c->tenant,
                      (int)p, sig);
