@@ -27,7 +27,7 @@ LDLIBS  += $(PKG_LIBS)
 # Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
 # (interop tests) are checked as commands, since they may come from another packaging of Node.
 DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
-            libcmocka-dev python3-pytest python3-jwt python3-cryptography clang-format
+            libcmocka-dev python3-pytest python3-jwt python3-cryptography clang-format json-schema-test-suite
 
 LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
