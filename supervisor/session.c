@@ -467,6 +467,54 @@ static int refuse(struct stream *st, cJSON *id, int code, const char *message, c
     return -1;
 }
 
+#define VERSION_META "mcpvisor/version"
+
+/* tools/list: each tool the manifest gives a version shows it in _meta["mcpvisor/version"], so
+ * callers can pin it. Returns how many tools were annotated. */
+static size_t annotate_versions(const struct config_manifest *m, cJSON *result)
+{
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(result, "tools");
+    cJSON *it;
+    size_t n = 0;
+    if (!cJSON_IsArray(tools))
+        return 0;
+    cJSON_ArrayForEach(it, tools)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        const struct config_tool *t =
+            cJSON_IsString(name) ? config_tool_find(m, name->valuestring) : NULL;
+        if (t == NULL || t->version == NULL || !cJSON_IsObject(it))
+            continue;
+        cJSON *meta = cJSON_GetObjectItemCaseSensitive(it, "_meta");
+        if (meta == NULL)
+            meta = cJSON_AddObjectToObject(it, "_meta");
+        if (!cJSON_IsObject(meta))
+            continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, VERSION_META); /* the server's word: no */
+        cJSON_AddStringToObject(meta, VERSION_META, t->version);
+        n++;
+    }
+    return n;
+}
+
+/* A caller that pinned a tool version (params._meta["mcpvisor/version"]) must get that version:
+ * returns the manifest tool (or NULL with *unknown) when the pin does not match. */
+static bool version_mismatch(const struct config_manifest *m, const cJSON *msg,
+                             const char **tool_name, const char **wanted, const char **current)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(meta, VERSION_META);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
+    if (want == NULL || !cJSON_IsString(name))
+        return false;
+    const struct config_tool *t = config_tool_find(m, name->valuestring);
+    *tool_name = name->valuestring;
+    *current = t != NULL ? t->version : NULL;
+    *wanted = cJSON_IsString(want) ? want->valuestring : "(not a string)";
+    return *current == NULL || !cJSON_IsString(want) || strcmp(*current, want->valuestring) != 0;
+}
+
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
                           size_t len, const struct principal *caller)
 {
@@ -483,7 +531,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
                     "server_unavailable", 1000);
         goto out;
     }
-    const char *tool_name = NULL;
+    const char *tool_name = NULL, *wanted = NULL, *current = NULL;
     const struct config_tool *denied = auth_tool_forbidden(s->m, caller, msg, &tool_name);
     if (denied != NULL) {
         char scopes[512], why[768];
@@ -496,6 +544,24 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
         cJSON_AddStringToObject(data, "tool", tool_name);
         cJSON_AddStringToObject(data, "required_scope", scopes);
+        char *et = e != NULL ? jsonrpc_print(e) : NULL;
+        cJSON_Delete(e);
+        stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+        free(et);
+        rc = -1;
+        goto out;
+    }
+    if (method != NULL && strcmp(method, "tools/call") == 0 &&
+        version_mismatch(s->m, msg, &tool_name, &wanted, &current)) {
+        char why[512];
+        snprintf(why, sizeof(why), "version mismatch: tool %s is at version %s, not %s", tool_name,
+                 current != NULL ? current : "(none: the manifest gives it no version)", wanted);
+        cJSON *e = jsonrpc_error_new(id, ERR_VERSION_MISMATCH, why, "version_mismatch", -1);
+        cJSON *data =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
+        cJSON_AddStringToObject(data, "tool", tool_name);
+        if (current != NULL)
+            cJSON_AddStringToObject(data, "tool_version", current);
         char *et = e != NULL ? jsonrpc_print(e) : NULL;
         cJSON_Delete(e);
         stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
@@ -687,9 +753,13 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     struct stream *st = p->st;
     bool failed_init = p->initialize && !s->ready;
     size_t outlen = 0;
-    if (p->filter_for != NULL &&
-        auth_filter_tools(s->m, p->filter_for, cJSON_GetObjectItemCaseSensitive(msg, "result")) > 0)
-        line = NULL; /* changed: print it */
+    if (p->filter_for != NULL) {
+        cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        size_t changed = auth_filter_tools(s->m, p->filter_for, result);
+        changed += annotate_versions(s->m, result);
+        if (changed > 0)
+            line = NULL; /* changed: print it */
+    }
     char *text = with_id(msg, line, len, p->client_id->valuestring, &outlen);
     cJSON_Delete(msg);
     pending_free(p);
