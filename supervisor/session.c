@@ -515,6 +515,23 @@ static bool version_mismatch(const struct config_manifest *m, const cJSON *msg,
     return *current == NULL || !cJSON_IsString(want) || strcmp(*current, want->valuestring) != 0;
 }
 
+/* A typed refusal about one tool: data.tool, and one more data member when `value` is given. */
+static int refuse_tool(struct stream *st, const cJSON *id, int code, const char *message,
+                       const char *type, const char *tool, const char *key, const char *value)
+{
+    cJSON *e = jsonrpc_error_new(id, code, message, type, -1);
+    cJSON *data =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
+    cJSON_AddStringToObject(data, "tool", tool);
+    if (value != NULL)
+        cJSON_AddStringToObject(data, key, value);
+    char *et = e != NULL ? jsonrpc_print(e) : NULL;
+    cJSON_Delete(e);
+    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    free(et);
+    return -1;
+}
+
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
                           size_t len, const struct principal *caller)
 {
@@ -539,16 +556,8 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", tool_name, scopes);
         log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
                  s->m->name, tool_name, caller->user, scopes);
-        cJSON *e = jsonrpc_error_new(id, ERR_FORBIDDEN, why, "forbidden", -1);
-        cJSON *data =
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
-        cJSON_AddStringToObject(data, "tool", tool_name);
-        cJSON_AddStringToObject(data, "required_scope", scopes);
-        char *et = e != NULL ? jsonrpc_print(e) : NULL;
-        cJSON_Delete(e);
-        stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
-        free(et);
-        rc = -1;
+        rc = refuse_tool(st, id, ERR_FORBIDDEN, why, "forbidden", tool_name, "required_scope",
+                         scopes);
         goto out;
     }
     if (method != NULL && strcmp(method, "tools/call") == 0 &&
@@ -556,17 +565,8 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         char why[512];
         snprintf(why, sizeof(why), "version mismatch: tool %s is at version %s, not %s", tool_name,
                  current != NULL ? current : "(none: the manifest gives it no version)", wanted);
-        cJSON *e = jsonrpc_error_new(id, ERR_VERSION_MISMATCH, why, "version_mismatch", -1);
-        cJSON *data =
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
-        cJSON_AddStringToObject(data, "tool", tool_name);
-        if (current != NULL)
-            cJSON_AddStringToObject(data, "tool_version", current);
-        char *et = e != NULL ? jsonrpc_print(e) : NULL;
-        cJSON_Delete(e);
-        stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
-        free(et);
-        rc = -1;
+        rc = refuse_tool(st, id, ERR_VERSION_MISMATCH, why, "version_mismatch", tool_name,
+                         "tool_version", current);
         goto out;
     }
     if (pending_by_client_key(s, id) != NULL) {
