@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -375,7 +376,14 @@ static bool reap(int sock, pid_t front, int *front_status)
             if (sig == SIGSYS) {
                 /* Only the kernel's record for this very server counts: a record of another
                  * process (another tenant's, or a grandchild) must not be attributed to it. */
-                int nr = c->server_pid > 0 ? sandbox_seccomp_killer(c->server_pid) : -1;
+                int nr = -1;
+                /* The kernel prints its record a few ms after the kill: look a few times
+                 * (bounded; only on a SIGSYS death, and the spawner serves no network). */
+                for (int tries = 0; c->server_pid > 0 && nr < 0 && tries < 5; tries++) {
+                    if (tries > 0)
+                        nanosleep(&(struct timespec){0, 2000000}, NULL);
+                    nr = sandbox_seccomp_killer(c->server_pid);
+                }
                 const char *name = nr >= 0 ? sandbox_syscall_name(nr) : NULL;
                 log_warn("seccomp_violation server=%s tenant=%s pid=%d syscall=\"%s\" nr=%d",
                          c->server, c->tenant, (int)p, name != NULL ? name : "unknown", nr);
