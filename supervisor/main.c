@@ -28,6 +28,7 @@
 #include "config.h"
 #include "front.h"
 #include "log.h"
+#include "pin.h"
 #include "policy.h"
 #include "spawner.h"
 #include "tls.h"
@@ -43,6 +44,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mcpvisor [run] [-c FILE]      run the daemon (default %s)\n"
             "       mcpvisor check [-c FILE]      validate the configuration and manifests\n"
+            "       mcpvisor pin SERVER [-c FILE] [--write]\n"
+            "                                     list the server's tools and their pins against "
+            "its manifest\n"
             "       mcpvisor keygen --tenant T --user U [--agent A] [--scope S]...\n"
             "                                     print a new API key and its api-keys.json "
             "record\n"
@@ -338,6 +342,51 @@ static int cmd_check(const char *path)
     return 0;
 }
 
+/* mcpvisor pin SERVER [-c FILE] [--write]: exit 0 all pinned, 1 something differs, 2 error. */
+static int cmd_pin(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG, *server = NULL;
+    bool write = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--write") == 0) {
+            write = true;
+        } else if (server == NULL && argv[i][0] != '-') {
+            server = argv[i];
+        } else {
+            usage(stderr);
+            return PIN_EXIT_ERROR;
+        }
+    }
+    if (server == NULL) {
+        usage(stderr);
+        return PIN_EXIT_ERROR;
+    }
+    char err[CONFIG_ERR_MAX];
+    struct config *cfg = config_load_file(path, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "mcpvisor pin: %s\n", err);
+        return PIN_EXIT_ERROR;
+    }
+    struct sandbox_features feat;
+    struct sandbox_profile *prof = NULL;
+    int code = PIN_EXIT_ERROR;
+    if (config_manifest_find(cfg, server) == NULL) {
+        code = pin_run(cfg, NULL, NULL, server, write, stdout); /* says it is unknown */
+    } else if (sandbox_setup(cfg, &feat, &prof, err, sizeof(err)) == -1) {
+        fprintf(stderr, "mcpvisor pin: %s\n", err);
+    } else {
+        code = pin_run(cfg, &feat, prof, server, write, stdout);
+        for (size_t i = 0; i < cfg->nmanifests; i++)
+            sandbox_profile_free(&prof[i]);
+        free(prof);
+        sandbox_features_cleanup(&feat);
+    }
+    config_free(cfg);
+    return code;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
     static const struct option opts[] = {{"tenant", required_argument, NULL, 't'},
@@ -413,6 +462,8 @@ int main(int argc, char **argv)
         return cmd_front(argc, argv);
     if (strcmp(cmd, "keygen") == 0)
         return cmd_keygen(argc - 1, argv + 1);
+    if (strcmp(cmd, "pin") == 0)
+        return cmd_pin(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0) {
         printf("mcpvisor %s\n", MCPVISOR_VERSION);
         return 0;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "childenv.h"
 #include "log.h"
 #include "privsep.h"
 #include "policy.h"
@@ -82,144 +83,6 @@ static void child_remove(struct spawner_child *c)
     *c = children[--nchildren];
 }
 
-#define SPAWNER_SECRET_MAX (64u << 10)
-
-/*
- * Reads one secret: <tenant secrets_dir>/<file>. Refused unless it is a regular file (no
- * symlink), owned by us (root) and readable by nobody else — a secret any local user could read
- * or replace is not a secret. Never logged. Returns a malloc'ed "NAME=value" or NULL with errno.
- */
-static char *read_secret(int dirfd, const char *name, const char *file)
-{
-    struct stat st;
-    char *kv = NULL;
-    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd == -1)
-        return NULL;
-    if (fstat(fd, &st) == -1)
-        goto out;
-    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077) != 0 ||
-        st.st_size > (off_t)SPAWNER_SECRET_MAX) {
-        errno = EPERM;
-        goto out;
-    }
-    size_t nlen = strlen(name), cap = nlen + 1 + (size_t)st.st_size + 1;
-    kv = malloc(cap);
-    if (kv == NULL)
-        goto out;
-    memcpy(kv, name, nlen);
-    kv[nlen] = '=';
-    size_t off = nlen + 1;
-    for (;;) {
-        ssize_t r = read(fd, kv + off, cap - 1 - off);
-        if (r == -1 && errno == EINTR)
-            continue;
-        if (r == -1) {
-            free(kv);
-            kv = NULL;
-            goto out;
-        }
-        if (r == 0 || off + (size_t)r >= cap - 1) {
-            off += (size_t)r;
-            break;
-        }
-        off += (size_t)r;
-    }
-    /* One trailing newline is how editors end files, not part of the secret. */
-    if (off > nlen + 1 && kv[off - 1] == '\n')
-        off--;
-    if (off > nlen + 1 && kv[off - 1] == '\r')
-        off--;
-    kv[off] = '\0';
-    if (memchr(kv + nlen + 1, '\0', off - nlen - 1) != NULL) {
-        OPENSSL_cleanse(kv, cap);
-        free(kv);
-        kv = NULL;
-        errno = EINVAL;
-    }
-out : {
-    int saved = errno;
-    close(fd);
-    errno = saved;
-}
-    return kv;
-}
-
-/* Builds envp from the manifest and the tenant's secrets only: no variable of the daemon's own
- * environment leaks, and nothing the caller sent (its credential least of all) is in it. */
-static int build_env(const struct config_manifest *m, const struct config_tenant *t, char **envp,
-                     size_t cap, const char **step)
-{
-    size_t n = 0;
-    int dirfd = -1;
-    *step = "env";
-    for (size_t i = 0; i < m->nenv && n + 1 < cap; i++) {
-        size_t len = strlen(m->env[i].name) + strlen(m->env[i].value) + 2;
-        char *kv = malloc(len);
-        if (kv == NULL)
-            goto fail;
-        snprintf(kv, len, "%s=%s", m->env[i].name, m->env[i].value);
-        envp[n++] = kv;
-    }
-    if (m->nsecrets > 0) {
-        *step = "secrets";
-        if (t->secrets_dir == NULL) {
-            errno = ENOENT;
-            goto fail;
-        }
-        dirfd = open(t->secrets_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd == -1)
-            goto fail;
-        /* A folder others may write to lets them swap a secret for a link or their own file. */
-        struct stat dst;
-        if (fstat(dirfd, &dst) == -1)
-            goto fail;
-        if (dst.st_uid != geteuid() || (dst.st_mode & 0022) != 0) {
-            log_warn("secret_refused server=%s tenant=%s dir=%s note=\"secrets_dir must be "
-                     "owned by root and writable by nobody else\"",
-                     m->name, t->name, t->secrets_dir);
-            errno = EPERM;
-            goto fail;
-        }
-        for (size_t i = 0; i < m->nsecrets && n + 1 < cap; i++) {
-            char *kv = read_secret(dirfd, m->secrets[i].name, m->secrets[i].value);
-            if (kv == NULL) {
-                log_warn("secret_refused server=%s tenant=%s variable=%s file=%s error=\"%s\" "
-                         "note=\"a secret must be a regular file owned by root, mode 0600 or "
-                         "0400\"",
-                         m->name, t->name, m->secrets[i].name, m->secrets[i].value,
-                         strerror(errno));
-                goto fail;
-            }
-            envp[n++] = kv;
-        }
-        close(dirfd);
-        dirfd = -1;
-    }
-    envp[n] = NULL;
-    return 0;
-fail : {
-    int saved = errno;
-    if (dirfd != -1)
-        close(dirfd);
-    for (size_t i = 0; i < n; i++) {
-        OPENSSL_cleanse(envp[i], strlen(envp[i]));
-        free(envp[i]);
-    }
-    envp[0] = NULL;
-    errno = saved;
-}
-    return -1;
-}
-
-static void free_env(char **envp)
-{
-    for (size_t i = 0; envp[i] != NULL; i++) {
-        OPENSSL_cleanse(envp[i], strlen(envp[i])); /* secrets do not linger in our heap */
-        free(envp[i]);
-    }
-}
-
 struct cgroup_ctx {
     const char *tenant, *server;
     uint64_t id, memory_mb, pids_max;
@@ -256,8 +119,13 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         log_warn("spawn_refused server=%s tenant=%s reason=not_allowed", req->server, req->tenant);
         goto failed;
     }
-    if (build_env(m, t, envp, SPAWNER_MAX_ENV, &step) == -1) {
+    char why[512];
+    if (childenv_build(m, t, envp, SPAWNER_MAX_ENV, &step, why, sizeof(why)) == -1) {
         err = errno;
+        if (why[0] != '\0')
+            log_warn("%s server=%s tenant=%s %s",
+                     strcmp(step, "secrets") == 0 ? "secret_refused" : "env_failed", m->name,
+                     t->name, why);
         goto failed;
     }
     const struct sandbox_profile *prof = &profiles[m - cfg->manifests];
@@ -316,11 +184,11 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
     close(res.fd_stdin);
     close(res.fd_stdout);
     close(res.fd_stderr);
-    free_env(envp);
+    childenv_free(envp);
     return;
 
 failed:
-    free_env(envp);
+    childenv_free(envp);
     memset(&reply, 0, sizeof(reply));
     reply.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
     reply.spawn_failed.req = req->req;
