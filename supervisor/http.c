@@ -789,6 +789,16 @@ static void on_jwks_refreshed(void *arg)
     dispatch(req, l, true);
 }
 
+/* Token lifetimes are checked against CLOCK_REALTIME itself: time(2) reads a coarse clock that
+ * can lag a few milliseconds behind the issuer's, enough to call a fresh token "not yet valid"
+ * at a second boundary when leeway_s is 0. */
+static int64_t wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
 static void dispatch(struct evhttp_request *req, struct http_listener *l, bool retried)
 {
     struct front *f = l->f;
@@ -862,9 +872,8 @@ static void dispatch(struct evhttp_request *req, struct http_listener *l, bool r
 
     struct call c = {.f = f, .l = l, .req = req, .in = in};
     char why[64];
-    enum auth_result ar =
-        auth_authenticate(cfg, f->jwks, evhttp_find_header(in, "Authorization"), sname,
-                          (int64_t)time(NULL), &c.principal, why, sizeof(why));
+    enum auth_result ar = auth_authenticate(cfg, f->jwks, evhttp_find_header(in, "Authorization"),
+                                            sname, wall_now(), &c.principal, why, sizeof(why));
     if (ar == AUTH_RETRY && !retried) {
         /* A key we have not seen: wait for one JWKS refresh, then try again. */
         struct parked *pk = calloc(1, sizeof(*pk));

@@ -931,7 +931,9 @@ void session_refresh_expiry(struct session *s, const struct principal *p)
         if (s->expiry_timer == NULL)
             return;
     }
-    time_t now = time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec;
     struct timeval tv = {.tv_sec = p->exp > now ? (time_t)(p->exp - now) : 0};
     evtimer_add(s->expiry_timer, &tv);
 }
