@@ -22,6 +22,7 @@
  * RFC 8785's Appendix B and the published ES6 number test file (tests/unit/test_jcs.c).
  */
 #include "jcs.h"
+#include "strbuf.h"
 
 #include <math.h>
 #include <openssl/evp.h>
@@ -33,49 +34,6 @@
 
 #define JCS_DIGITS_MAX 17 /* significant digits that always identify a double */
 #define JCS_NUMBER_MAX 32 /* the longest, "-0.00000" and 17 digits, is 25 bytes and the NUL */
-
-/* ---- output buffer ------------------------------------------------------------------------- */
-
-struct jcs_buf {
-    char *p;
-    size_t len, cap;
-    bool failed; /* sticky: once set, every put is a no-op and the caller frees p */
-};
-
-static void buf_put(struct jcs_buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (n > SIZE_MAX - 1 - b->len) {
-        b->failed = true;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) {
-            if (cap > SIZE_MAX / 2) {
-                cap = b->len + n + 1;
-                break;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_putc(struct jcs_buf *b, char c)
-{
-    buf_put(b, &c, 1);
-}
 
 /* ---- UTF-8 and UTF-16 order ---------------------------------------------------------------- */
 
@@ -163,13 +121,13 @@ static int utf16_cmp(const char *a, const char *b)
  * Writes s as a JCS string literal (§3.2.2.2): \b \t \n \f \r \" \\, the other control characters
  * as \u00xx, every other byte of valid UTF-8 as it is. Returns 0, or -1 on invalid UTF-8.
  */
-static int put_string(struct jcs_buf *b, const char *s)
+static int put_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     size_t n = strlen(s), i = 0, run = 0; /* run: bytes before i still to copy as they are */
 
-    buf_putc(b, '"');
+    strbuf_putc(b, '"');
     while (i < n) {
         unsigned char c = u[i];
         if (c >= 0x80) {
@@ -184,39 +142,39 @@ static int put_string(struct jcs_buf *b, const char *s)
             run++, i++;
             continue;
         }
-        buf_put(b, s + i - run, run);
+        strbuf_put(b, s + i - run, run);
         run = 0;
         switch (c) {
         case '\b':
-            buf_put(b, "\\b", 2);
+            strbuf_put(b, "\\b", 2);
             break;
         case '\t':
-            buf_put(b, "\\t", 2);
+            strbuf_put(b, "\\t", 2);
             break;
         case '\n':
-            buf_put(b, "\\n", 2);
+            strbuf_put(b, "\\n", 2);
             break;
         case '\f':
-            buf_put(b, "\\f", 2);
+            strbuf_put(b, "\\f", 2);
             break;
         case '\r':
-            buf_put(b, "\\r", 2);
+            strbuf_put(b, "\\r", 2);
             break;
         case '"':
-            buf_put(b, "\\\"", 2);
+            strbuf_put(b, "\\\"", 2);
             break;
         case '\\':
-            buf_put(b, "\\\\", 2);
+            strbuf_put(b, "\\\\", 2);
             break;
         default: {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            buf_put(b, esc, sizeof esc);
+            strbuf_put(b, esc, sizeof esc);
         }
         }
         i++;
     }
-    buf_put(b, s + n - run, run);
-    buf_putc(b, '"');
+    strbuf_put(b, s + n - run, run);
+    strbuf_putc(b, '"');
     return 0;
 }
 
@@ -355,9 +313,9 @@ static int member_cmp(const void *pa, const void *pb)
     return (a->index > b->index) - (a->index < b->index);
 }
 
-static int put_value(struct jcs_buf *b, const cJSON *v, int depth);
+static int put_value(struct strbuf *b, const cJSON *v, int depth);
 
-static int put_object(struct jcs_buf *b, const cJSON *v, int depth)
+static int put_object(struct strbuf *b, const cJSON *v, int depth)
 {
     struct jcs_member *m = NULL;
     size_t n = 0, i = 0;
@@ -369,7 +327,7 @@ static int put_object(struct jcs_buf *b, const cJSON *v, int depth)
         n++;
     }
     if (n == 0) {
-        buf_put(b, "{}", 2);
+        strbuf_put(b, "{}", 2);
         return 0;
     }
     if (n > SIZE_MAX / sizeof *m || (m = malloc(n * sizeof *m)) == NULL)
@@ -378,17 +336,17 @@ static int put_object(struct jcs_buf *b, const cJSON *v, int depth)
         m[i] = (struct jcs_member){c, i};
     qsort(m, n, sizeof *m, member_cmp);
 
-    buf_putc(b, '{');
+    strbuf_putc(b, '{');
     for (i = 0; i < n; i++) {
         if (i > 0)
-            buf_putc(b, ',');
+            strbuf_putc(b, ',');
         if (put_string(b, m[i].item->string) == -1)
             goto out;
-        buf_putc(b, ':');
+        strbuf_putc(b, ':');
         if (put_value(b, m[i].item, depth) == -1)
             goto out;
     }
-    buf_putc(b, '}');
+    strbuf_putc(b, '}');
     rc = 0;
 out:
     free(m);
@@ -396,20 +354,20 @@ out:
 }
 
 /* depth: how many arrays and objects enclose v. */
-static int put_value(struct jcs_buf *b, const cJSON *v, int depth)
+static int put_value(struct strbuf *b, const cJSON *v, int depth)
 {
     char num[JCS_NUMBER_MAX];
 
     if (cJSON_IsNull(v)) {
-        buf_put(b, "null", 4);
+        strbuf_put(b, "null", 4);
     } else if (cJSON_IsTrue(v)) {
-        buf_put(b, "true", 4);
+        strbuf_put(b, "true", 4);
     } else if (cJSON_IsFalse(v)) {
-        buf_put(b, "false", 5);
+        strbuf_put(b, "false", 5);
     } else if (cJSON_IsNumber(v)) {
         if (format_number(v->valuedouble, num) == -1)
             return -1;
-        buf_put(b, num, strlen(num));
+        strbuf_put(b, num, strlen(num));
     } else if (cJSON_IsString(v)) {
         if (v->valuestring == NULL)
             return -1;
@@ -417,14 +375,14 @@ static int put_value(struct jcs_buf *b, const cJSON *v, int depth)
     } else if (cJSON_IsArray(v)) {
         if (depth >= JCS_MAX_DEPTH)
             return -1;
-        buf_putc(b, '[');
+        strbuf_putc(b, '[');
         for (const cJSON *c = v->child; c != NULL; c = c->next) {
             if (c != v->child)
-                buf_putc(b, ',');
+                strbuf_putc(b, ',');
             if (put_value(b, c, depth + 1) == -1)
                 return -1;
         }
-        buf_putc(b, ']');
+        strbuf_putc(b, ']');
     } else if (cJSON_IsObject(v)) {
         if (depth >= JCS_MAX_DEPTH)
             return -1;
@@ -437,7 +395,7 @@ static int put_value(struct jcs_buf *b, const cJSON *v, int depth)
 
 char *jcs_canonicalize(const cJSON *v, size_t *len)
 {
-    struct jcs_buf b = {0};
+    struct strbuf b = {0};
 
     if (v == NULL || put_value(&b, v, 0) == -1 || b.failed || b.p == NULL) {
         free(b.p);
@@ -457,7 +415,7 @@ int jcs_tool_pin(const cJSON *tool, char out[JCS_PIN_HEX])
     static const char *const pinned[] = {"annotations", "description",  "inputSchema",
                                          "name",        "outputSchema", "title"};
     static const char hex[] = "0123456789abcdef";
-    struct jcs_buf b = {0};
+    struct strbuf b = {0};
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     bool first = true;
@@ -466,20 +424,20 @@ int jcs_tool_pin(const cJSON *tool, char out[JCS_PIN_HEX])
     out[0] = '\0';
     if (!cJSON_IsObject(tool))
         return -1;
-    buf_putc(&b, '{');
+    strbuf_putc(&b, '{');
     for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(tool, pinned[i]);
         if (m == NULL)
             continue;
         if (!first)
-            buf_putc(&b, ',');
+            strbuf_putc(&b, ',');
         first = false;
         (void)put_string(&b, pinned[i]); /* ASCII: cannot fail */
-        buf_putc(&b, ':');
+        strbuf_putc(&b, ':');
         if (put_value(&b, m, 1) == -1)
             goto out;
     }
-    buf_putc(&b, '}');
+    strbuf_putc(&b, '}');
     if (b.failed || EVP_Digest(b.p, b.len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
         goto out;
     for (unsigned int i = 0; i < mdlen; i++) {

@@ -15,6 +15,7 @@
  * at JSONSCHEMA_MAX_DEPTH instance levels and JSONSCHEMA_MAX_STEPS units of work.
  */
 #include "jsonschema.h"
+#include "strbuf.h"
 
 #include <locale.h>
 #include <math.h>
@@ -290,47 +291,10 @@ static double js_frac_distance(double d)
  * ECMA-262 pattern → POSIX ERE. See jsonschema.h for what is translated and what is refused.
  */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_putc(struct sbuf *b, char ch)
-{
-    sb_put(b, &ch, 1);
-}
-
-static void sb_put_cp(struct sbuf *b, uint32_t cp)
+static void sb_put_cp(struct strbuf *b, uint32_t cp)
 {
     char enc[4];
-    sb_put(b, enc, utf8_encode(cp, enc));
+    strbuf_put(b, enc, utf8_encode(cp, enc));
 }
 
 enum re_atom {
@@ -489,10 +453,10 @@ static enum re_atom re_escape(const char *src, size_t *ip, bool in_class, uint32
 }
 
 /* A literal code point outside a class. */
-static void re_put_literal(struct sbuf *b, uint32_t cp)
+static void re_put_literal(struct strbuf *b, uint32_t cp)
 {
     if (cp < 0x80 && strchr(".[\\()*+?{|^$", (int)cp) != NULL)
-        sb_putc(b, '\\');
+        strbuf_putc(b, '\\');
     sb_put_cp(b, cp);
 }
 
@@ -545,13 +509,13 @@ static enum re_atom re_class_atom(const char *src, size_t *ip, uint32_t *cp, cha
  * so the ASCII part of a range stays a range and the rest is listed, up to RE_MAX_LISTED code
  * points.
  */
-static int re_put_range(struct sbuf *body, uint32_t lo, uint32_t hi, const char **why)
+static int re_put_range(struct strbuf *body, uint32_t lo, uint32_t hi, const char **why)
 {
     if (lo < 0x80) {
         uint32_t top = hi < 0x80 ? hi : 0x7F;
         sb_put_cp(body, lo);
         if (top > lo) {
-            sb_putc(body, '-');
+            strbuf_putc(body, '-');
             sb_put_cp(body, top);
         }
         if (hi < 0x80)
@@ -572,17 +536,17 @@ static int re_put_range(struct sbuf *body, uint32_t lo, uint32_t hi, const char 
  * Translates the class at src[*ip] ("[") into b. POSIX brackets take no escapes, so "]", "^" and
  * "-" become positional: "]" first, "^" anywhere but first, "-" last.
  */
-static int re_class(const char *src, size_t *ip, struct sbuf *b, const char **why)
+static int re_class(const char *src, size_t *ip, struct strbuf *b, const char **why)
 {
     size_t i = *ip + 1;
     bool neg = src[i] == '^';
     bool rb = false, caret = false, dash = false;
-    struct sbuf body = {0};
+    struct strbuf body = {0};
     int rc = -1;
     if (neg)
         i++;
     if (src[i] == ']' && neg) {
-        sb_putc(b, '.'); /* "[^]" is any code point; so is POSIX's "." without REG_NEWLINE */
+        strbuf_putc(b, '.'); /* "[^]" is any code point; so is POSIX's "." without REG_NEWLINE */
         *ip = i + 1;
         rc = 0;
         goto out;
@@ -611,7 +575,7 @@ static int re_class(const char *src, size_t *ip, struct sbuf *b, const char **wh
                 *why = "\\D, \\W and \\S inside a class are not supported";
                 goto out;
             }
-            sb_puts(&body, cls == 'd' ? "0-9" : cls == 'w' ? "A-Za-z0-9_" : RE_SPACE);
+            strbuf_puts(&body, cls == 'd' ? "0-9" : cls == 'w' ? "A-Za-z0-9_" : RE_SPACE);
             if (src[i] == '-' && src[i + 1] != ']') {
                 dash = true; /* "[\w-.]": after a class escape "-" is a literal */
                 i++;
@@ -662,7 +626,7 @@ static int re_class(const char *src, size_t *ip, struct sbuf *b, const char **wh
         else
             sb_put_cp(&body, lo);
     }
-    if (body.oom)
+    if (body.failed)
         goto out;
     *ip = i + 1;
     if (!rb && body.len == 0 && !caret && !dash) {
@@ -670,26 +634,26 @@ static int re_class(const char *src, size_t *ip, struct sbuf *b, const char **wh
         goto out;
     }
     if (!neg && !rb && body.len == 0 && caret && !dash) {
-        sb_puts(b, "\\^");
+        strbuf_puts(b, "\\^");
         rc = 0;
         goto out;
     }
-    sb_puts(b, neg ? "[^" : "[");
+    strbuf_puts(b, neg ? "[^" : "[");
     if (rb)
-        sb_putc(b, ']');
+        strbuf_putc(b, ']');
     if (body.len > 0)
-        sb_put(b, body.p, body.len);
+        strbuf_put(b, body.p, body.len);
     if (caret) {
         if (rb || body.len > 0 || neg) {
-            sb_putc(b, '^');
+            strbuf_putc(b, '^');
         } else {
-            sb_puts(b, "-^"); /* "-" first, then "^" not first: both literal */
+            strbuf_puts(b, "-^"); /* "-" first, then "^" not first: both literal */
             dash = false;
         }
     }
     if (dash)
-        sb_putc(b, '-');
-    sb_putc(b, ']');
+        strbuf_putc(b, '-');
+    strbuf_putc(b, ']');
     rc = 0;
 out:
     free(body.p);
@@ -716,11 +680,11 @@ static size_t re_quantifier_len(const char *s)
  * with *why NULL when out of memory. */
 static char *re_translate(const char *src, const char **why)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     size_t i = 0;
     *why = NULL;
-    sb_puts(&b, "");
-    while (src[i] != '\0' && !b.oom) {
+    strbuf_puts(&b, "");
+    while (src[i] != '\0' && !b.failed) {
         char ch = src[i];
         switch (ch) {
         case '\\': {
@@ -730,7 +694,7 @@ static char *re_translate(const char *src, const char **why)
             if (a == RE_ERROR)
                 goto fail;
             if (a == RE_CLASS)
-                sb_puts(&b, re_class_text(cls));
+                strbuf_puts(&b, re_class_text(cls));
             else
                 re_put_literal(&b, cp);
             break;
@@ -741,7 +705,7 @@ static char *re_translate(const char *src, const char **why)
             break;
         case '.':
             /* ECMA's "." matches no line terminator; POSIX's matches "\n" too */
-            sb_puts(&b, "[^\n\r\xe2\x80\xa8\xe2\x80\xa9]");
+            strbuf_puts(&b, "[^\n\r\xe2\x80\xa8\xe2\x80\xa9]");
             i++;
             break;
         case '(':
@@ -764,12 +728,12 @@ static char *re_translate(const char *src, const char **why)
             } else {
                 i++;
             }
-            sb_putc(&b, '(');
+            strbuf_putc(&b, '(');
             break;
         case '*':
         case '+':
         case '?':
-            sb_putc(&b, ch);
+            strbuf_putc(&b, ch);
             i++;
             if (src[i] == '?')
                 i++; /* lazy: the same answer when only asking whether a match exists */
@@ -777,22 +741,22 @@ static char *re_translate(const char *src, const char **why)
         case '{': {
             size_t q = re_quantifier_len(src + i);
             if (q == 0) {
-                sb_puts(&b, "\\{");
+                strbuf_puts(&b, "\\{");
                 i++;
                 break;
             }
-            sb_put(&b, src + i, q);
+            strbuf_put(&b, src + i, q);
             i += q;
             if (src[i] == '?')
                 i++;
             break;
         }
         default:
-            sb_putc(&b, ch);
+            strbuf_putc(&b, ch);
             i++;
         }
     }
-    if (b.oom)
+    if (b.failed)
         goto fail;
     if (b.len > RE_MAX_ERE) {
         *why = "the pattern is too large once translated";
