@@ -24,8 +24,8 @@ import {
   LATEST_PROTOCOL_VERSION,
   ListRootsRequestSchema
 } from '@modelcontextprotocol/sdk/types.js';
+import { assert, check, reason, tally, textOf } from './checks.mjs';
 
-const CHECK_TIMEOUT_MS = 20000;
 
 function usage(msg) {
   if (msg) process.stderr.write(`client.mjs: ${msg}\n`);
@@ -44,44 +44,6 @@ const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, streamable: un
   if (!opts.streamable && !opts.sse) usage('give --streamable URL and/or --sse URL');
 }
 
-let passed = 0;
-let failed = 0;
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    })
-  ]).finally(() => clearTimeout(timer));
-}
-
-function reason(err) {
-  if (err instanceof Error) {
-    const code = err.code !== undefined ? ` (code ${err.code})` : '';
-    return `${err.message}${code}`.replace(/\s+/g, ' ');
-  }
-  return String(err);
-}
-
-// Runs one check; a check that throws fails. Returns the check's value, or undefined on failure.
-async function check(name, fn) {
-  try {
-    const value = await withTimeout(Promise.resolve().then(fn), CHECK_TIMEOUT_MS, name);
-    console.log(`ok ${name}`);
-    passed++;
-    return value ?? true;
-  } catch (err) {
-    console.log(`not ok ${name}: ${reason(err)}`);
-    failed++;
-    return undefined;
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 const authHeaders = () => (opts.token ? { Authorization: `Bearer ${opts.token}` } : {});
 
@@ -89,13 +51,6 @@ function makeTransport(kind, url) {
   const requestInit = { headers: authHeaders() };
   if (kind === 'streamable') return new StreamableHTTPClientTransport(new URL(url), { requestInit });
   return new SSEClientTransport(new URL(url), { requestInit });
-}
-
-function textOf(result) {
-  return (result?.content ?? [])
-    .filter((c) => c.type === 'text')
-    .map((c) => c.text)
-    .join('\n');
 }
 
 async function suite(kind, url) {
@@ -155,7 +110,7 @@ async function suite(kind, url) {
     for (const name of ['ping', 'tools/list', 'tools/call echo', 'resources/read', 'prompts/get', 'progress',
       'concurrent requests', 'sampling', 'elicitation', 'roots', 'close']) {
       console.log(`not ok ${label} ${name}: not connected`);
-      failed++;
+      tally.failed++;
     }
     await client.close().catch(() => {});
     return;
@@ -328,5 +283,5 @@ if (opts.streamable) await suite('streamable', opts.streamable);
 if (opts.sse) await suite('sse', opts.sse);
 if (opts.token && opts.streamable) await authChecks(opts.streamable);
 
-console.log(`client: ${passed} passed, ${failed} failed`);
-process.exit(failed > 0 ? 1 : 0);
+console.log(`client: ${tally.passed} passed, ${tally.failed} failed`);
+process.exit(tally.failed > 0 ? 1 : 0);

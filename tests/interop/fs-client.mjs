@@ -20,8 +20,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { assert, check, reason, tally, textOf } from './checks.mjs';
 
-const CHECK_TIMEOUT_MS = 20000;
 const HELLO = 'hello from the host\n';
 
 function usage(msg) {
@@ -43,50 +43,6 @@ const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, url: undefined
 }
 const DATA = opts.data;
 
-let passed = 0;
-let failed = 0;
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    })
-  ]).finally(() => clearTimeout(timer));
-}
-
-function reason(err) {
-  if (err instanceof Error) {
-    const code = err.code !== undefined ? ` (code ${err.code})` : '';
-    return `${err.message}${code}`.replace(/\s+/g, ' ');
-  }
-  return String(err);
-}
-
-async function check(name, fn) {
-  try {
-    const value = await withTimeout(Promise.resolve().then(fn), CHECK_TIMEOUT_MS, name);
-    console.log(`ok ${name}`);
-    passed++;
-    return value ?? true;
-  } catch (err) {
-    console.log(`not ok ${name}: ${reason(err)}`);
-    failed++;
-    return undefined;
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function textOf(result) {
-  return (result?.content ?? [])
-    .filter((c) => c.type === 'text')
-    .map((c) => c.text)
-    .join('\n');
-}
 
 const CHECKS = ['connect', 'tools/list', 'list_directory', 'read_text_file', 'write_file new',
   'write_file overwrite', 'read outside DATA refused', 'read ../ escape refused', 'close'];
@@ -109,10 +65,10 @@ const connected = await check('fs connect', async () => {
 if (!connected) {
   for (const name of CHECKS.slice(1)) {
     console.log(`not ok fs ${name}: not connected`);
-    failed++;
+    tally.failed++;
   }
   await client.close().catch(() => {});
-  console.log(`fs: ${passed} passed, ${failed} failed`);
+  console.log(`fs: ${tally.passed} passed, ${tally.failed} failed`);
   process.exit(1);
 }
 
@@ -196,5 +152,5 @@ await check('fs close', async () => {
   assert(clientErrors.length === 0, `client transport errors: ${clientErrors.join('; ')}`);
 });
 
-console.log(`fs: ${passed} passed, ${failed} failed`);
-process.exit(failed > 0 ? 1 : 0);
+console.log(`fs: ${tally.passed} passed, ${tally.failed} failed`);
+process.exit(tally.failed > 0 ? 1 : 0);
