@@ -153,7 +153,11 @@ static int pump(struct pin_child *c, int64_t deadline, bool discard, char *err, 
         return errno == EINTR ? 0 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
     if (iin != -1 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP))) {
         ssize_t w = write(c->in, c->wbuf + c->woff, c->wlen - c->woff);
-        if (w == -1 && errno != EAGAIN && errno != EINTR) {
+        if (w == -1 && errno == EPIPE) {
+            /* The server is gone: what it left on stdout (or its EOF) tells the story. */
+            c->woff = c->wlen;
+            w = 0;
+        } else if (w == -1 && errno != EAGAIN && errno != EINTR) {
             snprintf(err, errlen, "writing to the server's stdin: %s", strerror(errno));
             return -1;
         }
