@@ -101,14 +101,15 @@ style:
 format:
 	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c tests/probes/*.c manifests/demo/*.c
 
-# ASan+UBSan build of the daemon, the servers and the unit tests, in its own folder.
+# ASan+UBSan build of the daemon, the servers and the unit tests, in its own folder. Every make
+# into build-asan passes the same flags, so nothing there is ever rebuilt without them.
+ASAN_VARS := BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    all $(UNIT_BIN:$(BUILD)/%=build-asan/%)
+	$(MAKE) $(ASAN_VARS) all $(UNIT_BIN:$(BUILD)/%=build-asan/%)
 
 asan-check: asan
-	$(MAKE) BUILD=build-asan unit
+	$(MAKE) $(ASAN_VARS) unit
 	MCPVISOR_BUILD=$(abspath build-asan) MCPVISOR_ASAN=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 check: deps

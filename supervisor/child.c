@@ -73,7 +73,14 @@ static void on_stdout(struct bufferevent *bev, void *arg)
             char q[160];
             log_warn("child_malformed_line server=%s tenant=%s pid=%d bytes=%zu line=%s", c->server,
                      c->tenant, (int)c->pid, len, log_quote(q, sizeof(q), line, len));
-            cJSON_Delete(msg);
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+            if (cJSON_IsObject(msg) && cJSON_IsNumber(id) &&
+                cJSON_GetObjectItemCaseSensitive(msg, "method") == NULL) {
+                /* It meant to answer one of our requests: let that request fail now. */
+                c->ops->message(c->owner, msg, JSONRPC_INVALID, line, len);
+            } else {
+                cJSON_Delete(msg);
+            }
             free(line);
             continue;
         }
@@ -265,7 +272,7 @@ void child_free(struct child *c)
     if (c->pid > 0) {
         idmap_del(&c->f->children, (uint64_t)c->pid);
         /* Closing stdin (below) asks it to exit; the spawner kills it if it lingers. */
-        front_kill_after(c->f, c->pid, CHILD_GRACE_MS);
+        front_kill_after(c->f, c->pid, CHILD_GRACE_MS, c->server, c->tenant);
     }
     stderr_report_suppressed(c);
     event_free(c->stderr_timer);

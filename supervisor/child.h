@@ -28,7 +28,8 @@ struct event;
 
 struct child_ops {
     /* A well-formed message from the child; the callee takes ownership of msg; line/len are
-     * the bytes it was parsed from (borrowed for the call). */
+     * the bytes it was parsed from (borrowed for the call). kind JSONRPC_INVALID: a JSON object
+     * with a numeric id and no method that is not a valid response (it answers nothing). */
     void (*message)(void *owner, cJSON *msg, enum jsonrpc_kind kind, const char *line, size_t len);
     /* The child is gone (exited, or killed as misbehaving). Called at most once; the callee may
      * free the child from inside it. */

@@ -1009,6 +1009,35 @@ static void limit_store(struct config_limits *lim, const struct limit_spec *spec
     }
 }
 
+static int parse_rate(struct ctx *c, const cJSON *v, const struct loc *at, double *per_s);
+
+/* limits.principal_rate and limits.principal_burst: a per-principal request ceiling, off unless
+ * a rate is given; the burst defaults to one second of the rate, at least 1. */
+static int parse_principal_rate(struct ctx *c, const cJSON *v, const struct loc *at)
+{
+    struct config_limits *lim = &c->cfg->limits;
+    const cJSON *rate = member(v, "principal_rate"), *burst = member(v, "principal_burst");
+    uint64_t u;
+
+    if (rate != NULL && !cJSON_IsNull(rate) &&
+        parse_rate(c, rate, KEY(at, "principal_rate"), &lim->principal_rate_per_s) == -1)
+        return -1;
+    if (burst != NULL && !cJSON_IsNull(burst)) {
+        if (get_uint(c, burst, KEY(at, "principal_burst"), 1, 1000000, &u) == -1)
+            return -1;
+        if (lim->principal_rate_per_s == 0)
+            return fail(c, KEY(at, "principal_burst"), "needs /limits/principal_rate");
+        lim->principal_burst = (uint32_t)u;
+    } else if (lim->principal_rate_per_s > 0) {
+        lim->principal_burst = (uint32_t)lim->principal_rate_per_s;
+        if ((double)lim->principal_burst < lim->principal_rate_per_s)
+            lim->principal_burst++;
+        if (lim->principal_burst < 1)
+            lim->principal_burst = 1;
+    }
+    return 0;
+}
+
 static int parse_limits(struct ctx *c, const cJSON *v)
 {
     const size_t nspecs = sizeof limit_specs / sizeof limit_specs[0];
@@ -1025,6 +1054,8 @@ static int parse_limits(struct ctx *c, const cJSON *v)
         const struct limit_spec *spec = NULL;
         uint64_t u;
 
+        if (strcmp(it->string, "principal_rate") == 0 || strcmp(it->string, "principal_burst") == 0)
+            continue; /* parse_principal_rate */
         for (size_t i = 0; i < nspecs && spec == NULL; i++)
             if (strcmp(it->string, limit_specs[i].key) == 0)
                 spec = &limit_specs[i];
@@ -1036,21 +1067,23 @@ static int parse_limits(struct ctx *c, const cJSON *v)
             return -1;
         limit_store(&c->cfg->limits, spec, u);
     }
-    return 0;
+    return parse_principal_rate(c, v, at);
 }
 
 static int parse_audit(struct ctx *c, const cJSON *v)
 {
-    static const char *const keys[] = {"path", "sync", NULL};
+    static const char *const keys[] = {"path", "sync", "batch_ms", NULL};
     static const char *const syncs[] = {"always", "batch", "none", NULL};
     const struct loc *at = KEY(NULL, "audit");
     const cJSON *path, *sync;
     int e;
 
     c->cfg->audit_sync = CONFIG_AUDIT_SYNC_ALWAYS;
+    c->cfg->audit_batch_ms = 100;
     if (v == NULL)
         return 0;
-    if (want_object(c, v, at, keys) == -1)
+    if (want_object(c, v, at, keys) == -1 ||
+        get_u32(c, v, at, "batch_ms", 1, 60000, &c->cfg->audit_batch_ms) == -1)
         return -1;
     if ((path = member(v, "path")) != NULL &&
         dup_path(c, path, KEY(at, "path"), &c->cfg->audit_path) == -1)
@@ -1673,6 +1706,9 @@ static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
 
     m->pool_max_per_tenant = 8;
     m->pool_idle_timeout_s = 300;
+    /* Tools the manifest does not name are served unless it says "deny": a server promoted
+     * from stdio works before its first `mcpvisor pin --write`; `mcpvisor check` lists them. */
+    m->unlisted_tools_allow = true;
     if (want_object(c, root, NULL, keys) == -1)
         return -1;
     if (required(c, root, NULL, "name", &v) == -1 ||

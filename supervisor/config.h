@@ -142,6 +142,8 @@ struct config_limits {
     uint32_t sse_replay_events;       /* 256 events kept per session for Last-Event-ID */
     uint32_t stderr_lines_per_s;      /* 50 stderr lines logged per child per second */
     uint32_t spawn_timeout_ms;        /* 10000; spawn + initialize */
+    double principal_rate_per_s;      /* 0 = off; HTTP requests per principal (tenant+user) */
+    uint32_t principal_burst;         /* default: one second of the rate, at least 1 */
 };
 
 struct config {
@@ -178,6 +180,7 @@ struct config {
 
     char *audit_path;
     enum config_audit_sync audit_sync;
+    uint32_t audit_batch_ms; /* 100; fdatasync interval with sync "batch" */
 
     struct config_limits limits;
 

@@ -20,8 +20,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <time.h>
+
+#include "audit.h"
 #include "child.h"
 #include "http.h"
+#include "quota.h"
+#include "seccomp.h"
 #include "jwks.h"
 #include "tls.h"
 #include "log.h"
@@ -32,6 +38,7 @@
 #define FRONT_HEADER_TIMEOUT_S 30
 #define FRONT_DRAIN_TICK_MS    50
 #define FRONT_KEEPALIVE_S      15
+#define FRONT_QUOTA_SWEEP_S    10 /* idle quota buckets are dropped this often */
 
 struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
                                 front_spawn_cb cb, void *arg)
@@ -43,6 +50,8 @@ struct front_spawn *front_spawn(struct front *f, const char *server, const char 
     sp->req = ++f->next_spawn_req;
     sp->cb = cb;
     sp->arg = arg;
+    snprintf(sp->server, sizeof(sp->server), "%s", server);
+    snprintf(sp->tenant, sizeof(sp->tenant), "%s", tenant);
     memset(&msg, 0, sizeof(msg));
     msg.spawn.type = PRIVSEP_SPAWN;
     msg.spawn.req = sp->req;
@@ -55,6 +64,38 @@ struct front_spawn *front_spawn(struct front *f, const char *server, const char 
     if (privsep_send(f->sock, &msg, NULL, 0) == -1)
         fatal("cannot reach the spawner");
     return sp;
+}
+
+uint64_t front_audit(struct front *f, cJSON *ev)
+{
+    if (f->audit == NULL) {
+        cJSON_Delete(ev);
+        return 0;
+    }
+    return audit_record(f->audit, ev, NULL, NULL, 0);
+}
+
+int64_t front_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An audit record of the spawner's doing: spawn (ok or failed) and exit. */
+static void audit_child(struct front *f, const char *event, const char *server, const char *tenant,
+                        pid_t pid)
+{
+    if (f->audit == NULL)
+        return;
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event", event);
+    if (server != NULL)
+        cJSON_AddStringToObject(ev, "server", server);
+    if (tenant != NULL)
+        cJSON_AddStringToObject(ev, "tenant", tenant);
+    cJSON_AddNumberToObject(ev, "child_pid", pid);
+    front_audit(f, ev);
 }
 
 void front_spawn_cancel(struct front *f, struct front_spawn *sp)
@@ -122,6 +163,11 @@ static void reload_tls(struct front *f, int fd)
     size_t n = 0;
     if (ncfg == NULL) {
         log_error("reload_refused error=\"%s\"", err);
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "config_reload");
+        cJSON_AddStringToObject(ev, "outcome", "refused");
+        cJSON_AddStringToObject(ev, "error", err);
+        front_audit(f, ev);
         return;
     }
     for (size_t i = 0; i < f->nhttp && i < ncfg->nlisteners; i++) {
@@ -141,6 +187,11 @@ static void reload_tls(struct front *f, int fd)
     }
     jwks_reload_text(f->jwks, ncfg->jwt_jwks_text);
     config_free(ncfg);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event", "config_reload");
+    cJSON_AddStringToObject(ev, "outcome", "ok");
+    cJSON_AddNumberToObject(ev, "tls_listeners", (double)n);
+    front_audit(f, ev);
     log_info("reloaded tls_listeners=%zu note=\"certificates, keys and jwks_file reloaded; other "
              "settings take effect at restart\"",
              n);
@@ -150,6 +201,7 @@ struct lingering {
     struct front *f;
     pid_t pid;
     struct event *timer;
+    char server[CONFIG_NAME_MAX], tenant[CONFIG_NAME_MAX];
 };
 
 static void lingering_free(struct lingering *l)
@@ -167,12 +219,15 @@ static void on_linger_timeout(evutil_socket_t fd, short what, void *arg)
     lingering_free(l);
 }
 
-void front_kill_after(struct front *f, pid_t pid, unsigned ms)
+void front_kill_after(struct front *f, pid_t pid, unsigned ms, const char *server,
+                      const char *tenant)
 {
     struct lingering *l = calloc(1, sizeof(*l));
     if (l != NULL) {
         l->f = f;
         l->pid = pid;
+        snprintf(l->server, sizeof(l->server), "%s", server);
+        snprintf(l->tenant, sizeof(l->tenant), "%s", tenant);
         l->timer = evtimer_new(f->base, on_linger_timeout, l);
     }
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -211,6 +266,8 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
             struct front_spawn *sp = idmap_del(&f->spawns, req);
             if (sp == NULL)
                 fatalx("spawner answered a request never made");
+            if (msg.type == PRIVSEP_SPAWNED)
+                audit_child(f, "spawn", sp->server, sp->tenant, msg.spawned.pid);
             if (msg.type == PRIVSEP_SPAWNED) {
                 if (sp->cb != NULL) {
                     sp->cb(sp->arg, msg.spawned.pid, fds, NULL, 0);
@@ -219,16 +276,59 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
                         close(fds[i]);
                     front_kill(f, msg.spawned.pid);
                 }
-            } else if (sp->cb != NULL) {
+            } else {
                 msg.spawn_failed.step[sizeof(msg.spawn_failed.step) - 1] = '\0';
-                sp->cb(sp->arg, -1, NULL, msg.spawn_failed.step, msg.spawn_failed.err);
+                if (f->audit != NULL) {
+                    cJSON *ev = cJSON_CreateObject();
+                    cJSON_AddStringToObject(ev, "event", "spawn");
+                    cJSON_AddStringToObject(ev, "server", sp->server);
+                    cJSON_AddStringToObject(ev, "tenant", sp->tenant);
+                    cJSON_AddStringToObject(ev, "outcome", "failed");
+                    cJSON_AddStringToObject(ev, "step", msg.spawn_failed.step);
+                    cJSON_AddStringToObject(ev, "error", strerror(msg.spawn_failed.err));
+                    front_audit(f, ev);
+                }
+                if (sp->cb != NULL)
+                    sp->cb(sp->arg, -1, NULL, msg.spawn_failed.step, msg.spawn_failed.err);
             }
             free(sp);
         } else if (msg.type == PRIVSEP_RELOAD) {
             reload_tls(f, fds[0]);
+        } else if (msg.type == PRIVSEP_AUDIT_FD) {
+            char err[256];
+            if (f->audit == NULL)
+                close(fds[0]);
+            else if (audit_reopen(f->audit, fds[0], err, sizeof(err)) == -1)
+                log_error("audit_reopen_refused error=\"%s\" note=\"still writing the previous "
+                          "file\"",
+                          err);
+            else
+                log_info("audit_reopened");
         } else if (msg.type == PRIVSEP_EXITED) {
             struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
             struct lingering *l = idmap_del(&f->lingering, (uint64_t)msg.exited.pid);
+            if (f->audit != NULL) {
+                cJSON *ev = cJSON_CreateObject();
+                cJSON_AddStringToObject(ev, "event", "exit");
+                if (c != NULL || l != NULL) {
+                    cJSON_AddStringToObject(ev, "server", c != NULL ? c->server : l->server);
+                    cJSON_AddStringToObject(ev, "tenant", c != NULL ? c->tenant : l->tenant);
+                }
+                cJSON_AddNumberToObject(ev, "child_pid", msg.exited.pid);
+                if (msg.exited.signal != 0) {
+                    cJSON_AddNumberToObject(ev, "signal", msg.exited.signal);
+                    if (msg.exited.signal == SIGSYS) {
+                        const char *name = msg.exited.syscall_nr >= 0
+                                               ? sandbox_syscall_name(msg.exited.syscall_nr)
+                                               : NULL;
+                        cJSON_AddStringToObject(ev, "seccomp_syscall",
+                                                name != NULL ? name : "unknown");
+                    }
+                } else {
+                    cJSON_AddNumberToObject(ev, "status", msg.exited.status);
+                }
+                front_audit(f, ev);
+            }
             if (l != NULL)
                 lingering_free(l); /* it left by itself */
             if (c != NULL)
@@ -299,7 +399,13 @@ static void listening_log(int fd, bool admin, bool tls)
     }
 }
 
-int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
+static void on_quota_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    quota_sweep(f->quotas, front_now_ms(), 0);
+}
+
+int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd)
 {
     struct front f;
     memset(&f, 0, sizeof(f));
@@ -332,6 +438,19 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     struct timeval ka = {.tv_sec = FRONT_KEEPALIVE_S};
     event_add(f.keepalive, &ka);
     session_module_init(&f);
+    f.quotas = quota_table_new(0);
+    f.quota_sweep = event_new(f.base, -1, EV_PERSIST, on_quota_sweep, &f);
+    if (f.quotas == NULL || f.quota_sweep == NULL)
+        fatalx("cannot create the quota table");
+    struct timeval sweep = {.tv_sec = FRONT_QUOTA_SWEEP_S};
+    event_add(f.quota_sweep, &sweep);
+    if (audit_fd != -1) {
+        char err[512];
+        f.audit =
+            audit_new(f.base, audit_fd, cfg->audit_sync, cfg->audit_batch_ms, err, sizeof(err));
+        if (f.audit == NULL)
+            fatalx("audit log %s: %s", cfg->audit_path, err);
+    }
 
     f.jwks = jwks_new(f.base, cfg);
     for (size_t i = 0; i < nl; i++) {
@@ -377,6 +496,9 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl)
     for (size_t i = 0; i < nl; i++)
         http_listener_free(f.listener[i]);
     jwks_free(f.jwks);
+    audit_free(f.audit); /* after the last session's records */
+    event_free(f.quota_sweep);
+    quota_table_free(f.quotas);
     event_free(f.sock_ev);
     event_free(f.sig_term);
     event_free(f.sig_int);

@@ -6,6 +6,7 @@
 #ifndef MCPVISOR_FRONT_H
 #define MCPVISOR_FRONT_H
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,8 @@ struct evhttp;
 struct child;
 struct jwks;
 struct http_listener;
+struct audit;
+struct quota_table;
 
 #define FRONT_CONN_IDLE ((void *)1)
 
@@ -29,6 +32,7 @@ typedef void (*front_spawn_cb)(void *arg, pid_t pid, const int fds[3], const cha
 
 struct front_spawn {
     uint64_t req;
+    char server[CONFIG_NAME_MAX], tenant[CONFIG_NAME_MAX];
     front_spawn_cb cb; /* NULL once the requester gave up */
     void *arg;
 };
@@ -53,9 +57,20 @@ struct front {
     struct idmap conns;       /* evhttp_connection → its current stream, or FRONT_CONN_IDLE */
     uint64_t next_bid;        /* broker ids: unique across the process */
     struct idmap pending_ids; /* broker id → struct pending */
+    struct audit *audit;      /* NULL without an audit log */
+    struct quota_table *quotas;
+    struct event *quota_sweep;
 };
 
-int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl);
+/* audit_fd: the audit log the parent opened (taken), or -1 without one. */
+int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd);
+
+/* Appends an audit record (takes ev, a cJSON object with "event"). Returns its seq, or 0 without
+ * an audit log or when it could not be queued. */
+uint64_t front_audit(struct front *f, cJSON *ev);
+
+/* Monotonic milliseconds, for quotas and latencies. */
+int64_t front_now_ms(void);
 
 /* Loads the configuration from a bundle memfd the parent sealed (closes fd); NULL with a
  * message. */
@@ -68,7 +83,9 @@ struct front_spawn *front_spawn(struct front *f, const char *server, const char 
 void front_spawn_cancel(struct front *f, struct front_spawn *sp);
 /* Asks the spawner to kill one of its children. */
 void front_kill(struct front *f, pid_t pid);
-/* Kills it after ms unless its exit is reported first. */
-void front_kill_after(struct front *f, pid_t pid, unsigned ms);
+/* Kills it after ms unless its exit is reported first. server and tenant (copied) name it in
+ * the exit's audit record. */
+void front_kill_after(struct front *f, pid_t pid, unsigned ms, const char *server,
+                      const char *tenant);
 
 #endif

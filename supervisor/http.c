@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "auth.h"
@@ -32,6 +33,7 @@
 #include "jsonrpc.h"
 #include "jwks.h"
 #include "log.h"
+#include "quota.h"
 #include "session.h"
 #include "sse.h"
 
@@ -702,6 +704,82 @@ static void add_challenge(const struct http_listener *l, struct evhttp_request *
     evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", value);
 }
 
+/* An auth_failure audit record: why, from where, and which credential (by a hash prefix only;
+ * a token that failed is never written down). */
+static void audit_auth_failure(struct front *f, struct evhttp_request *req, const char *server,
+                               const char *reason)
+{
+    if (f->audit == NULL)
+        return;
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event", "auth_failure");
+    cJSON_AddStringToObject(ev, "reason", reason);
+    cJSON_AddStringToObject(ev, "server", server);
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    char *addr = NULL; /* libevent's own string: not freed */
+    uint16_t port = 0;
+    if (conn != NULL)
+        evhttp_connection_get_peer(conn, &addr, &port);
+    cJSON_AddStringToObject(ev, "remote", addr != NULL ? addr : "-");
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (auth != NULL) {
+        const char *cred = strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : auth;
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        char hex[17];
+        if (EVP_Digest(cred, strlen(cred), md, &mdlen, EVP_sha256(), NULL) == 1) {
+            for (int i = 0; i < 8; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+            cJSON_AddStringToObject(ev, "token_sha256_prefix", hex);
+        }
+    }
+    front_audit(f, ev);
+}
+
+/* limits.principal_rate: every request of one (tenant, user) draws from one bucket. Returns
+ * false after answering 429 with Retry-After. */
+static bool principal_admit(struct front *f, struct evhttp_request *req, const struct principal *p)
+{
+    const struct config_limits *lim = &f->cfg->limits;
+    if (lim->principal_rate_per_s <= 0)
+        return true;
+    char key[2 * 256 + 2];
+    long retry = -1;
+    snprintf(key, sizeof(key), "%s\x1f%s", p->tenant, p->user);
+    enum quota_verdict v = quota_admit_key(f->quotas, key, lim->principal_rate_per_s,
+                                           lim->principal_burst, front_now_ms(), &retry);
+    if (v == QUOTA_OK)
+        return true;
+    long secs = retry > 0 ? (retry + 999) / 1000 : 1;
+    char hdr[24], msg[256];
+    snprintf(hdr, sizeof(hdr), "%ld", secs);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", hdr);
+    snprintf(msg, sizeof(msg),
+             "Too Many Requests: %s for user %s of tenant %s (limits.principal_rate); retry after "
+             "%ld s",
+             quota_verdict_text(v), p->user, p->tenant, secs);
+    log_info("principal_rate_refused tenant=%s user=%s retry_after_ms=%ld", p->tenant, p->user,
+             retry);
+    if (f->audit != NULL) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "quota_refused");
+        cJSON_AddStringToObject(ev, "tenant", p->tenant);
+        cJSON_AddStringToObject(ev, "user", p->user);
+        cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "");
+        cJSON_AddStringToObject(ev, "reason", "principal request ceiling");
+        cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
+        front_audit(f, ev);
+    }
+    char *text = jsonrpc_error_text(NULL, ERR_QUOTA_EXCEEDED, msg, "quota_exceeded", retry);
+    if (text == NULL) {
+        evhttp_send_reply(req, 429, "Too Many Requests", NULL);
+        return false;
+    }
+    http_reply_json(req, 429, text, strlen(text), NULL);
+    free(text);
+    return false;
+}
+
 static void reply_unauthorized(const struct http_listener *l, struct evhttp_request *req,
                                const char *server, enum auth_result r, const char *why)
 {
@@ -890,9 +968,12 @@ static void dispatch(struct evhttp_request *req, struct http_listener *l, bool r
             ar = AUTH_INVALID;
         /* The token itself is never logged: its hash prefix would be, were it to verify. */
         log_info("auth_failed reason=%s server=%s endpoint=%s", why, sname, endpoint);
+        audit_auth_failure(f, req, sname, ar == AUTH_MISSING ? "missing credential" : why);
         reply_unauthorized(l, req, sname, ar, why);
         return;
     }
+    if (!principal_admit(f, req, c.principal))
+        goto out;
     c.m = config_manifest_find(cfg, sname);
     if (c.m == NULL) {
         http_reply_error(req, 404, ERR_INVALID_REQUEST, "Not Found: no such server");

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "front.h"
 #include "log.h"
+#include "auditcli.h"
 #include "pin.h"
 #include "policy.h"
 #include "spawner.h"
@@ -43,10 +44,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mcpvisor [run] [-c FILE]      run the daemon (default %s)\n"
-            "       mcpvisor check [-c FILE]      validate the configuration and manifests\n"
+            "       mcpvisor check [-c FILE] [--no-tools]\n"
+            "                                     validate the configuration and manifests, then\n"
+            "                                     list each server's tools against its pins\n"
             "       mcpvisor pin SERVER [-c FILE] [--write]\n"
             "                                     list the server's tools and their pins against "
             "its manifest\n"
+            "       mcpvisor audit verify FILE...\n"
+            "                                     check the audit log's hash chain\n"
+            "       mcpvisor audit query FILE... [--user U] [--agent A] [--tool T] [--tenant T]\n"
+            "                            [--server S] [--since TIME] [--until TIME] [--json]\n"
+            "                                     who called which tool through which agent, "
+            "when\n"
             "       mcpvisor keygen --tenant T --user U [--agent A] [--scope S]...\n"
             "                                     print a new API key and its api-keys.json "
             "record\n"
@@ -91,14 +100,18 @@ static int bind_listener(const struct config_listener *l)
 }
 
 /* In the forked child, before exec: place fds, drop to the front's user, exec ourselves. */
-static void exec_front(int sock, int bundle, const int *lfds, size_t nl, const struct passwd *pw)
+/* The front's fds: privsep socket, bundle, listeners, then the audit log when there is one. */
+static void exec_front(int sock, int bundle, const int *lfds, size_t nl, int audit_fd,
+                       const struct passwd *pw)
 {
-    int src[2 + CONFIG_MAX_LISTENERS];
+    int src[3 + CONFIG_MAX_LISTENERS];
     size_t n = 0;
     src[n++] = sock;
     src[n++] = bundle;
     for (size_t i = 0; i < nl; i++)
         src[n++] = lfds[i];
+    if (audit_fd != -1)
+        src[n++] = audit_fd;
     /* Lift every source above the target range first so no dup2 overwrites a pending source. */
     for (size_t i = 0; i < n; i++) {
         int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 64);
@@ -243,6 +256,18 @@ static int cmd_run(const char *path)
     }
     sandbox_features_log(&feat);
 
+    int audit_fd = -1;
+    if (cfg->audit_path != NULL) {
+        audit_fd = spawner_audit_open(cfg->audit_path, err, sizeof(err));
+        if (audit_fd == -1) {
+            log_error("audit_unavailable error=\"%s\" note=\"mcpvisor does not start without "
+                      "the audit log it is configured to write\"",
+                      err);
+            config_free(cfg);
+            return 1;
+        }
+    }
+
     int lfds[CONFIG_MAX_LISTENERS];
     for (size_t i = 0; i < cfg->nlisteners; i++)
         lfds[i] = bind_listener(&cfg->listeners[i]);
@@ -263,10 +288,12 @@ static int cmd_run(const char *path)
     if (front == 0) {
         close(sp[0]);
         signal(SIGPIPE, SIG_DFL);
-        exec_front(sp[1], bundle, lfds, cfg->nlisteners, pw);
+        exec_front(sp[1], bundle, lfds, cfg->nlisteners, audit_fd, pw);
     }
     close(sp[1]);
     close(bundle);
+    if (audit_fd != -1)
+        close(audit_fd);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         close(lfds[i]);
     log_info("started version=%s pid=%d front_pid=%d front_user=%s", MCPVISOR_VERSION,
@@ -305,12 +332,18 @@ static int cmd_front(int argc, char **argv)
     }
     if (fcntl(FRONT_FD_SOCK, F_SETFD, FD_CLOEXEC) == -1)
         fatal("front: privsep fd");
-    int code = front_run(cfg, FRONT_FD_SOCK, lfds, nl);
+    int audit_fd = -1;
+    if (cfg->audit_path != NULL) {
+        audit_fd = FRONT_FD_LISTEN + (int)nl;
+        if (fcntl(audit_fd, F_SETFD, FD_CLOEXEC) == -1)
+            fatal("front: audit fd");
+    }
+    int code = front_run(cfg, FRONT_FD_SOCK, lfds, nl, audit_fd);
     config_free(cfg);
     return code;
 }
 
-static int cmd_check(const char *path)
+static int cmd_check(const char *path, bool tools)
 {
     char err[CONFIG_ERR_MAX];
     struct config *cfg = config_load_file(path, err, sizeof(err));
@@ -332,14 +365,16 @@ static int cmd_check(const char *path)
     printf("%s: ok (%zu listeners, %zu servers, %zu tools, %zu tenants, %zu API keys%s)\n",
            cfg->path, cfg->nlisteners, cfg->nmanifests, ntools, cfg->ntenants, cfg->napi_keys,
            cfg->has_anonymous ? ", anonymous access enabled" : "");
-    for (size_t i = 0; i < cfg->nmanifests; i++) {
+    for (size_t i = 0; i < cfg->nmanifests; i++)
         sandbox_profile_describe(&cfg->manifests[i], &prof[i], &feat, stdout);
+    fflush(stdout);
+    int code = tools ? pin_survey(cfg, &feat, prof, stdout) : 0;
+    for (size_t i = 0; i < cfg->nmanifests; i++)
         sandbox_profile_free(&prof[i]);
-    }
     free(prof);
     sandbox_features_cleanup(&feat);
     config_free(cfg);
-    return 0;
+    return code;
 }
 
 /* mcpvisor pin SERVER [-c FILE] [--write]: exit 0 all pinned, 1 something differs, 2 error. */
@@ -464,6 +499,8 @@ int main(int argc, char **argv)
         return cmd_keygen(argc - 1, argv + 1);
     if (strcmp(cmd, "pin") == 0)
         return cmd_pin(argc - 2, argv + 2);
+    if (strcmp(cmd, "audit") == 0)
+        return audit_cli(argc - 2, argv + 2, stdout, stderr);
     if (strcmp(cmd, "version") == 0) {
         printf("mcpvisor %s\n", MCPVISOR_VERSION);
         return 0;
@@ -472,9 +509,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    bool tools = true;
     for (; argi < argc; argi++) {
         if (strcmp(argv[argi], "-c") == 0 && argi + 1 < argc) {
             path = argv[++argi];
+        } else if (strcmp(cmd, "check") == 0 && strcmp(argv[argi], "--no-tools") == 0) {
+            tools = false;
         } else {
             usage(stderr);
             return 2;
@@ -483,7 +523,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "run") == 0)
         return cmd_run(path);
     if (strcmp(cmd, "check") == 0)
-        return cmd_check(path);
+        return cmd_check(path, tools);
     usage(stderr);
     return 2;
 }

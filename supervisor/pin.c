@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "contract.h"
 #include "jcs.h"
 #include "jsonrpc.h"
 #include "policy.h"
@@ -468,6 +469,7 @@ static int start_child(const struct config *cfg, const struct sandbox_features *
 struct pin_tool {
     char *name;
     char pin[JCS_PIN_HEX];
+    char *schema_error; /* why its schemas cannot be validated with, or NULL */
 };
 
 struct pin_list {
@@ -477,8 +479,10 @@ struct pin_list {
 
 static void list_free(struct pin_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].name);
+        free(l->v[i].schema_error);
+    }
     free(l->v);
     l->v = NULL;
     l->n = 0;
@@ -577,6 +581,7 @@ static int list_tools(struct pin_child *c, bool declared, struct pin_list *l, ch
                 goto out;
             }
             l->v = grown;
+            l->v[l->n].schema_error = NULL;
             if (jcs_tool_pin(t, l->v[l->n].pin) == -1) {
                 snprintf(err, errlen,
                          "tools/list: the definition of \"%.128s\" cannot be canonicalized "
@@ -586,6 +591,12 @@ static int list_tools(struct pin_child *c, bool declared, struct pin_list *l, ch
                 cJSON_Delete(msg);
                 goto out;
             }
+            /* What the daemon would compile when it verifies this definition. */
+            struct contract_schemas *sc = contract_schemas_get(t, l->v[l->n].pin);
+            const char *bad = sc != NULL ? contract_schema_error(sc) : "out of memory";
+            if (bad != NULL)
+                l->v[l->n].schema_error = strdup(bad);
+            contract_schemas_unref(sc);
             l->n++;
         }
         free(cursor);
@@ -668,6 +679,15 @@ static void print_row(FILE *out, int width, const char *name, const char *pin, c
     char safe[4 * 128 + 8];
     safe_name(name, safe, sizeof(safe));
     fprintf(out, "%-*s  %-64s  %s\n", width, safe, pin, status);
+}
+
+/* A schema the daemon cannot validate with: named with its keywords, never silently ignored. */
+static void print_schema_error(FILE *out, const char *server, const struct pin_tool *t)
+{
+    char name[4 * 128 + 8], why[4 * 1024 + 8];
+    safe_name(t->name, name, sizeof(name));
+    safe_name(t->schema_error, why, sizeof(why));
+    fprintf(out, "%s: tool %s: schema cannot be validated: %s\n", server, name, why);
 }
 
 /* ---- writing the manifest ----------------------------------------------------------------------
@@ -963,6 +983,8 @@ int pin_run(const struct config *cfg, const struct sandbox_features *feat,
         }
         count[s]++;
         print_row(out, width, l.v[i].name, l.v[i].pin, status);
+        if (l.v[i].schema_error != NULL)
+            print_schema_error(out, m->name, &l.v[i]);
     }
     for (size_t i = 0; i < m->ntools; i++) {
         if (list_find(&l, m->tools[i].name) != NULL)
@@ -1016,5 +1038,69 @@ int pin_run(const struct config *cfg, const struct sandbox_features *feat,
 out:
     list_free(&l);
     free(orig);
+    return code;
+}
+
+/* ---- mcpvisor check ------------------------------------------------------------------------ */
+
+int pin_survey(const struct config *cfg, const struct sandbox_features *feat,
+               const struct sandbox_profile *prof, FILE *out)
+{
+    int code = 0;
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+    for (size_t k = 0; k < cfg->nmanifests; k++) {
+        const struct config_manifest *m = &cfg->manifests[k];
+        struct pin_child c = {.pid = -1, .in = -1, .out = -1, .err = -1, .status = -1};
+        struct pin_list l = {NULL, 0};
+        char err[1024] = "";
+        c.max_line = cfg->limits.max_line_bytes;
+        int rc = start_child(cfg, feat, &prof[k], m, &c, err, sizeof(err));
+        if (rc == 0)
+            rc = converse(&c, &l, err, sizeof(err));
+        stop_child(&c);
+        free(c.rbuf);
+        free(c.wbuf);
+        if (rc == -1) {
+            char safe[4 * 1024 + 8];
+            safe_name(err, safe, sizeof(safe));
+            fprintf(out, "%s: warning: cannot list its tools to check them: %s\n", m->name, safe);
+            list_free(&l);
+            continue;
+        }
+        size_t drift = 0, unpinned = 0, unlisted = 0, bad = 0, missing = 0;
+        for (size_t i = 0; i < l.n; i++) {
+            const struct config_tool *t = config_tool_find(m, l.v[i].name);
+            char name[4 * 128 + 8];
+            safe_name(l.v[i].name, name, sizeof(name));
+            if (t == NULL) {
+                unlisted++;
+                fprintf(out, "%s: tool %s is not in the manifest (%s)\n", m->name, name,
+                        m->unlisted_tools_allow ? "served: unlisted_tools is allow"
+                                                : "hidden: unlisted_tools is deny");
+            } else if (t->sha256 == NULL) {
+                unpinned++;
+            } else if (strcmp(t->sha256, l.v[i].pin) != 0) {
+                drift++;
+                fprintf(out, "%s: tool %s drifted from its pin (manifest %s, server %s)%s\n",
+                        m->name, name, t->sha256, l.v[i].pin,
+                        m->pin_mode == CONFIG_PIN_ENFORCE ? ": it will be hidden" : "");
+                if (m->pin_mode == CONFIG_PIN_ENFORCE)
+                    code = 1;
+            }
+            if (l.v[i].schema_error != NULL) {
+                bad++;
+                print_schema_error(out, m->name, &l.v[i]);
+                code = 1;
+            }
+        }
+        for (size_t i = 0; i < m->ntools; i++)
+            missing += list_find(&l, m->tools[i].name) == NULL;
+        fprintf(out,
+                "%s: %zu tools listed: %zu drift, %zu unpinned, %zu not in the manifest, %zu "
+                "with schemas that cannot be validated; %zu in the manifest not listed\n",
+                m->name, l.n, drift, unpinned, unlisted, bad, missing);
+        list_free(&l);
+    }
+    signal(SIGPIPE, old_pipe);
     return code;
 }

@@ -25,6 +25,8 @@ size_t privsep_size(uint32_t type)
         return sizeof(struct privsep_kill);
     case PRIVSEP_RELOAD:
         return sizeof(struct privsep_reload);
+    case PRIVSEP_AUDIT_FD:
+        return sizeof(struct privsep_audit_fd);
     default:
         return 0;
     }
@@ -124,7 +126,9 @@ int privsep_recv(int sock, union privsep_msg *msg, int fds[3], size_t *nfds)
     uint32_t type;
     memcpy(&type, data, sizeof(type));
     size_t want = privsep_size(type);
-    size_t want_fds = type == PRIVSEP_SPAWNED ? 3 : type == PRIVSEP_RELOAD ? 1 : 0;
+    size_t want_fds = type == PRIVSEP_SPAWNED                              ? 3
+                      : type == PRIVSEP_RELOAD || type == PRIVSEP_AUDIT_FD ? 1
+                                                                           : 0;
     if (want == 0 || (size_t)n != want || ngot != want_fds) {
         close_all(got, ngot);
         errno = EPROTO;

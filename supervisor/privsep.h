@@ -23,6 +23,7 @@ enum privsep_type {
     PRIVSEP_EXITED = 4,       /* spawner → front: a child was reaped */
     PRIVSEP_KILL = 5,         /* front → spawner: kill one of the spawner's children */
     PRIVSEP_RELOAD = 6,       /* spawner → front: SIGHUP; a sealed memfd with the new bundle */
+    PRIVSEP_AUDIT_FD = 7,     /* spawner → front: SIGHUP; the audit log reopened (logrotate) */
 };
 
 #define PRIVSEP_STEP_MAX 16
@@ -51,8 +52,10 @@ struct privsep_spawn_failed {
 struct privsep_exited {
     uint32_t type;
     int32_t pid;
-    int32_t status; /* exit status when signal == 0 */
-    int32_t signal; /* terminating signal or 0 */
+    int32_t status;     /* exit status when signal == 0 */
+    int32_t signal;     /* terminating signal or 0 */
+    int32_t syscall_nr; /* SIGSYS: the syscall the seccomp filter killed it for; -1 unknown */
+    uint32_t pad;
 };
 
 struct privsep_kill {
@@ -65,6 +68,11 @@ struct privsep_reload {
     uint32_t pad;
 };
 
+struct privsep_audit_fd {
+    uint32_t type;
+    uint32_t pad;
+};
+
 union privsep_msg {
     uint32_t type;
     struct privsep_spawn spawn;
@@ -73,6 +81,7 @@ union privsep_msg {
     struct privsep_exited exited;
     struct privsep_kill kill;
     struct privsep_reload reload;
+    struct privsep_audit_fd audit_fd;
 };
 
 /* Exact size of a message of `type`, or 0 for an unknown type. */
@@ -83,8 +92,8 @@ size_t privsep_size(uint32_t type);
 int privsep_send(int sock, const union privsep_msg *msg, const int *fds, size_t nfds);
 
 /*
- * Receives one message. fds (3 slots) receive the descriptors of a SPAWNED message (3) or a
- * RELOAD message (1), close-on-exec,
+ * Receives one message. fds (3 slots) receive the descriptors of a SPAWNED message (3), or a
+ * RELOAD or AUDIT_FD message (1), close-on-exec,
  * owned by the caller. Returns 1 for a message, 0 on EOF, -1 with errno (EPROTO: the peer broke
  * the protocol; EAGAIN: nothing to read).
  */

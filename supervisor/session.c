@@ -24,13 +24,18 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
+#include "audit.h"
 #include "auth.h"
 #include "child.h"
+#include "contract.h"
 #include "errors.h"
 #include "front.h"
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "quota.h"
 
 struct srvreq {
     uint64_t id;     /* the id the client sees */
@@ -352,7 +357,74 @@ static void pending_free(struct pending *p)
     free(p->client_key);
     free(p->progress_token);
     principal_free(p->filter_for);
+    free(p->tool);
+    contract_schemas_unref(p->schemas);
+    quota_release(s->f->quotas, p->quota_slot);
+    cJSON_Delete(p->audit);
+    free(p->held_line);
     free(p);
+}
+
+/* ---- audit ------------------------------------------------------------------------------- */
+
+/* The who/what/where of a request, for its audit records. NULL without an audit log. */
+static cJSON *audit_base(struct session *s, const struct principal *caller, const char *method,
+                         const char *target, const cJSON *id)
+{
+    if (s->f->audit == NULL)
+        return NULL;
+    cJSON *b = cJSON_CreateObject();
+    char *rid = id != NULL ? jsonrpc_id_text(id) : NULL;
+    cJSON_AddStringToObject(b, "tenant", caller->tenant);
+    cJSON_AddStringToObject(b, "user", caller->user);
+    cJSON_AddStringToObject(b, "agent", caller->agent != NULL ? caller->agent : "");
+    cJSON_AddStringToObject(b, "server", s->m->name);
+    cJSON_AddStringToObject(b, "method", method);
+    if (target != NULL)
+        cJSON_AddStringToObject(b, "tool", target);
+    cJSON_AddStringToObject(b, "session", s->id);
+    if (rid != NULL)
+        cJSON_AddStringToObject(b, "request_id", rid);
+    free(rid);
+    return b;
+}
+
+/* The "result" record of an audited call: how it ended. */
+static void audit_result(struct pending *p, const char *outcome, size_t bytes_out)
+{
+    struct session *s = p->s;
+    if (p->audit == NULL || p->call_seq == 0)
+        return;
+    cJSON *ev = cJSON_Duplicate(p->audit, 1);
+    if (ev == NULL)
+        return;
+    cJSON_AddStringToObject(ev, "event", "result");
+    cJSON_AddNumberToObject(ev, "call_seq", (double)p->call_seq);
+    cJSON_AddStringToObject(ev, "outcome", outcome);
+    cJSON_AddNumberToObject(ev, "latency_ms", (double)(front_now_ms() - p->t0_ms));
+    cJSON_AddNumberToObject(ev, "bytes_out", (double)bytes_out);
+    if (s->child != NULL)
+        cJSON_AddNumberToObject(ev, "child_pid", s->child->pid);
+    front_audit(s->f, ev);
+    p->call_seq = 0; /* one result per call */
+}
+
+/* A refusal before the call went anywhere: a call record (forwarded: false) and its result.
+ * Takes base. */
+static void audit_refused(struct session *s, cJSON *base, const char *type)
+{
+    if (base == NULL)
+        return;
+    cJSON *call = cJSON_Duplicate(base, 1);
+    cJSON_AddStringToObject(call, "event", "call");
+    cJSON_AddFalseToObject(call, "forwarded");
+    uint64_t seq = front_audit(s->f, call);
+    cJSON_AddStringToObject(base, "event", "result");
+    if (seq > 0)
+        cJSON_AddNumberToObject(base, "call_seq", (double)seq);
+    cJSON_AddStringToObject(base, "outcome", type);
+    cJSON_AddNumberToObject(base, "latency_ms", 0);
+    front_audit(s->f, base);
 }
 
 /* Answers a pending request with a typed error and forgets it. */
@@ -360,6 +432,11 @@ static void pending_fail(struct pending *p, int code, const char *message, const
                          long retry_after_ms)
 {
     struct stream *st = p->st;
+    audit_result(p, type != NULL ? type : "error", 0);
+    if (st == NULL) { /* the broker's own request: nobody to answer */
+        pending_free(p);
+        return;
+    }
     char *text = jsonrpc_error_text(p->client_id, code, message, type, retry_after_ms);
     pending_free(p);
     if (text != NULL) {
@@ -386,13 +463,18 @@ static int send_to_child(struct session *s, const char *text, size_t len)
     return 0;
 }
 
+static void tools_verify_fail(struct session *s, const char *why);
+
 static void on_pending_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct pending *p = arg;
     struct session *s = p->s;
     char note[160];
-    uint32_t ms =
-        p->initialize ? s->f->cfg->limits.spawn_timeout_ms : s->f->cfg->limits.request_timeout_ms;
+    uint32_t ms = p->initialize || p->kind == PENDING_TOOLS_LIST
+                      ? s->f->cfg->limits.spawn_timeout_ms
+                      : s->f->cfg->limits.request_timeout_ms;
+    if (p->tool_cfg != NULL && p->tool_cfg->quota.timeout_ms > 0)
+        ms = p->tool_cfg->quota.timeout_ms;
     /* Tell the child to stop working on it: the answer would be dropped anyway. */
     int n = snprintf(note, sizeof(note),
                      "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
@@ -400,6 +482,13 @@ static void on_pending_timeout(evutil_socket_t fd, short what, void *arg)
                      p->bid);
     if (n > 0 && s->child != NULL)
         child_write(s->child, note, (size_t)n);
+    if (p->kind == PENDING_TOOLS_LIST) {
+        char why[96];
+        snprintf(why, sizeof(why), "tools/list was not answered within %u ms", ms);
+        pending_free(p);
+        tools_verify_fail(s, why);
+        return;
+    }
     log_warn("request_timeout session=%.8s server=%s tenant=%s timeout_ms=%u", s->id, s->m->name,
              s->t->name, ms);
     char msg[96];
@@ -515,16 +604,670 @@ static bool version_mismatch(const struct config_manifest *m, const cJSON *msg,
     return *current == NULL || !cJSON_IsString(want) || strcmp(*current, want->valuestring) != 0;
 }
 
-/* A typed refusal about one tool: data.tool, and one more data member when `value` is given. */
-static int refuse_tool(struct stream *st, const cJSON *id, int code, const char *message,
-                       const char *type, const char *tool, const char *key, const char *value)
+/* A typed error about one tool as text: data.tool, then the members of `extra` (taken, may be
+ * NULL). NULL on allocation failure. */
+static char *tool_error_text(const cJSON *id, int code, const char *message, const char *type,
+                             const char *tool, cJSON *extra)
 {
     cJSON *e = jsonrpc_error_new(id, code, message, type, -1);
     cJSON *data =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
-    cJSON_AddStringToObject(data, "tool", tool);
-    if (value != NULL)
-        cJSON_AddStringToObject(data, key, value);
+    if (tool != NULL)
+        cJSON_AddStringToObject(data, "tool", tool);
+    while (extra != NULL && extra->child != NULL && data != NULL) {
+        cJSON *item = cJSON_DetachItemViaPointer(extra, extra->child);
+        cJSON_AddItemToObject(data, item->string, item);
+    }
+    cJSON_Delete(extra);
+    char *et = e != NULL ? jsonrpc_print(e) : NULL;
+    cJSON_Delete(e);
+    return et;
+}
+
+/* A typed refusal about one tool, answered on st: see tool_error_text. */
+static int refuse_tool_data(struct stream *st, const cJSON *id, int code, const char *message,
+                            const char *type, const char *tool, cJSON *extra)
+{
+    char *et = tool_error_text(id, code, message, type, tool, extra);
+    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    free(et);
+    return -1;
+}
+
+/* A typed refusal about one tool: data.tool, and one more data member when `value` is given. */
+static int refuse_tool(struct stream *st, const cJSON *id, int code, const char *message,
+                       const char *type, const char *tool, const char *key, const char *value)
+{
+    cJSON *extra = NULL;
+    if (value != NULL) {
+        extra = cJSON_CreateObject();
+        cJSON_AddStringToObject(extra, key, value);
+    }
+    return refuse_tool_data(st, id, code, message, type, tool, extra);
+}
+
+/* ---- tool contracts ----------------------------------------------------------------------- */
+
+/*
+ * The broker lists a child's tools itself when the child is initialized and whenever it says
+ * notifications/tools/list_changed, and judges each definition against the manifest's pin. Tool
+ * requests (tools/list, tools/call) that arrive meanwhile wait in s->held, so no call reaches a
+ * tool before its definition was checked.
+ */
+
+static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
+                          size_t len, const struct principal *caller);
+
+#define REPORTED_MAX 4096 /* distinct (server, tool, definition) reports remembered */
+
+static struct idmap reported; /* FNV-1a of server, tool and pin → (void *)1 */
+static bool reported_ready;
+
+/* True the first time this definition of this tool is seen: drift is reported once per change,
+ * not once per child or call. */
+static bool first_report(const char *server, const char *tool, const char *pin)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *parts[3] = {server, tool, pin};
+    for (int i = 0; i < 3; i++) {
+        for (const unsigned char *q = (const unsigned char *)parts[i]; *q != '\0'; q++)
+            h = (h ^ *q) * 0x100000001b3ull;
+        h = (h ^ 0xff) * 0x100000001b3ull; /* separator no name contains */
+    }
+    if (!reported_ready) {
+        idmap_init(&reported);
+        reported_ready = true;
+    }
+    if (idmap_get(&reported, h) != NULL)
+        return false;
+    if (reported.len >= REPORTED_MAX)
+        idmap_clear(&reported, NULL);
+    idmap_put(&reported, h, (void *)1);
+    return true;
+}
+
+static bool is_tool_method(const char *method)
+{
+    return method != NULL &&
+           (strcmp(method, "tools/call") == 0 || strcmp(method, "tools/list") == 0);
+}
+
+static void held_free(struct session *s, struct held *h)
+{
+    TAILQ_REMOVE(&s->held, h, link);
+    s->nheld--;
+    npending_total--;
+    cJSON_Delete(h->msg);
+    free(h->text);
+    principal_free(h->caller);
+    free(h);
+}
+
+/* Keeps a tool request until the tools are verified. Takes msg. Returns 0 when held, -1 after
+ * refusing it. st->waiting already counts it. */
+static int hold_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
+                        size_t len, const struct principal *caller)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    struct held *h = NULL;
+    if (s->nheld + s->npending >= s->f->cfg->limits.max_pending_per_session) {
+        refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
+               "too many requests in progress on this session (limits.max_pending_per_session)",
+               "quota_exceeded", 1000);
+        cJSON_Delete(msg);
+        return -1;
+    }
+    h = calloc(1, sizeof(*h));
+    if (h != NULL && text != NULL)
+        h->text = strndup(text, len);
+    if (h != NULL)
+        h->caller = principal_dup(caller);
+    if (h == NULL || (text != NULL && h->text == NULL) || h->caller == NULL) {
+        if (h != NULL) {
+            free(h->text);
+            principal_free(h->caller);
+            free(h);
+        }
+        refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+        cJSON_Delete(msg);
+        return -1;
+    }
+    h->msg = msg;
+    h->len = len;
+    h->st = st;
+    TAILQ_INSERT_TAIL(&s->held, h, link);
+    s->nheld++;
+    npending_total++;
+    return 0;
+}
+
+/* The tools are judged (or could not be): the held requests go on their way, in order. */
+static void held_release(struct session *s)
+{
+    struct held *h;
+    while ((h = TAILQ_FIRST(&s->held)) != NULL && !s->closing) {
+        cJSON *msg = h->msg;
+        struct stream *st = h->st;
+        struct principal *caller = h->caller;
+        char *text = h->text;
+        size_t len = h->len;
+        h->msg = NULL;
+        h->caller = NULL;
+        h->text = NULL;
+        held_free(s, h);
+        st->waiting--; /* client_request counts it again */
+        client_request(s, msg, st, text, len, caller);
+        free(text);
+        principal_free(caller);
+    }
+}
+
+static void held_refuse_all(struct session *s, const char *why)
+{
+    struct held *h;
+    while ((h = TAILQ_FIRST(&s->held)) != NULL) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(h->msg, "id");
+        char *e = jsonrpc_error_text(id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", -1);
+        struct stream *st = h->st;
+        held_free(s, h);
+        stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
+        free(e);
+    }
+}
+
+/* Asks the child for one page of its tools. */
+static int send_list_page(struct session *s, const char *cursor)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    cJSON *msg = cJSON_CreateObject();
+    char *out = NULL;
+    if (p == NULL || msg == NULL)
+        goto fail;
+    p->s = s;
+    p->kind = PENDING_TOOLS_LIST;
+    p->bid = ++s->f->next_bid;
+    p->client_id = cJSON_CreateRaw("null");
+    p->client_key = strdup("");
+    p->timer = evtimer_new(s->f->base, on_pending_timeout, p);
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddItemToObject(msg, "params", params);
+    if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL || params == NULL ||
+        cJSON_AddStringToObject(msg, "jsonrpc", "2.0") == NULL ||
+        cJSON_AddNumberToObject(msg, "id", (double)p->bid) == NULL ||
+        cJSON_AddStringToObject(msg, "method", "tools/list") == NULL ||
+        (cursor != NULL && cJSON_AddStringToObject(params, "cursor", cursor) == NULL) ||
+        (out = jsonrpc_print(msg)) == NULL || idmap_put(&s->f->pending_ids, p->bid, p) == -1)
+        goto fail;
+    cJSON_Delete(msg);
+    TAILQ_INSERT_TAIL(&s->pendings, p, link);
+    s->npending++;
+    npending_total++;
+    if (send_to_child(s, out, strlen(out)) == -1) {
+        free(out);
+        pending_free(p);
+        return -1;
+    }
+    free(out);
+    uint32_t ms = s->f->cfg->limits.spawn_timeout_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+    return 0;
+fail:
+    free(out);
+    cJSON_Delete(msg);
+    if (p != NULL) {
+        if (p->timer != NULL)
+            event_free(p->timer);
+        cJSON_Delete(p->client_id);
+        free(p->client_key);
+        free(p);
+    }
+    return -1;
+}
+
+static void tools_verify_start(struct session *s)
+{
+    if (s->tools_state == TOOLS_LISTING) {
+        s->relist = true;
+        return;
+    }
+    s->tools_state = TOOLS_LISTING;
+    s->relist = false;
+    contract_free(s->listing);
+    s->listing = contract_new(s->m);
+    if (s->listing == NULL) {
+        tools_verify_fail(s, "out of memory");
+        return;
+    }
+    if (!s->child_has_tools) {
+        /* No tools capability: nothing to list, nothing to call. */
+        struct contract *c = s->listing;
+        s->listing = NULL;
+        contract_free(s->contract);
+        s->contract = c;
+        s->tools_state = TOOLS_READY;
+        held_release(s);
+        return;
+    }
+    if (send_list_page(s, NULL) == -1)
+        tools_verify_fail(s, "cannot send tools/list to the server");
+}
+
+static void tools_verify_fail(struct session *s, const char *why)
+{
+    contract_free(s->listing);
+    s->listing = NULL;
+    snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
+    s->tools_state = TOOLS_FAILED;
+    log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=\"%s\"", s->id, s->m->name,
+             s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
+             : s->m->pin_mode == CONFIG_PIN_WARN  ? "warn"
+                                                  : "off",
+             why);
+    if (s->relist) {
+        tools_verify_start(s);
+        return;
+    }
+    held_release(s);
+}
+
+/* Logs what the listing found that an operator must hear about, once per definition. */
+static void tools_report(struct session *s, const struct contract *c)
+{
+    const struct config_manifest *m = s->m;
+    bool enforce = m->pin_mode == CONFIG_PIN_ENFORCE;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct contract_tool *t = &c->tools[i];
+        const char *bad = contract_schema_error(t->schemas);
+        bool hidden = contract_hides(m, t->verdict) || (bad != NULL && enforce);
+        if ((t->verdict != CONTRACT_DRIFT || m->pin_mode == CONFIG_PIN_OFF) &&
+            (t->verdict != CONTRACT_UNLISTED || m->unlisted_tools_allow) && bad == NULL)
+            continue;
+        if (!first_report(m->name, t->name, t->pin))
+            continue;
+        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF && s->f->audit != NULL) {
+            cJSON *ev = cJSON_CreateObject();
+            cJSON_AddStringToObject(ev, "event", "schema_drift");
+            cJSON_AddStringToObject(ev, "server", m->name);
+            cJSON_AddStringToObject(ev, "tool", t->name);
+            if (t->cfg->version != NULL)
+                cJSON_AddStringToObject(ev, "tool_version", t->cfg->version);
+            cJSON_AddStringToObject(ev, "pinned_sha256", t->cfg->sha256);
+            cJSON_AddStringToObject(ev, "observed_sha256", t->pin);
+            cJSON_AddStringToObject(ev, "pin_mode", enforce ? "enforce" : "warn");
+            cJSON_AddStringToObject(ev, "action", hidden ? "hidden" : "served");
+            front_audit(s->f, ev);
+        }
+        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF)
+            log_warn("tool_drift server=%s tool=%s tool_version=%s pinned=%s observed=%s "
+                     "pin_mode=%s action=%s",
+                     m->name, t->name, t->cfg->version != NULL ? t->cfg->version : "-",
+                     t->cfg->sha256, t->pin, enforce ? "enforce" : "warn",
+                     hidden ? "hidden" : "served");
+        if (t->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)
+            log_info("tool_unlisted server=%s tool=%s observed=%s unlisted_tools=deny "
+                     "action=hidden",
+                     m->name, t->name, t->pin);
+        if (bad != NULL)
+            log_warn("tool_schema_unsupported server=%s tool=%s action=%s reason=\"%s\"", m->name,
+                     t->name, enforce ? "hidden" : "served unvalidated", bad);
+    }
+}
+
+/* One page of the broker's own tools/list came back. Takes msg. */
+static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
+{
+    char err[256];
+    pending_free(p);
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+    if (s->listing == NULL) { /* superseded */
+        cJSON_Delete(msg);
+        return;
+    }
+    if (result == NULL) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(e, "message");
+        snprintf(err, sizeof(err), "tools/list answered an error: %.160s",
+                 cJSON_IsString(text) ? text->valuestring : "(no message)");
+        cJSON_Delete(msg);
+        tools_verify_fail(s, err);
+        return;
+    }
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(result, "nextCursor");
+    if (!cJSON_IsObject(result) ||
+        contract_add_page(s->listing, cJSON_GetObjectItemCaseSensitive(result, "tools"), err,
+                          sizeof(err)) == -1) {
+        if (!cJSON_IsObject(result))
+            snprintf(err, sizeof(err), "tools/list: the result is not an object");
+        cJSON_Delete(msg);
+        tools_verify_fail(s, err);
+        return;
+    }
+    if (cJSON_IsString(next)) {
+        int rc = send_list_page(s, next->valuestring);
+        cJSON_Delete(msg);
+        if (rc == -1)
+            tools_verify_fail(s, "cannot send tools/list to the server");
+        return;
+    }
+    cJSON_Delete(msg);
+    contract_free(s->contract);
+    s->contract = s->listing;
+    s->listing = NULL;
+    s->tools_state = TOOLS_READY;
+    tools_report(s, s->contract);
+    log_debug("tools_verified session=%.8s server=%s tools=%zu", s->id, s->m->name, s->contract->n);
+    if (s->relist) {
+        tools_verify_start(s);
+        return;
+    }
+    held_release(s);
+}
+
+static const char *tool_version(const struct config_tool *t)
+{
+    return t != NULL && t->version != NULL ? t->version : NULL;
+}
+
+/*
+ * The contract's word on a tools/call: refused (answered on st, returns -1) when the tool is
+ * hidden, drifted under enforce or its arguments fail its inputSchema; otherwise 0 with
+ * *schemas set to what its result will be checked against (a reference, or NULL).
+ */
+static int contract_gate(struct session *s, const cJSON *msg, struct stream *st, const char *name,
+                         struct contract_schemas **schemas, const char **refused)
+{
+    const struct config_manifest *m = s->m;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const struct config_tool *cfg = config_tool_find(m, name);
+    const struct contract_tool *ct = contract_find(s->contract, name);
+    bool enforce = m->pin_mode == CONFIG_PIN_ENFORCE;
+    char why[512];
+
+    *schemas = NULL;
+    if (s->tools_state == TOOLS_FAILED && enforce) {
+        snprintf(why, sizeof(why),
+                 "server unavailable: its tools could not be verified against their pins (%s)",
+                 s->tools_error);
+        *refused = "server_unavailable";
+        return refuse_tool(st, id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", name, NULL,
+                           NULL);
+    }
+    if ((ct == NULL && cfg == NULL && !m->unlisted_tools_allow) ||
+        (ct != NULL && ct->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)) {
+        snprintf(why, sizeof(why),
+                 "unknown tool: %s is not in the manifest of server %s (unlisted_tools: deny)",
+                 name, m->name);
+        *refused = "unknown_tool";
+        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
+    }
+    if (ct == NULL)
+        return 0; /* the server does not list it: its own answer will say so */
+    if (ct->verdict == CONTRACT_DRIFT && enforce) {
+        cJSON *extra = cJSON_CreateObject();
+        if (tool_version(cfg) != NULL)
+            cJSON_AddStringToObject(extra, "tool_version", cfg->version);
+        cJSON_AddStringToObject(extra, "pinned_sha256", cfg->sha256);
+        cJSON_AddStringToObject(extra, "observed_sha256", ct->pin);
+        snprintf(why, sizeof(why),
+                 "schema drift: the server now describes tool %s differently from its pin; "
+                 "review it and update the manifest (mcpvisor pin %s)",
+                 name, m->name);
+        *refused = "schema_drift";
+        return refuse_tool_data(st, id, ERR_SCHEMA_DRIFT, why, "schema_drift", name, extra);
+    }
+    const char *bad = contract_schema_error(ct->schemas);
+    if (bad != NULL && enforce) {
+        snprintf(why, sizeof(why),
+                 "unknown tool: %s is hidden because mcpvisor cannot validate its schemas (%.300s)",
+                 name, bad);
+        *refused = "unknown_tool";
+        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
+    }
+    if (bad != NULL)
+        return 0; /* warn and off serve it unvalidated; the listing logged why */
+
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+    struct jsonschema_error errs[CONTRACT_MAX_ERRORS];
+    size_t n = contract_check_arguments(ct->schemas, args, errs, CONTRACT_MAX_ERRORS);
+    if (n > 0) {
+        cJSON *extra = cJSON_CreateObject();
+        cJSON *list = cJSON_AddArrayToObject(extra, "errors");
+        for (size_t i = 0; i < n && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "instance", errs[i].instance);
+            cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
+            cJSON_AddStringToObject(e, "message", errs[i].message);
+            cJSON_AddItemToArray(list, e);
+        }
+        if (tool_version(cfg) != NULL)
+            cJSON_AddStringToObject(extra, "tool_version", cfg->version);
+        snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
+                 errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
+        log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
+                 name, n);
+        *refused = "invalid_arguments";
+        return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
+                                extra);
+    }
+    *schemas = contract_schemas_ref(ct->schemas);
+    return 0;
+}
+
+/* A client's tools/list answer: hides what the contract hides. Returns how many it hid. A
+ * definition unlike the one verified means the server changed without saying list_changed:
+ * judged on the spot, and the tools are listed again. */
+static size_t filter_listing(struct session *s, cJSON *result)
+{
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(result, "tools");
+    size_t hidden = 0;
+    bool changed = false;
+    if (!cJSON_IsArray(tools))
+        return 0;
+    cJSON *it = tools->child;
+    while (it != NULL) {
+        cJSON *next = it->next;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        char pin[JCS_PIN_HEX];
+        bool hide;
+        if (!cJSON_IsString(name) || jcs_tool_pin(it, pin) == -1) {
+            hide = true;
+        } else {
+            const struct contract_tool *ct = contract_find(s->contract, name->valuestring);
+            const struct config_tool *cfg = config_tool_find(s->m, name->valuestring);
+            const char *bad;
+            enum contract_verdict v;
+            if (ct != NULL && strcmp(ct->pin, pin) == 0) {
+                v = ct->verdict;
+                bad = contract_schema_error(ct->schemas);
+            } else {
+                struct contract_schemas *sc = contract_schemas_get(it, pin);
+                bad = sc == NULL ? "out of memory" : contract_schema_error(sc);
+                v = contract_judge(s->m, cfg, pin, bad == NULL);
+                bad = bad != NULL ? "bad" : NULL;
+                contract_schemas_unref(sc);
+                changed = s->tools_state == TOOLS_READY;
+            }
+            hide = contract_hides(s->m, v) || (bad != NULL && s->m->pin_mode == CONFIG_PIN_ENFORCE);
+        }
+        if (hide) {
+            cJSON_Delete(cJSON_DetachItemViaPointer(tools, it));
+            hidden++;
+        }
+        it = next;
+    }
+    if (changed) {
+        log_warn("tools_changed_unannounced session=%.8s server=%s note=\"listing again\"", s->id,
+                 s->m->name);
+        tools_verify_start(s);
+    }
+    return hidden;
+}
+
+/* SHA-256 of bytes as hex: raw payloads are logged by hash, never passed through. */
+static void hash_hex(const char *b, size_t n, char out[JCS_PIN_HEX])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(b, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        out[0] = '\0';
+        return;
+    }
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* A child answered a request with something unusable: the caller gets -32012, the log the
+ * payload's hash. errs may be NULL. */
+static void fail_result(struct session *s, struct pending *p, const char *line, size_t len,
+                        int code, const char *type, const char *reason,
+                        struct jsonschema_error *errs, size_t nerrs)
+{
+    char h[JCS_PIN_HEX];
+    hash_hex(line, len, h);
+    log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=\"%s\"", type, s->id,
+             s->m->name, p->tool != NULL ? p->tool : "-", len, h, reason);
+    audit_result(p, type, 0);
+    struct stream *st = p->st;
+    if (st == NULL) {
+        pending_free(p);
+        return;
+    }
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddStringToObject(extra, "reason", reason);
+    cJSON_AddStringToObject(extra, "payload_sha256", h);
+    const struct config_tool *cfg = p->tool != NULL ? config_tool_find(s->m, p->tool) : NULL;
+    if (tool_version(cfg) != NULL)
+        cJSON_AddStringToObject(extra, "tool_version", cfg->version);
+    if (nerrs > 0) {
+        cJSON *list = cJSON_AddArrayToObject(extra, "errors");
+        for (size_t i = 0; i < nerrs && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "instance", errs[i].instance);
+            cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
+            cJSON_AddStringToObject(e, "message", errs[i].message);
+            cJSON_AddItemToArray(list, e);
+        }
+    }
+    char why[384];
+    snprintf(why, sizeof(why), "%s: %s",
+             code == ERR_INVALID_RESULT ? "invalid result from the server" : "result refused",
+             reason);
+    char *et = tool_error_text(p->client_id, code, why, type, p->tool, extra);
+    pending_free(p);
+    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    free(et);
+}
+
+/* The methods whose every call is audited (who called what, and how it ended). */
+static bool is_audited(const char *method)
+{
+    return method != NULL &&
+           (strcmp(method, "tools/call") == 0 || strcmp(method, "resources/read") == 0 ||
+            strcmp(method, "prompts/get") == 0);
+}
+
+/* What an audited call names: the tool, the prompt or the resource. Borrowed. */
+static const char *call_target(const cJSON *msg, const char *method)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        params, strcmp(method, "resources/read") == 0 ? "uri" : "name");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Sends a pending request's line to the child and starts nothing else; on failure the request
+ * is answered with the reason. Takes line. */
+static void pending_send(struct pending *p, char *line, size_t len)
+{
+    struct session *s = p->s;
+    int rc = send_to_child(s, line, len);
+    free(line);
+    if (rc == 0)
+        return;
+    if (s->child == NULL && s->spawn == NULL)
+        pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running", "server_unavailable",
+                     -1);
+    else
+        pending_fail(p, ERR_QUOTA_EXCEEDED,
+                     "the server is not reading its input fast enough "
+                     "(limits.max_child_write_bytes)",
+                     "quota_exceeded", 1000);
+}
+
+/* The call's audit record is written (or could not be): forward it, or refuse it. */
+static void on_call_audited(void *ctx, uint64_t bid, bool ok)
+{
+    struct front *f = ctx;
+    struct pending *p = idmap_get(&f->pending_ids, bid);
+    if (p == NULL || p->held_line == NULL)
+        return; /* answered meanwhile (cancelled, timed out, session ended) */
+    char *line = p->held_line;
+    size_t len = p->held_len;
+    p->held_line = NULL;
+    if (!ok) {
+        free(line);
+        p->call_seq = 0; /* that record does not exist */
+        pending_fail(p, ERR_AUDIT_UNAVAILABLE,
+                     "audit unavailable: the audit log cannot be written, so the call was not "
+                     "forwarded; retry later",
+                     "audit_unavailable", 1000);
+        return;
+    }
+    pending_send(p, line, len);
+}
+
+/* Quotas of a tools/call: argument size, rates, concurrency. Returns 0 (with *slot set when a
+ * concurrency slot is held), or -1 after refusing on st. */
+static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
+                      const struct principal *caller, const struct config_tool *tc,
+                      size_t args_bytes, struct quota_slot **slot, const char **refused)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const struct config_quota *q = &tc->quota;
+    char why[384];
+    *slot = NULL;
+    if (q->max_args_bytes > 0 && args_bytes > q->max_args_bytes) {
+        snprintf(why, sizeof(why),
+                 "quota exceeded: the arguments are %zu bytes; tool %s accepts at most %zu "
+                 "(quota.max_args_bytes)",
+                 args_bytes, tc->name, q->max_args_bytes);
+        *refused = "quota_exceeded";
+        return refuse_tool(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, NULL, NULL);
+    }
+    long retry = -1;
+    enum quota_verdict v =
+        quota_admit_call(s->f->quotas, caller->tenant, caller->user, s->m->name, tc->name, q,
+                         s->t->quota_scale, front_now_ms(), &retry, slot);
+    if (v == QUOTA_OK)
+        return 0;
+    snprintf(why, sizeof(why), "quota exceeded: %s for tool %s%s", quota_verdict_text(v), tc->name,
+             retry >= 0 ? "; retry after data.retry_after_ms" : "");
+    log_info("quota_refused session=%.8s server=%s tool=%s tenant=%s user=%s reason=\"%s\" "
+             "retry_after_ms=%ld",
+             s->id, s->m->name, tc->name, caller->tenant, caller->user, quota_verdict_text(v),
+             retry);
+    if (s->f->audit != NULL) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "quota_refused");
+        cJSON_AddStringToObject(ev, "tenant", caller->tenant);
+        cJSON_AddStringToObject(ev, "user", caller->user);
+        cJSON_AddStringToObject(ev, "agent", caller->agent != NULL ? caller->agent : "");
+        cJSON_AddStringToObject(ev, "server", s->m->name);
+        cJSON_AddStringToObject(ev, "tool", tc->name);
+        cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
+        if (retry >= 0)
+            cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
+        front_audit(s->f, ev);
+    }
+    *refused = "quota_exceeded";
+    cJSON *e = jsonrpc_error_new(id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", retry);
+    cJSON *data =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
+    cJSON_AddStringToObject(data, "tool", tc->name);
+    if (tc->version != NULL)
+        cJSON_AddStringToObject(data, "tool_version", tc->version);
     char *et = e != NULL ? jsonrpc_print(e) : NULL;
     cJSON_Delete(e);
     stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
@@ -539,14 +1282,34 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     const char *method = jsonrpc_method(msg);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     struct pending *p = NULL;
+    struct contract_schemas *schemas = NULL;
+    struct quota_slot *slot = NULL;
+    cJSON *base = NULL;
+    const char *refused = NULL; /* the typed error an audited call was refused with */
+    char *cargs = NULL;
+    size_t cargs_len = 0;
     int rc = -1;
 
     st->waiting++;
+    bool audited = is_audited(method);
+    if (audited)
+        base = audit_base(s, caller, method, call_target(msg, method), id);
     if (s->f->draining) {
+        refused = "server_unavailable";
         rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
                     "draining: the server is stopping; retry on a new session",
                     "server_unavailable", 1000);
         goto out;
+    }
+    if (is_tool_method(method) &&
+        (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING)) {
+        /* Not judged yet: wait for the listing (started now if the child is ready for it). */
+        if (s->tools_state == TOOLS_UNVERIFIED && s->ready)
+            tools_verify_start(s);
+        if (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING) {
+            cJSON_Delete(base);
+            return hold_request(s, msg, st, text, len, caller);
+        }
     }
     const char *tool_name = NULL, *wanted = NULL, *current = NULL;
     const struct config_tool *denied = auth_tool_forbidden(s->m, caller, msg, &tool_name);
@@ -556,6 +1319,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", tool_name, scopes);
         log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
                  s->m->name, tool_name, caller->user, scopes);
+        refused = "forbidden";
         rc = refuse_tool(st, id, ERR_FORBIDDEN, why, "forbidden", tool_name, "required_scope",
                          scopes);
         goto out;
@@ -565,8 +1329,36 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         char why[512];
         snprintf(why, sizeof(why), "version mismatch: tool %s is at version %s, not %s", tool_name,
                  current != NULL ? current : "(none: the manifest gives it no version)", wanted);
+        refused = "version_mismatch";
         rc = refuse_tool(st, id, ERR_VERSION_MISMATCH, why, "version_mismatch", tool_name,
                          "tool_version", current);
+        goto out;
+    }
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    const cJSON *call_name = cJSON_GetObjectItemCaseSensitive(params, "name");
+    bool is_call = method != NULL && strcmp(method, "tools/call") == 0 && cJSON_IsString(call_name);
+    const struct config_tool *tc = is_call ? config_tool_find(s->m, call_name->valuestring) : NULL;
+    if (is_call && contract_gate(s, msg, st, call_name->valuestring, &schemas, &refused) == -1) {
+        rc = -1;
+        goto out;
+    }
+    if (is_call && (base != NULL || tc != NULL)) {
+        /* The canonical arguments: their size is what quota.max_args_bytes bounds, their hash
+         * what the audit log records. */
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+        cJSON *empty = args == NULL ? cJSON_CreateObject() : NULL;
+        cargs = jcs_canonicalize(args != NULL ? args : empty, &cargs_len);
+        if (cargs == NULL)
+            cargs = jsonrpc_print(args != NULL ? args : empty);
+        cJSON_Delete(empty);
+        if (cargs == NULL) {
+            rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+            goto out;
+        }
+        cargs_len = strlen(cargs);
+    }
+    if (tc != NULL && quota_gate(s, msg, st, caller, tc, cargs_len, &slot, &refused) == -1) {
+        rc = -1;
         goto out;
     }
     if (pending_by_client_key(s, id) != NULL) {
@@ -574,7 +1366,8 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
                     "a request with this id is already in progress", NULL, -1);
         goto out;
     }
-    if (s->npending >= lim->max_pending_per_session) {
+    if (s->npending + s->nheld >= lim->max_pending_per_session) {
+        refused = "quota_exceeded";
         rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
                     "too many requests in progress on this session "
                     "(limits.max_pending_per_session)",
@@ -591,23 +1384,34 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     p->client_id = id_raw(msg, text, len);
     p->client_key = jsonrpc_id_text(id);
     p->bid = ++s->f->next_bid;
+    p->t0_ms = front_now_ms();
     p->initialize = method != NULL && strcmp(method, "initialize") == 0;
     if (method != NULL && strcmp(method, "tools/list") == 0)
         p->filter_for = principal_dup(caller);
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    if (is_call) {
+        p->tool = strdup(call_name->valuestring);
+        p->tool_cfg = tc;
+        p->schemas = schemas;
+        schemas = NULL;
+        p->quota_slot = slot;
+        slot = NULL;
+    }
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
     if (tok != NULL && (cJSON_IsString(tok) || cJSON_IsNumber(tok)))
         p->progress_token = jsonrpc_print(tok);
     p->timer = evtimer_new(s->f->base, on_pending_timeout, p);
     if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL ||
-        idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
+        (is_call && p->tool == NULL) || idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
         if (p->timer != NULL)
             event_free(p->timer);
         cJSON_Delete(p->client_id);
         free(p->client_key);
         free(p->progress_token);
         principal_free(p->filter_for);
+        free(p->tool);
+        contract_schemas_unref(p->schemas);
+        quota_release(s->f->quotas, p->quota_slot);
         free(p);
         rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
         goto out;
@@ -616,32 +1420,59 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     s->npending++;
     npending_total++;
 
+    uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
+    if (tc != NULL && tc->quota.timeout_ms > 0)
+        ms = tc->quota.timeout_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+
     char bid[24];
     size_t outlen = 0;
     snprintf(bid, sizeof(bid), "%" PRIu64, p->bid);
     char *out = with_id(msg, text, len, bid, &outlen);
     if (out == NULL) {
         pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
+        rc = 0;
         goto out;
     }
-    if (send_to_child(s, out, outlen) == -1) {
-        free(out);
-        if (s->child == NULL && s->spawn == NULL)
-            pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running",
-                         "server_unavailable", -1);
-        else
-            pending_fail(p, ERR_QUOTA_EXCEEDED,
-                         "the server is not reading its input fast enough "
-                         "(limits.max_child_write_bytes)",
-                         "quota_exceeded", 1000);
-        goto out;
-    }
-    free(out);
-    uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(p->timer, &tv);
     rc = 0;
+    if (base == NULL) {
+        pending_send(p, out, outlen);
+        goto out;
+    }
+    /* Audited: the call goes out once its record is written (synced, with sync "always"). */
+    cJSON *ev = cJSON_Duplicate(base, 1);
+    p->audit = base;
+    base = NULL;
+    p->bytes_in = text != NULL ? len : outlen;
+    p->held_line = out;
+    p->held_len = outlen;
+    if (ev != NULL) {
+        char h[JCS_PIN_HEX];
+        cJSON_AddStringToObject(ev, "event", "call");
+        if (tool_version(tc) != NULL)
+            cJSON_AddStringToObject(ev, "tool_version", tc->version);
+        if (cargs != NULL) {
+            hash_hex(cargs, cargs_len, h);
+            cJSON_AddStringToObject(ev, "args_sha256", h);
+        }
+        cJSON_AddNumberToObject(ev, "bytes_in", (double)p->bytes_in);
+    }
+    p->call_seq = ev != NULL ? audit_record(s->f->audit, ev, on_call_audited, s->f, p->bid) : 0;
+    if (p->call_seq == 0)
+        pending_fail(p, ERR_AUDIT_UNAVAILABLE,
+                     "audit unavailable: the audit log cannot take the record, so the call was "
+                     "not forwarded; retry later",
+                     "audit_unavailable", 1000);
 out:
+    if (rc == -1 && refused != NULL && base != NULL) {
+        audit_refused(s, base, refused);
+        base = NULL;
+    }
+    cJSON_Delete(base);
+    free(cargs);
+    quota_release(s->f->quotas, slot);
+    contract_schemas_unref(schemas);
     cJSON_Delete(msg);
     return rc;
 }
@@ -692,12 +1523,18 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             outlen = out != NULL ? strlen(out) : 0;
         }
     }
+    bool initialized = kind == JSONRPC_NOTIFICATION && jsonrpc_method(msg) != NULL &&
+                       strcmp(jsonrpc_method(msg), "notifications/initialized") == 0;
     cJSON_Delete(msg);
     if (out == NULL)
         return -1;
     if (send_to_child(s, out, outlen) == -1)
         log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
     free(out);
+    /* The child may now be asked for its tools: after the client's initialized, as the
+     * lifecycle requires. */
+    if (initialized && s->ready && s->tools_state == TOOLS_UNVERIFIED)
+        tools_verify_start(s);
     return 0;
 }
 
@@ -705,8 +1542,13 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
 
 static struct stream *newest_pending_stream(struct session *s)
 {
-    struct pending *p = TAILQ_LAST(&s->pendings, pending_list);
-    return p != NULL ? p->st : NULL;
+    struct pending *p;
+    TAILQ_FOREACH_REVERSE(p, &s->pendings, pending_list, link)
+    {
+        if (p->st != NULL)
+            return p->st;
+    }
+    return NULL;
 }
 
 static bool version_supported(const char *v)
@@ -729,6 +1571,31 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         cJSON_Delete(msg);
         return;
     }
+    if (p->kind == PENDING_TOOLS_LIST) {
+        tools_list_answer(s, p, msg);
+        return;
+    }
+    size_t max_result = p->tool_cfg != NULL ? p->tool_cfg->quota.max_result_bytes : 0;
+    if (max_result > 0 && len > max_result) {
+        char why[192];
+        snprintf(why, sizeof(why),
+                 "the result is %zu bytes, over the tool's ceiling of %zu (quota.max_result_bytes)",
+                 len, max_result);
+        cJSON_Delete(msg);
+        fail_result(s, p, line, len, ERR_QUOTA_EXCEEDED, "quota_exceeded", why, NULL, 0);
+        return;
+    }
+    if (p->tool != NULL) {
+        char why[256];
+        struct jsonschema_error errs[CONTRACT_MAX_ERRORS];
+        size_t nerrs = 0;
+        if (contract_check_result(p->schemas, msg, why, sizeof(why), errs, CONTRACT_MAX_ERRORS,
+                                  &nerrs) == -1) {
+            cJSON_Delete(msg);
+            fail_result(s, p, line, len, ERR_INVALID_RESULT, "invalid_result", why, errs, nerrs);
+            return;
+        }
+    }
     if (p->initialize) {
         const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         const cJSON *pv = cJSON_GetObjectItemCaseSensitive(result, "protocolVersion");
@@ -746,6 +1613,8 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             }
             snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
             s->ready = true;
+            const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
+            s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
             log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s", s->id,
                      s->m->name, s->t->name, s->principal->user, s->proto);
         }
@@ -756,11 +1625,18 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     if (p->filter_for != NULL) {
         cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         size_t changed = auth_filter_tools(s->m, p->filter_for, result);
+        changed += filter_listing(s, result);
         changed += annotate_versions(s->m, result);
         if (changed > 0)
             line = NULL; /* changed: print it */
     }
     char *text = with_id(msg, line, len, p->client_id->valuestring, &outlen);
+    if (p->audit != NULL) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        bool tool_error = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "isError"));
+        audit_result(p, e != NULL ? "error" : tool_error ? "tool_error" : "ok", len);
+    }
     cJSON_Delete(msg);
     pending_free(p);
     if (text != NULL) {
@@ -769,6 +1645,28 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     }
     if (failed_init)
         session_end(s, "initialize failed");
+    else if (!s->closing && s->ready && s->tools_state == TOOLS_UNVERIFIED && s->nheld > 0)
+        tools_verify_start(s);
+}
+
+/* A line that looked like an answer to one of our requests but is not a valid JSON-RPC
+ * response: the request fails now rather than at its timeout. */
+static void child_malformed_response(struct session *s, cJSON *msg, const char *line, size_t len)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    struct pending *p = NULL;
+    if (cJSON_IsNumber(id) && id->valuedouble >= 1)
+        p = idmap_get(&s->f->pending_ids, (uint64_t)id->valuedouble);
+    cJSON_Delete(msg);
+    if (p == NULL || p->s != s)
+        return;
+    if (p->kind == PENDING_TOOLS_LIST) {
+        pending_free(p);
+        tools_verify_fail(s, "tools/list: the answer is not a valid JSON-RPC response");
+        return;
+    }
+    fail_result(s, p, line, len, ERR_INVALID_RESULT, "invalid_result",
+                "not a valid JSON-RPC response", NULL, 0);
 }
 
 static void child_request_to_client(struct session *s, cJSON *msg, const char *line, size_t len)
@@ -838,6 +1736,9 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
         free(t);
     } else if (strcmp(method, "notifications/message") == 0) {
         st = newest_pending_stream(s);
+    } else if (strcmp(method, "notifications/tools/list_changed") == 0 &&
+               s->tools_state != TOOLS_UNVERIFIED) {
+        tools_verify_start(s); /* the client re-lists after this: its request waits for us */
     }
     if (st == NULL)
         st = s->get_stream;
@@ -861,6 +1762,8 @@ static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind, co
     }
     if (kind == JSONRPC_RESPONSE)
         child_response(s, msg, line, len);
+    else if (kind == JSONRPC_INVALID)
+        child_malformed_response(s, msg, line, len);
     else if (kind == JSONRPC_REQUEST)
         child_request_to_client(s, msg, line, len);
     else
@@ -968,6 +1871,7 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     s->legacy_sse = legacy_sse;
     TAILQ_INIT(&s->streams);
     TAILQ_INIT(&s->pendings);
+    TAILQ_INIT(&s->held);
     idmap_init(&s->srvreqs);
     do {
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -991,6 +1895,13 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
              m->name, t->name, p->user, p->agent != NULL ? p->agent : "-",
              legacy_sse ? "sse" : "streamable");
+    cJSON *ev = audit_base(s, p, "initialize", NULL, NULL);
+    if (ev != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
+        cJSON_AddStringToObject(ev, "event", "session_start");
+        cJSON_AddStringToObject(ev, "transport", legacy_sse ? "sse" : "streamable");
+        front_audit(f, ev);
+    }
     return s;
 fail:
     if (s->idle_timer != NULL)
@@ -1008,6 +1919,8 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     s->child = NULL;
     sse_ring_free(&s->replay);
     idmap_clear(&s->srvreqs, srvreq_free);
+    contract_free(s->contract);
+    contract_free(s->listing);
     event_free(s->idle_timer);
     if (s->expiry_timer != NULL)
         event_free(s->expiry_timer);
@@ -1026,10 +1939,18 @@ void session_end(struct session *s, const char *why)
     evtimer_del(s->idle_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
+    cJSON *ev = audit_base(s, s->principal, "-", NULL, NULL);
+    if (ev != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
+        cJSON_AddStringToObject(ev, "event", "session_end");
+        cJSON_AddStringToObject(ev, "reason", why);
+        front_audit(s->f, ev);
+    }
 
     char msg[192];
     snprintf(msg, sizeof(msg), "session ended: %s", why);
     struct pending *p;
+    held_refuse_all(s, msg);
     while ((p = TAILQ_FIRST(&s->pendings)) != NULL)
         pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", -1);
     struct stream *st;

@@ -28,6 +28,9 @@ struct front_spawn;
 struct principal;
 struct evhttp_request;
 struct event;
+struct contract;
+struct contract_schemas;
+struct quota_slot;
 
 #define SESSION_ID_LEN           32 /* hex of 128 random bits */
 #define SESSION_REPLAY_MAX_BYTES (8u << 20)
@@ -50,9 +53,15 @@ struct stream {
     TAILQ_ENTRY(stream) link;
 };
 
+enum pending_kind {
+    PENDING_CLIENT = 0, /* a client's request */
+    PENDING_TOOLS_LIST, /* the broker's own tools/list, verifying the child's tools */
+};
+
 struct pending {
     struct session *s;
-    struct stream *st;
+    struct stream *st; /* NULL for the broker's own requests */
+    enum pending_kind kind;
     uint64_t bid;         /* the broker id the child sees */
     cJSON *client_id;     /* the caller's id: a raw item of its original bytes */
     char *client_key;     /* canonical text of that id, for lookups */
@@ -60,11 +69,41 @@ struct pending {
     struct event *timer;
     bool initialize;
     struct principal *filter_for; /* a tools/list: hide the tools this caller lacks scopes for */
+    char *tool;                   /* tools/call: the tool's name */
+    struct contract_schemas *schemas;   /* tools/call: what its result is checked against */
+    const struct config_tool *tool_cfg; /* tools/call: the manifest's entry, or NULL */
+    struct quota_slot *quota_slot;      /* a held concurrency slot, released with the pending */
+    cJSON *audit;      /* an audited call (tools/call, resources/read, prompts/get): the base
+                          of its records (who, what, where) */
+    uint64_t call_seq; /* the audit record of the call */
+    int64_t t0_ms;     /* when it was accepted, for the latency */
+    size_t bytes_in;
+    char *held_line; /* waits for its audit record to be written before it goes out */
+    size_t held_len;
     TAILQ_ENTRY(pending) link;
+};
+
+/* A tools/list or tools/call waiting for the child's tools to be verified. */
+struct held {
+    cJSON *msg;
+    char *text; /* its original bytes, or NULL */
+    size_t len;
+    struct stream *st; /* its stream counts it in st->waiting */
+    struct principal *caller;
+    TAILQ_ENTRY(held) link;
+};
+
+/* Verification of a child's tools against the manifest's pins (DESIGN.md, "Manifests"). */
+enum tools_state {
+    TOOLS_UNVERIFIED = 0, /* the child is not initialized yet */
+    TOOLS_LISTING,        /* the broker is listing them: tool requests wait */
+    TOOLS_READY,          /* s->contract holds the verified listing */
+    TOOLS_FAILED,         /* the listing failed: enforce refuses calls, warn/off serve */
 };
 
 TAILQ_HEAD(stream_list, stream);
 TAILQ_HEAD(pending_list, pending);
+TAILQ_HEAD(held_list, held);
 
 struct session {
     struct front *f;
@@ -84,6 +123,14 @@ struct session {
     struct stream_list streams;
     struct pending_list pendings;
     unsigned npending;
+    bool child_has_tools; /* its initialize result declared the tools capability */
+    enum tools_state tools_state;
+    bool relist;               /* list_changed arrived during a listing: list again after it */
+    struct contract *contract; /* the last complete listing, judged */
+    struct contract *listing;  /* the listing being collected */
+    char tools_error[256];     /* why the last listing failed */
+    struct held_list held;
+    unsigned nheld;
     struct idmap srvreqs; /* our id for a server→client request → struct srvreq */
     uint64_t next_srvreq, next_stream;
     struct sse_ring replay;

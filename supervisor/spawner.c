@@ -234,6 +234,7 @@ static bool reap(int sock, pid_t front, int *front_status)
         memset(&msg, 0, sizeof(msg));
         msg.exited.type = PRIVSEP_EXITED;
         msg.exited.pid = p;
+        msg.exited.syscall_nr = -1;
         /* The sandbox init reports the server's death by signal N as exit 128+N. */
         int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
         if (sig == 0 && WEXITSTATUS(status) > SPAWN_SIGNAL_BASE &&
@@ -252,6 +253,7 @@ static bool reap(int sock, pid_t front, int *front_status)
                         nanosleep(&(struct timespec){0, 2000000}, NULL);
                     nr = sandbox_seccomp_killer(c->server_pid);
                 }
+                msg.exited.syscall_nr = nr;
                 const char *name = nr >= 0 ? sandbox_syscall_name(nr) : NULL;
                 log_warn("seccomp_violation server=%s tenant=%s pid=%d syscall=\"%s\" nr=%d",
                          c->server, c->tenant, (int)p, name != NULL ? name : "unknown", nr);
@@ -314,6 +316,40 @@ fail:
 
 /* SIGHUP: re-read and re-validate everything; hand the front the new bundle, or keep the old
  * one when the new configuration is invalid (an operator's typo never takes the service down). */
+int spawner_audit_open(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct stat st;
+    if (fd == -1) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* SIGHUP also reopens the audit log (logrotate renamed it): the front continues the chain in
+ * the new file. A failure keeps the front on the old one. */
+static void reopen_audit(int sock, const char *audit_path)
+{
+    char err[512];
+    int fd = spawner_audit_open(audit_path, err, sizeof(err));
+    if (fd == -1) {
+        log_error("audit_reopen_failed error=\"%s\" note=\"still writing the previous file\"", err);
+        return;
+    }
+    union privsep_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.audit_fd.type = PRIVSEP_AUDIT_FD;
+    if (privsep_send(sock, &msg, &fd, 1) == -1)
+        log_error("audit reopen: cannot reach the front");
+    close(fd);
+}
+
 static void reload(int sock, const char *path)
 {
     char err[CONFIG_ERR_MAX];
@@ -368,6 +404,8 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
                     kill(front, SIGTERM);
                 } else if (si.ssi_signo == SIGHUP) {
                     reload(sock, path);
+                    if (cfg->audit_path != NULL)
+                        reopen_audit(sock, cfg->audit_path);
                 }
             }
             if (reap(sock, front, &front_status)) {

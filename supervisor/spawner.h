@@ -26,4 +26,8 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
  * it read), for the front; -1 with a message. */
 int spawner_bundle_memfd(const char *path, char *err, size_t errlen);
 
+/* Opens the audit log for appending (created 0600 when missing; a symlink or a file that is not
+ * regular is refused). Returns the fd or -1 with a message. */
+int spawner_audit_open(const char *path, char *err, size_t errlen);
+
 #endif

@@ -5,11 +5,21 @@
  * stderr. Each tool is a lever for one broker behaviour: slow answers and cancellation, progress,
  * a server-to-client sampling request, crashes, huge and malformed output, stderr floods, related
  * and unrelated notifications, and views of its own environment, fds and argv (so tests can check
- * what the sandbox handed it). argv[1] may pick a mode that breaks the handshake itself:
- *   --crash-on-start        exit 2 at once
+ * what the sandbox handed it). Contract levers: `typed` (a strict inputSchema; `typed_calls`
+ * counts the calls that got through), `structured` (an outputSchema and structuredContent),
+ * `shape` (malformed CallToolResults), `mutate` and `mutate_add` (the listing changes at run time,
+ * announced by notifications/tools/list_changed; capabilities.tools.listChanged is true).
+ * Arguments pick modes, several may be combined:
+ *   --crash-on-start        exit 2 at once (after any --stderr-on-start lines)
  *   --no-init               read stdin until EOF, never answer
  *   --stderr-on-start N     write N stderr lines, then serve normally
  *   --exit-after-init       answer initialize, then exit 0 on the next message
+ *   --drift                 start with echo's description changed, as `mutate` changes it
+ *   --page-size N           tools/list answers at most N tools a page, with a nextCursor
+ *   --unsupported-schema    also list `weird`, whose inputSchema uses unevaluatedProperties
+ *   --no-tools              no tools capability; tools/list and tools/call answer -32601
+ *   --list-hang             never answer tools/list (other requests are answered)
+ *   --list-error            answer tools/list with error -32603 "listing failed"
  * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
  * trusts its input and dies on allocation failure.
  */
@@ -40,6 +50,9 @@
 #define MAX_HUGE_BYTES   (1LL << 30)
 #define MAX_STDERR_LINES 10000000LL
 #define HUGE_CHUNK       65536
+#define MAX_PAGE_SIZE    1000000LL
+
+#define ECHO_DESCRIPTION_CHANGED "Returns the text it is given (changed)."
 
 extern char **environ;
 
@@ -48,6 +61,11 @@ static char **server_argv;
 static bool exit_after_init;
 static bool init_answered;
 static unsigned long sample_seq;
+static bool no_tools;           /* --no-tools */
+static bool list_hang;          /* --list-hang */
+static bool list_error;         /* --list-error */
+static long long page_size;     /* --page-size; 0: one page */
+static unsigned long typed_seq; /* calls to `typed` */
 
 static char *line_buf;
 static size_t line_cap;
@@ -218,6 +236,19 @@ static int arg_integer(const cJSON *id, const cJSON *args, const char *name, lon
 
 /* ---- tools: each answers its own request (some send other messages first or after) ---- */
 
+typedef void tool_fn(const cJSON *id, const cJSON *params, const cJSON *args);
+
+/* The table is mutable: `mutate` rewrites a description, `mutate_add` and modes unhide tools. */
+struct tool {
+    const char *name;
+    const char *description;
+    const char *input_schema; /* JSON text */
+    tool_fn *call;
+    const char *output_schema; /* JSON text, or NULL */
+    bool hidden;               /* neither listed nor callable */
+};
+
+static struct tool *find_tool(const char *name);
 static void handle_notification(const char *method, const cJSON *params);
 
 static void tool_echo(const cJSON *id, const cJSON *params, const cJSON *args)
@@ -492,62 +523,184 @@ static void tool_log(const cJSON *id, const cJSON *params, const cJSON *args)
     send_text(id, "logged");
 }
 
-typedef void tool_fn(const cJSON *id, const cJSON *params, const cJSON *args);
+/* Never checks its arguments: a test reads typed_calls to prove invalid ones were stopped. */
+static void tool_typed(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    typed_seq++;
+    send_json_text(id, need(args != NULL ? cJSON_Duplicate(args, 1) : cJSON_CreateObject()));
+}
 
-static const struct tool {
-    const char *name;
-    const char *description;
-    const char *input_schema; /* JSON text */
-    tool_fn *call;
-} tools[] = {
+static void tool_typed_calls(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%lu", typed_seq);
+    send_text(id, text);
+}
+
+/* n goes back unchecked, so a non-integer n breaks the tool's own outputSchema. */
+static void tool_structured(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(args, "n");
+    if (n == NULL) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid arguments: \"n\" is required");
+        return;
+    }
+    char *text = need(cJSON_PrintUnformatted(n));
+    cJSON *result = text_result(text);
+    free(text);
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "omit"))) {
+        cJSON *sc = need(cJSON_AddObjectToObject(result, "structuredContent"));
+        cJSON_AddItemToObject(sc, "n", need(cJSON_Duplicate(n, 1)));
+    }
+    send_result(id, result);
+}
+
+static void tool_shape(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    static const struct {
+        const char *kind;
+        const char *result; /* JSON text */
+    } shapes[] = {
+        {"no_content", "{}"},
+        {"content_not_array", "{\"content\":\"x\"}"},
+        {"content_item_no_type", "{\"content\":[{\"text\":\"x\"}]}"},
+        {"result_not_object", "\"x\""},
+        {"is_error_not_bool", "{\"content\":[],\"isError\":\"yes\"}"},
+        {"structured_not_object", "{\"content\":[],\"structuredContent\":[1]}"},
+        {"ok", "{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}"},
+    };
+    const char *kind;
+    if (arg_string(id, args, "kind", &kind) == -1)
+        return;
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        if (strcmp(kind, shapes[i].kind) == 0) {
+            send_result(id, need(cJSON_Parse(shapes[i].result)));
+            return;
+        }
+    }
+    cJSON *msg = new_msg();
+    add_id(msg, id);
+    if (strcmp(kind, "error_no_code") == 0) {
+        cJSON_AddItemToObject(msg, "error", need(cJSON_Parse("{\"message\":\"x\"}")));
+    } else if (strcmp(kind, "both") == 0) {
+        cJSON_AddItemToObject(
+            msg, "result",
+            need(cJSON_Parse("{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}")));
+        cJSON_AddItemToObject(msg, "error",
+                              need(cJSON_Parse("{\"code\":-32603,\"message\":\"x\"}")));
+    } else {
+        cJSON_Delete(msg);
+        send_error(id, RPC_INVALID_PARAMS, "invalid arguments: unknown \"kind\"");
+        return;
+    }
+    send_msg(msg);
+}
+
+static void tool_mutate(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    find_tool("echo")->description = ECHO_DESCRIPTION_CHANGED;
+    send_text(id, "ok");
+    send_notification("notifications/tools/list_changed", NULL);
+}
+
+static void tool_mutate_add(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    find_tool("added")->hidden = false;
+    send_text(id, "ok");
+    send_notification("notifications/tools/list_changed", NULL);
+}
+
+static void tool_weird(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    send_text(id, "weird");
+}
+
+static void tool_added(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    send_text(id, "added");
+}
+
+static struct tool tools[] = {
     {"echo", "Returns the text it is given.",
      "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
      "}",
-     tool_echo},
+     tool_echo, NULL, false},
     {"add", "Adds two numbers.",
      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"},\"b\":{\"type\":\"number\"}}"
      ","
      "\"required\":[\"a\",\"b\"]}",
-     tool_add},
+     tool_add, NULL, false},
     {"slow", "Sleeps ms milliseconds (reading nothing meanwhile), then answers.",
      "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"ms\"]}",
-     tool_slow},
+     tool_slow, NULL, false},
     {"progress", "Sends steps progress notifications when given a progressToken, then answers.",
      "{\"type\":\"object\",\"properties\":{\"steps\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"steps\"]}",
-     tool_progress},
+     tool_progress, NULL, false},
     {"sample", "Asks the client for a sampling/createMessage and answers with its text.",
      "{\"type\":\"object\",\"properties\":{\"prompt\":{\"type\":\"string\"}},"
      "\"required\":[\"prompt\"]}",
-     tool_sample},
+     tool_sample, NULL, false},
     {"crash", "Exits with status 3 without answering.", "{\"type\":\"object\",\"properties\":{}}",
-     tool_crash},
+     tool_crash, NULL, false},
     {"huge", "Answers with a text of bytes 'x' characters.",
      "{\"type\":\"object\",\"properties\":{\"bytes\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"bytes\"]}",
-     tool_huge},
+     tool_huge, NULL, false},
     {"malformed", "Writes a line that is not JSON, then answers.",
-     "{\"type\":\"object\",\"properties\":{}}", tool_malformed},
+     "{\"type\":\"object\",\"properties\":{}}", tool_malformed, NULL, false},
     {"stderr_flood", "Writes lines lines to stderr, then answers.",
      "{\"type\":\"object\",\"properties\":{\"lines\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"lines\"]}",
-     tool_stderr_flood},
+     tool_stderr_flood, NULL, false},
     {"env", "Answers with its environment as a JSON object.",
-     "{\"type\":\"object\",\"properties\":{}}", tool_env},
+     "{\"type\":\"object\",\"properties\":{}}", tool_env, NULL, false},
     {"fds", "Answers with its open file descriptors as a JSON array.",
-     "{\"type\":\"object\",\"properties\":{}}", tool_fds},
+     "{\"type\":\"object\",\"properties\":{}}", tool_fds, NULL, false},
     {"argv", "Answers with its argv as a JSON array.", "{\"type\":\"object\",\"properties\":{}}",
-     tool_argv},
+     tool_argv, NULL, false},
     {"notify_after", "Answers, then sends an unrelated notifications/message.",
-     "{\"type\":\"object\",\"properties\":{}}", tool_notify_after},
+     "{\"type\":\"object\",\"properties\":{}}", tool_notify_after, NULL, false},
     {"log", "Sends notifications/message with the text, then answers.",
      "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
      "}",
-     tool_log},
+     tool_log, NULL, false},
+    {"typed", "Answers with the arguments it received as JSON text, and counts its calls.",
+     "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\",\"minimum\":1},"
+     "\"name\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"count\"],"
+     "\"additionalProperties\":false}",
+     tool_typed, NULL, false},
+    {"typed_calls", "Answers with the number of calls to typed so far.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_typed_calls, NULL, false},
+    {"structured", "Answers with n as text and as structuredContent (left out when omit is true).",
+     "{\"type\":\"object\",\"properties\":{\"n\":{}},\"required\":[\"n\"]}", tool_structured,
+     "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"],"
+     "\"additionalProperties\":false}",
+     false},
+    {"shape", "Answers with a malformed CallToolResult of the given kind (or a valid one: ok).",
+     "{\"type\":\"object\",\"properties\":{\"kind\":{\"type\":\"string\"}},"
+     "\"required\":[\"kind\"]}",
+     tool_shape, NULL, false},
+    {"mutate", "Changes echo's description, answers, then sends notifications/tools/list_changed.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_mutate, NULL, false},
+    {"mutate_add", "Adds the tool added, answers, then sends notifications/tools/list_changed.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_mutate_add, NULL, false},
+    {"weird", "Has an inputSchema keyword mcpvisor does not support (--unsupported-schema).",
+     "{\"type\":\"object\",\"unevaluatedProperties\":false}", tool_weird, NULL, true},
+    {"added", "Added at run time.", "{\"type\":\"object\"}", tool_added, NULL, true},
 };
 
 #define N_TOOLS (sizeof(tools) / sizeof(tools[0]))
+
+static struct tool *find_tool(const char *name)
+{
+    for (size_t i = 0; i < N_TOOLS; i++)
+        if (strcmp(tools[i].name, name) == 0)
+            return &tools[i];
+    die("no such tool in the table");
+    return NULL;
+}
 
 /* ---- methods ---- */
 
@@ -563,7 +716,10 @@ static void method_initialize(const cJSON *id, const cJSON *params)
     cJSON *result = need(cJSON_CreateObject());
     need(cJSON_AddStringToObject(result, "protocolVersion", version));
     cJSON *caps = need(cJSON_AddObjectToObject(result, "capabilities"));
-    need(cJSON_AddObjectToObject(caps, "tools"));
+    if (!no_tools) {
+        cJSON *tools_cap = need(cJSON_AddObjectToObject(caps, "tools"));
+        need(cJSON_AddBoolToObject(tools_cap, "listChanged", 1));
+    }
     need(cJSON_AddObjectToObject(caps, "resources"));
     need(cJSON_AddObjectToObject(caps, "prompts"));
     need(cJSON_AddObjectToObject(caps, "logging"));
@@ -574,16 +730,55 @@ static void method_initialize(const cJSON *id, const cJSON *params)
     init_answered = true;
 }
 
-static void method_tools_list(const cJSON *id)
+/*
+ * Pages are numbered from 1; the cursor of page k > 1 is "pk". Without --page-size everything is
+ * on page 1, so any cursor is unknown.
+ */
+static void method_tools_list(const cJSON *id, const cJSON *params)
 {
+    size_t shown = 0;
+    for (size_t i = 0; i < N_TOOLS; i++)
+        shown += !tools[i].hidden;
+    size_t size = page_size > 0 ? (size_t)page_size : (shown > 0 ? shown : 1);
+    size_t pages = shown > 0 ? (shown + size - 1) / size : 1;
+
+    size_t page = 1;
+    const cJSON *cursor = cJSON_GetObjectItemCaseSensitive(params, "cursor");
+    if (cursor != NULL && !cJSON_IsNull(cursor)) {
+        char *end = NULL;
+        unsigned long long k = 0;
+        if (cJSON_IsString(cursor) && cursor->valuestring[0] == 'p' &&
+            cursor->valuestring[1] >= '1' && cursor->valuestring[1] <= '9') {
+            errno = 0;
+            k = strtoull(cursor->valuestring + 1, &end, 10);
+        }
+        if (end == NULL || *end != '\0' || errno != 0 || k < 2 || k > pages) {
+            send_error(id, RPC_INVALID_PARAMS, "invalid params: unknown cursor");
+            return;
+        }
+        page = (size_t)k;
+    }
+
     cJSON *result = need(cJSON_CreateObject());
     cJSON *list = need(cJSON_AddArrayToObject(result, "tools"));
+    size_t first = (page - 1) * size, seen = 0;
     for (size_t i = 0; i < N_TOOLS; i++) {
+        if (tools[i].hidden)
+            continue;
+        if (seen++ < first || seen > first + size)
+            continue;
         cJSON *t = need(cJSON_CreateObject());
         cJSON_AddItemToArray(list, t);
         need(cJSON_AddStringToObject(t, "name", tools[i].name));
         need(cJSON_AddStringToObject(t, "description", tools[i].description));
         cJSON_AddItemToObject(t, "inputSchema", need(cJSON_Parse(tools[i].input_schema)));
+        if (tools[i].output_schema != NULL)
+            cJSON_AddItemToObject(t, "outputSchema", need(cJSON_Parse(tools[i].output_schema)));
+    }
+    if (page < pages) {
+        char next[32];
+        snprintf(next, sizeof(next), "p%zu", page + 1);
+        need(cJSON_AddStringToObject(result, "nextCursor", next));
     }
     send_result(id, result);
 }
@@ -601,7 +796,7 @@ static void method_tools_call(const cJSON *id, const cJSON *params)
         return;
     }
     for (size_t i = 0; i < N_TOOLS; i++) {
-        if (strcmp(name->valuestring, tools[i].name) == 0) {
+        if (!tools[i].hidden && strcmp(name->valuestring, tools[i].name) == 0) {
             tools[i].call(id, params, args);
             return;
         }
@@ -707,8 +902,14 @@ static void handle_request(const cJSON *id, const char *method, const cJSON *par
         method_initialize(id, params);
     else if (strcmp(method, "ping") == 0 || strcmp(method, "logging/setLevel") == 0)
         send_result(id, need(cJSON_CreateObject()));
+    else if (no_tools && strncmp(method, "tools/", 6) == 0)
+        send_error(id, RPC_METHOD_NOT_FOUND, "Method not found");
+    else if (strcmp(method, "tools/list") == 0 && list_hang)
+        fprintf(stderr, "testserver: not answering tools/list\n");
+    else if (strcmp(method, "tools/list") == 0 && list_error)
+        send_error(id, RPC_INTERNAL_ERROR, "listing failed");
     else if (strcmp(method, "tools/list") == 0)
-        method_tools_list(id);
+        method_tools_list(id, params);
     else if (strcmp(method, "tools/call") == 0)
         method_tools_call(id, params);
     else if (strcmp(method, "resources/list") == 0)
@@ -751,28 +952,58 @@ static void handle_line(const char *line, size_t len)
     cJSON_Delete(msg);
 }
 
+/* A mode's count argument, or death. */
+static long long count_arg(int argc, char **argv, int i, long long min, long long max)
+{
+    char *end;
+    errno = 0;
+    long long n = i + 1 < argc ? strtoll(argv[i + 1], &end, 10) : -1;
+    if (i + 1 >= argc || *end != '\0' || errno != 0 || n < min || n > max) {
+        fprintf(stderr, "testserver: fatal: %s needs a count in [%lld, %lld]\n", argv[i], min, max);
+        exit(1);
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     server_argc = argc;
     server_argv = argv;
-    const char *mode = argc > 1 ? argv[1] : "";
+    bool crash_on_start = false, no_init = false;
+    long long stderr_lines = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--crash-on-start") == 0)
+            crash_on_start = true;
+        else if (strcmp(a, "--no-init") == 0)
+            no_init = true;
+        else if (strcmp(a, "--stderr-on-start") == 0)
+            stderr_lines = count_arg(argc, argv, i++, 0, MAX_STDERR_LINES);
+        else if (strcmp(a, "--exit-after-init") == 0)
+            exit_after_init = true;
+        else if (strcmp(a, "--drift") == 0)
+            find_tool("echo")->description = ECHO_DESCRIPTION_CHANGED;
+        else if (strcmp(a, "--page-size") == 0)
+            page_size = count_arg(argc, argv, i++, 1, MAX_PAGE_SIZE);
+        else if (strcmp(a, "--unsupported-schema") == 0)
+            find_tool("weird")->hidden = false;
+        else if (strcmp(a, "--no-tools") == 0)
+            no_tools = true;
+        else if (strcmp(a, "--list-hang") == 0)
+            list_hang = true;
+        else if (strcmp(a, "--list-error") == 0)
+            list_error = true;
+    }
 
-    if (strcmp(mode, "--crash-on-start") == 0)
+    for (long long i = 1; i <= stderr_lines; i++)
+        fprintf(stderr, "startup noise %lld\n", i);
+    if (crash_on_start)
         return 2;
-    if (strcmp(mode, "--no-init") == 0) {
+    if (no_init) {
         while (read_line() != -1)
             ;
         return 0;
     }
-    if (strcmp(mode, "--stderr-on-start") == 0) {
-        char *end;
-        long long n = argc > 2 ? strtoll(argv[2], &end, 10) : -1;
-        if (argc < 3 || *end != '\0' || n < 0 || n > MAX_STDERR_LINES)
-            die("--stderr-on-start needs a line count");
-        for (long long i = 1; i <= n; i++)
-            fprintf(stderr, "startup noise %lld\n", i);
-    }
-    exit_after_init = strcmp(mode, "--exit-after-init") == 0;
 
     long n;
     while ((n = read_line()) != -1) {

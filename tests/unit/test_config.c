@@ -668,7 +668,7 @@ static void defaults_are_filled_in(void **state)
     assert_int_equal(m->sandbox.address_space_mb, 0);
     assert_int_equal(m->sandbox.seccomp_action, CONFIG_SECCOMP_KILL);
     assert_int_equal(m->pin_mode, CONFIG_PIN_ENFORCE);
-    assert_false(m->unlisted_tools_allow);
+    assert_true(m->unlisted_tools_allow);
     t = config_tool_find(m, "echo");
     assert_non_null(t);
     assert_null(t->version);
@@ -1067,6 +1067,95 @@ static void bundle_build_reports_the_load_error(void **state)
     assert_string_equal(f->err, "bundle: invalid JSON");
 }
 
+/* ---- audit.batch_ms, limits.principal_rate and limits.principal_burst -------------------- */
+
+/* Loads mcpvisor.json with `text` and the echo manifest; the caller frees. */
+static struct config *load_text(struct fixture *f, const char *text)
+{
+    struct config *cfg;
+
+    write_echo();
+    write_file("mcpvisor.json", text);
+    cfg = load(f);
+    if (cfg == NULL)
+        fail_msg("config_load: %s", f->err);
+    return cfg;
+}
+
+static void audit_batch_ms_defaults_and_range(void **state)
+{
+    struct fixture *f = *state;
+    struct config *cfg = load_text(f, "{}");
+
+    assert_int_equal(cfg->audit_batch_ms, 100);
+    config_free(cfg);
+    cfg = load_text(f, "{\"audit\": {\"sync\": \"batch\", \"batch_ms\": 250}}");
+    assert_int_equal(cfg->audit_sync, CONFIG_AUDIT_SYNC_BATCH);
+    assert_int_equal(cfg->audit_batch_ms, 250);
+    config_free(cfg);
+
+    write_file("mcpvisor.json", "{\"audit\": {\"batch_ms\": 0}}");
+    assert_load_fails(f, "mcpvisor.json: /audit/batch_ms: expected an integer from 1 to 60000");
+    write_file("mcpvisor.json", "{\"audit\": {\"batch_ms\": 60001}}");
+    assert_load_fails(f, "mcpvisor.json: /audit/batch_ms: expected an integer from 1 to 60000");
+    write_file("mcpvisor.json", "{\"audit\": {\"batch_ms\": \"100\"}}");
+    assert_load_fails(f, "mcpvisor.json: /audit/batch_ms: expected an integer from 1 to 60000");
+}
+
+static void principal_rate_is_off_unless_given(void **state)
+{
+    struct fixture *f = *state;
+    struct config *cfg = load_text(f, "{\"limits\": {\"max_sessions\": 5}}");
+
+    assert_true(cfg->limits.principal_rate_per_s == 0);
+    assert_int_equal(cfg->limits.principal_burst, 0);
+    assert_int_equal(cfg->limits.max_sessions, 5);
+    config_free(cfg);
+    cfg = load_text(f, "{\"limits\": {\"principal_rate\": null}}");
+    assert_true(cfg->limits.principal_rate_per_s == 0);
+    config_free(cfg);
+}
+
+static void principal_rate_and_burst_are_parsed(void **state)
+{
+    struct fixture *f = *state;
+    struct config *cfg = load_text(f, "{\"limits\": {\"principal_rate\": \"10/s\"}}");
+
+    assert_true(cfg->limits.principal_rate_per_s == 10.0);
+    assert_int_equal(cfg->limits.principal_burst, 10); /* one second of the rate */
+    config_free(cfg);
+    cfg = load_text(f, "{\"limits\": {\"principal_rate\": \"30/min\"}}");
+    assert_true(cfg->limits.principal_rate_per_s == 0.5);
+    assert_int_equal(cfg->limits.principal_burst, 1); /* at least 1 */
+    config_free(cfg);
+    cfg = load_text(f, "{\"limits\": {\"principal_rate\": \"90/min\"}}");
+    assert_int_equal(cfg->limits.principal_burst, 2); /* 1.5 rounded up */
+    config_free(cfg);
+    cfg = load_text(f, "{\"limits\": {\"principal_burst\": 25, \"principal_rate\": \"5/s\"}}");
+    assert_true(cfg->limits.principal_rate_per_s == 5.0);
+    assert_int_equal(cfg->limits.principal_burst, 25);
+    config_free(cfg);
+}
+
+static void bad_principal_rate_and_burst_are_errors(void **state)
+{
+    struct fixture *f = *state;
+
+    write_echo();
+    write_file("mcpvisor.json", "{\"limits\": {\"principal_rate\": \"10/hour\"}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/principal_rate: expected \"N/s\" or \"N/min\"");
+    write_file("mcpvisor.json", "{\"limits\": {\"principal_rate\": 10}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/principal_rate: expected \"N/s\" or \"N/min\"");
+    write_file("mcpvisor.json", "{\"limits\": {\"principal_rate\": \"2000000/s\"}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/principal_rate: rate must be at most 1000000/s");
+    write_file("mcpvisor.json",
+               "{\"limits\": {\"principal_rate\": \"10/s\", \"principal_burst\": 0}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/principal_burst: expected an integer from 1 to "
+                         "1000000");
+    write_file("mcpvisor.json", "{\"limits\": {\"principal_burst\": 5}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/principal_burst: needs /limits/principal_rate");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1093,6 +1182,10 @@ int main(void)
         T(fs_list_returns_sorted_json_files),
         T(bundle_round_trip_gives_an_identical_config),
         T(bundle_build_reports_the_load_error),
+        T(audit_batch_ms_defaults_and_range),
+        T(principal_rate_is_off_unless_given),
+        T(principal_rate_and_burst_are_parsed),
+        T(bad_principal_rate_and_burst_are_errors),
 #undef T
     };
 

@@ -125,17 +125,18 @@ static void every_type_has_its_exact_size(void **state)
     assert_int_equal(privsep_size(PRIVSEP_EXITED), sizeof(struct privsep_exited));
     assert_int_equal(privsep_size(PRIVSEP_KILL), sizeof(struct privsep_kill));
     assert_int_equal(privsep_size(PRIVSEP_RELOAD), sizeof(struct privsep_reload));
+    assert_int_equal(privsep_size(PRIVSEP_AUDIT_FD), sizeof(struct privsep_audit_fd));
     assert_int_equal(privsep_size(0), 0);
-    assert_int_equal(privsep_size(7), 0);
+    assert_int_equal(privsep_size(8), 0);
     assert_int_equal(privsep_size(UINT32_MAX), 0);
 }
 
 /* ---- round trips --------------------------------------------------------------------------- */
 
-/* RELOAD carries exactly one fd (the new configuration bundle); without it the peer is broken. */
-static void reload_carries_one_fd(void **state)
+/* RELOAD carries exactly one fd (the new configuration bundle), AUDIT_FD one (the reopened audit
+ * log); without it the peer is broken. */
+static void one_fd_message(uint32_t type)
 {
-    (void)state;
     int sp[2], p[2];
     union privsep_msg m, got;
     int fds[3];
@@ -143,10 +144,10 @@ static void reload_carries_one_fd(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp), 0);
     assert_int_equal(pipe(p), 0);
     memset(&m, 0, sizeof(m));
-    m.reload.type = PRIVSEP_RELOAD;
+    m.type = type;
     assert_int_equal(privsep_send(sp[0], &m, &p[0], 1), 0);
     assert_int_equal(privsep_recv(sp[1], &got, fds, &nfds), 1);
-    assert_int_equal(got.type, PRIVSEP_RELOAD);
+    assert_int_equal(got.type, type);
     assert_int_equal(nfds, 1);
     assert_true(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
     close(fds[0]);
@@ -157,6 +158,18 @@ static void reload_carries_one_fd(void **state)
     close(p[1]);
     close(sp[0]);
     close(sp[1]);
+}
+
+static void reload_carries_one_fd(void **state)
+{
+    (void)state;
+    one_fd_message(PRIVSEP_RELOAD);
+}
+
+static void audit_fd_carries_one_fd(void **state)
+{
+    (void)state;
+    one_fd_message(PRIVSEP_AUDIT_FD);
 }
 
 static void spawn_round_trip(void **state)
@@ -540,6 +553,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_type_has_its_exact_size),
         cmocka_unit_test(reload_carries_one_fd),
+        cmocka_unit_test(audit_fd_carries_one_fd),
         T(spawn_round_trip),
         T(spawn_failed_round_trip),
         T(exited_round_trip),

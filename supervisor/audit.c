@@ -1,0 +1,918 @@
+/*
+ * audit.c — the hash-chained audit log (DESIGN.md, "Audit log"), written by the front on an fd
+ * the parent opened for it.
+ *
+ * Chain: every record is one line {"seq":N,"ts":...,"prev":H,"event":...,...}\n where H is the
+ * SHA-256 of the previous line without its "\n". seq and prev are given when a record is queued
+ * (the caller gets its seq at once, e.g. for a result's call_seq), so the queue is a run of
+ * finished lines, hashed as they are made.
+ *
+ * Group commit: the first record queued in a loop turn makes ev_flush active; libevent runs it
+ * after the events already active in that turn, so their records share one write(2) and, with
+ * sync "always", one fdatasync(2); then the callbacks fire and the callers forward their calls.
+ * "batch" acknowledges after the write and fdatasyncs at most every batch_ms (ev_sync): a power
+ * loss or kernel crash can lose the records of the last batch_ms (a crash of mcpvisor alone
+ * loses nothing written). "none" never syncs: the kernel's writeback decides the window.
+ *
+ * Failure: when a write or a sync fails, the file is cut back (ftruncate) to its size before the
+ * batch, so no torn or unsynced line stays and the chain goes on from the last good line; the
+ * queued seqs are handed out again. Callers waiting on a callback hear ok=false (their calls are
+ * refused, never retried). Records nobody waits for (session_end, spawn...) go to a bounded retry
+ * queue, re-chained in front of the next record (keeping their ts, so ts may step back); what
+ * overflows it is counted and reported by an "audit_gap" record. While unavailable, ev_retry tries
+ * again every AUDIT_RETRY_MS (writing an "audit_resumed" record when nothing else waits), so
+ * service resumes on its own.
+ *
+ * Invariants: the file only ever holds whole lines; good_* describe its end; seq/hash describe
+ * the end of the queue. Never opens a path, never blocks except in the write and fdatasync of a
+ * group commit (and the tail read at start or reopen); one writer per file (the size kept for
+ * the cut-back is taken from fstat just before each write).
+ */
+#include "audit.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AUDIT_PREFIX_MAX  160 /* {"seq":<20>,"ts":"<27>","prev":"<64>", is 137 bytes */
+#define AUDIT_SEQ_MAX     (UINT64_C(1) << 53) /* readers hold numbers as doubles */
+#define AUDIT_CUT_STRING  256 /* in a line that is too long, strings keep this many bytes */
+#define AUDIT_CUT_MARK    "...[truncated]"
+#define AUDIT_ERROR_LOG_S 60  /* at most one error line per minute */
+#define AUDIT_NAME_KEEP   128 /* an oversize record's orig_event */
+
+static const char AUDIT_ZERO_HASH[] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* One line of the queue. */
+struct audit_rec {
+    uint64_t seq;
+    size_t off, len; /* in a->batch, "\n" included */
+    size_t rest_off; /* where the event's own fields start: what a retry keeps */
+    char ts[AUDIT_TS_LEN + 1];
+    audit_cb cb;
+    void *ctx;
+    uint64_t token;
+};
+
+/* A failed record without a callback, waiting to be chained again. */
+struct audit_retry {
+    struct audit_retry *next;
+    char ts[AUDIT_TS_LEN + 1];
+    size_t len;
+    char rest[]; /* the event's fields after its "{", the "}" included */
+};
+
+/* The records of one group commit, detached from the queue before their callbacks run. */
+struct audit_batch {
+    struct audit_rec *recs;
+    size_t n;
+    bool ok;
+};
+
+/* What the tail of a file says. */
+struct audit_tail {
+    bool regular; /* sizes, reads and ftruncate apply */
+    bool empty;   /* no complete line (after cutting off a fragment) */
+    uint64_t seq;
+    char hash[AUDIT_HASH_HEX + 1];
+    off_t size;      /* up to the end of the last complete line */
+    off_t truncated; /* bytes of a torn last line */
+};
+
+struct audit {
+    struct event_base *base;
+    int fd;
+    bool regular;
+    enum config_audit_sync sync;
+    uint32_t batch_ms;
+
+    /* the file ends with line good_seq, hashed good_hash, at good_size */
+    uint64_t good_seq;
+    char good_hash[AUDIT_HASH_HEX + 1];
+    off_t good_size;
+    bool cut_pending; /* a failed write is still to be cut off */
+
+    /* the queue ends with line seq, hashed hash */
+    uint64_t seq;
+    char hash[AUDIT_HASH_HEX + 1];
+    struct strbuf batch;
+    struct audit_rec *recs;
+    size_t nrecs, caprecs;
+
+    struct audit_retry *retry_head, *retry_tail;
+    size_t nretry, retry_bytes;
+    uint64_t dropped; /* retries dropped, not yet reported by an audit_gap record */
+
+    bool available;
+    bool closing;
+    bool unsynced;    /* batch: written since the last fdatasync */
+    bool sync_failed; /* the next write is synced before it counts */
+    uint64_t refused; /* calls refused since the log became unavailable */
+    int last_errno;
+    bool logged_error;
+    struct timespec last_error_log;
+    uint64_t errors_not_logged;
+
+    struct event *ev_flush, *ev_sync, *ev_retry;
+
+    ssize_t (*write_fn)(int fd, const void *buf, size_t len);
+    int (*sync_fn)(int fd);
+};
+
+/* ---- pure helpers ------------------------------------------------------------------------- */
+
+void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32) {
+        /* Cannot happen with a working libcrypto; a hash no line has breaks the chain loudly. */
+        memset(out, 'x', AUDIT_HASH_HEX);
+        out[AUDIT_HASH_HEX] = '\0';
+        return;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[AUDIT_HASH_HEX] = '\0';
+}
+
+int audit_format_ts(const struct timespec *ts, char out[AUDIT_TS_LEN + 1])
+{
+    struct tm tm;
+    time_t t = ts->tv_sec;
+    long us = ts->tv_nsec / 1000;
+    int n;
+
+    if (ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L || gmtime_r(&t, &tm) == NULL ||
+        tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return -1;
+    n = snprintf(out, AUDIT_TS_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+    return n == AUDIT_TS_LEN ? 0 : -1;
+}
+
+/* ---- making a line ------------------------------------------------------------------------ */
+
+/* Cuts, in place, every string of v longer than AUDIT_CUT_STRING bytes (on a UTF-8 boundary). */
+static void cut_strings(cJSON *v)
+{
+    const size_t mark = sizeof AUDIT_CUT_MARK - 1;
+
+    for (cJSON *it = v; it != NULL; it = it->next) {
+        if (it->child != NULL)
+            cut_strings(it->child);
+        if (!cJSON_IsString(it) || (it->type & cJSON_IsReference) || it->valuestring == NULL)
+            continue;
+        size_t len = strlen(it->valuestring), keep = AUDIT_CUT_STRING;
+        if (len <= AUDIT_CUT_STRING + mark)
+            continue;
+        while (keep > 0 && ((unsigned char)it->valuestring[keep] & 0xc0) == 0x80)
+            keep--;
+        memcpy(it->valuestring + keep, AUDIT_CUT_MARK, mark + 1);
+    }
+}
+
+/* The event's text, or NULL when event is not an object with a non-empty string "event". */
+static char *event_text(cJSON *event, size_t *len)
+{
+    const size_t room = AUDIT_MAX_LINE - AUDIT_PREFIX_MAX;
+    static const char *const ours[] = {"seq", "ts", "prev"};
+    cJSON *name, *big = NULL;
+    char *text, *ev_name = NULL;
+    size_t orig;
+
+    name = cJSON_GetObjectItemCaseSensitive(event, "event");
+    if (!cJSON_IsObject(event) || !cJSON_IsString(name) || name->valuestring[0] == '\0')
+        return NULL;
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        while (cJSON_GetObjectItemCaseSensitive(event, ours[i]) != NULL)
+            cJSON_DeleteItemFromObjectCaseSensitive(event, ours[i]);
+    /* "event" first, so a line reads seq, ts, prev, event, fields. */
+    name = cJSON_DetachItemFromObjectCaseSensitive(event, "event");
+    if (name == NULL || !cJSON_InsertItemInArray(event, 0, name)) {
+        cJSON_Delete(name);
+        return NULL;
+    }
+    if ((text = cJSON_PrintUnformatted(event)) == NULL)
+        return NULL;
+    if ((orig = strlen(text)) > room) {
+        free(text);
+        cut_strings(event);
+        if ((text = cJSON_PrintUnformatted(event)) == NULL)
+            return NULL;
+    }
+    if (strlen(text) > room) {
+        free(text);
+        name = cJSON_GetObjectItemCaseSensitive(event, "event");
+        if ((ev_name = strndup(name->valuestring, AUDIT_NAME_KEEP)) == NULL ||
+            (big = cJSON_CreateObject()) == NULL ||
+            cJSON_AddStringToObject(big, "event", "audit_oversize") == NULL ||
+            cJSON_AddStringToObject(big, "orig_event", ev_name) == NULL ||
+            cJSON_AddNumberToObject(big, "orig_bytes", (double)orig) == NULL)
+            text = NULL;
+        else
+            text = cJSON_PrintUnformatted(big);
+        cJSON_Delete(big);
+        free(ev_name);
+        if (text == NULL)
+            return NULL;
+    }
+    *len = strlen(text);
+    /* cJSON escapes control characters; a raw newline would split the record. */
+    if (*len < 2 || text[0] != '{' || memchr(text, '\n', *len) != NULL) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static void flush_soon(struct audit *a)
+{
+    if (!a->closing)
+        event_active(a->ev_flush, EV_TIMEOUT, 0);
+}
+
+/*
+ * Chains one line {"seq":..,"ts":ts,"prev":..,<rest> onto the queue. rest: the event's text
+ * after its "{". Returns the seq, or 0 when the line or the queue would exceed its ceiling or
+ * memory runs out (then nothing changed).
+ */
+static uint64_t enqueue_rest(struct audit *a, const char *ts, const char *rest, size_t restlen,
+                             audit_cb cb, void *ctx, uint64_t token)
+{
+    char prefix[AUDIT_PREFIX_MAX];
+    uint64_t seq = a->seq + 1;
+    size_t off = a->batch.len, linelen;
+    struct audit_rec *r;
+    int n;
+
+    if (a->seq >= AUDIT_SEQ_MAX)
+        return 0;
+    n = snprintf(prefix, sizeof prefix, "{\"seq\":%" PRIu64 ",\"ts\":\"%s\",\"prev\":\"%s\",", seq,
+                 ts, a->hash);
+    if (n < 0 || (size_t)n >= sizeof prefix || restlen > AUDIT_MAX_LINE)
+        return 0;
+    linelen = (size_t)n + restlen + 1;
+    if (linelen > AUDIT_MAX_LINE || linelen > AUDIT_MAX_PENDING - a->batch.len)
+        return 0;
+    if (a->nrecs == a->caprecs) {
+        size_t cap = a->caprecs ? 2 * a->caprecs : 64;
+        struct audit_rec *p = reallocarray(a->recs, cap, sizeof *p);
+
+        if (p == NULL)
+            return 0;
+        a->recs = p;
+        a->caprecs = cap;
+    }
+    strbuf_put(&a->batch, prefix, (size_t)n);
+    strbuf_put(&a->batch, rest, restlen);
+    strbuf_putc(&a->batch, '\n');
+    if (a->batch.failed) {
+        /* strbuf leaves p intact when it fails: drop the partial line and carry on. */
+        a->batch.failed = false;
+        a->batch.len = off;
+        if (a->batch.p != NULL)
+            a->batch.p[off] = '\0';
+        return 0;
+    }
+    audit_sha256_hex(a->batch.p + off, linelen - 1, a->hash);
+    a->seq = seq;
+    r = &a->recs[a->nrecs++];
+    r->seq = seq;
+    r->off = off;
+    r->len = linelen;
+    r->rest_off = off + (size_t)n;
+    memcpy(r->ts, ts, AUDIT_TS_LEN + 1);
+    r->cb = cb;
+    r->ctx = ctx;
+    r->token = token;
+    if (a->nrecs == 1)
+        flush_soon(a);
+    return seq;
+}
+
+/* Queues event (ownership taken) stamped now. */
+static uint64_t enqueue_event(struct audit *a, cJSON *event, audit_cb cb, void *ctx, uint64_t token)
+{
+    char ts[AUDIT_TS_LEN + 1];
+    struct timespec now;
+    uint64_t seq = 0;
+    size_t len;
+    char *text = event != NULL ? event_text(event, &len) : NULL;
+
+    cJSON_Delete(event);
+    if (text == NULL)
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (audit_format_ts(&now, ts) == 0)
+        seq = enqueue_rest(a, ts, text + 1, len - 1, cb, ctx, token);
+    free(text);
+    return seq;
+}
+
+/* ---- the retry queue ---------------------------------------------------------------------- */
+
+static void retry_drop_head(struct audit *a)
+{
+    struct audit_retry *r = a->retry_head;
+
+    a->retry_head = r->next;
+    if (a->retry_head == NULL)
+        a->retry_tail = NULL;
+    a->nretry--;
+    a->retry_bytes -= r->len;
+    free(r);
+}
+
+static void retry_push(struct audit *a, const char *ts, const char *rest, size_t len)
+{
+    struct audit_retry *r;
+
+    if (len > AUDIT_RETRY_MAX_BYTES || (r = malloc(sizeof *r + len)) == NULL) {
+        a->dropped++;
+        return;
+    }
+    while (a->retry_head != NULL &&
+           (a->nretry >= AUDIT_RETRY_MAX || a->retry_bytes + len > AUDIT_RETRY_MAX_BYTES)) {
+        retry_drop_head(a);
+        a->dropped++;
+    }
+    memcpy(r->ts, ts, sizeof r->ts);
+    memcpy(r->rest, rest, len);
+    r->len = len;
+    r->next = NULL;
+    if (a->retry_tail != NULL)
+        a->retry_tail->next = r;
+    else
+        a->retry_head = r;
+    a->retry_tail = r;
+    a->nretry++;
+    a->retry_bytes += len;
+}
+
+/* Chains the waiting retries (after an audit_gap record for the dropped ones) onto the queue. */
+static void requeue_retries(struct audit *a)
+{
+    if (a->dropped > 0) {
+        cJSON *gap = cJSON_CreateObject();
+
+        if (gap != NULL && cJSON_AddStringToObject(gap, "event", "audit_gap") != NULL &&
+            cJSON_AddNumberToObject(gap, "dropped", (double)a->dropped) != NULL) {
+            if (enqueue_event(a, gap, NULL, NULL, 0) != 0)
+                a->dropped = 0;
+        } else {
+            cJSON_Delete(gap);
+        }
+    }
+    while (a->retry_head != NULL) {
+        struct audit_retry *r = a->retry_head;
+
+        if (enqueue_rest(a, r->ts, r->rest, r->len, NULL, NULL, 0) == 0)
+            break;
+        retry_drop_head(a);
+    }
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static void arm_retry(struct audit *a, uint32_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+    if (!a->closing)
+        evtimer_add(a->ev_retry, &tv);
+}
+
+static void log_failure(struct audit *a, const char *op, int err)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (a->logged_error && now.tv_sec - a->last_error_log.tv_sec < AUDIT_ERROR_LOG_S) {
+        a->errors_not_logged++;
+        return;
+    }
+    log_error("audit_write_failed op=%s error=\"%s\" failures_not_logged=%" PRIu64
+              " retry_queue=%zu dropped=%" PRIu64,
+              op, strerror(err), a->errors_not_logged, a->nretry, a->dropped);
+    a->logged_error = true;
+    a->last_error_log = now;
+    a->errors_not_logged = 0;
+}
+
+static void mark_unavailable(struct audit *a, const char *op, int err)
+{
+    a->available = false;
+    a->last_errno = err;
+    log_failure(a, op, err);
+    arm_retry(a, AUDIT_RETRY_MS);
+}
+
+/* Cuts the file back to the end of its last good line. */
+static int cut_back(struct audit *a)
+{
+    if (!a->regular) {
+        a->cut_pending = false;
+        return 0;
+    }
+    if (ftruncate(a->fd, a->good_size) == -1)
+        return -1;
+    a->cut_pending = false;
+    return 0;
+}
+
+static int write_all(struct audit *a, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = a->write_fn(a->fd, p, len);
+
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1)
+            return -1;
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * One group commit: writes the queue (and syncs it as the mode says), leaving the records and
+ * the outcome in *b for batch_finish. The queue is empty afterwards either way.
+ */
+static void flush_write(struct audit *a, struct audit_batch *b)
+{
+    const char *op = "write";
+    struct stat st;
+    int err;
+
+    b->recs = a->recs;
+    b->n = a->nrecs;
+    b->ok = true;
+    a->recs = NULL;
+    a->nrecs = a->caprecs = 0;
+    if (b->n == 0) {
+        a->batch.len = 0;
+        return;
+    }
+    if (a->cut_pending && cut_back(a) == -1) {
+        op = "ftruncate";
+        goto failed;
+    }
+    if (a->regular) {
+        if (fstat(a->fd, &st) == -1) {
+            op = "fstat";
+            goto failed;
+        }
+        a->good_size = st.st_size;
+    }
+    if (write_all(a, a->batch.p, a->batch.len) == -1)
+        goto failed;
+    if (a->sync == CONFIG_AUDIT_SYNC_ALWAYS || a->sync_failed) {
+        if (a->sync_fn(a->fd) == -1) {
+            op = "fdatasync";
+            goto failed;
+        }
+        a->sync_failed = false;
+        a->unsynced = false;
+    } else if (a->sync == CONFIG_AUDIT_SYNC_BATCH) {
+        a->unsynced = true;
+        if (!a->closing && !evtimer_pending(a->ev_sync, NULL)) {
+            struct timeval tv = {.tv_sec = a->batch_ms / 1000,
+                                 .tv_usec = (a->batch_ms % 1000) * 1000};
+
+            evtimer_add(a->ev_sync, &tv);
+        }
+    }
+    a->good_size += (off_t)a->batch.len;
+    a->good_seq = a->seq;
+    memcpy(a->good_hash, a->hash, sizeof a->hash);
+    a->batch.len = 0;
+    if (!a->available) {
+        a->available = true;
+        log_info("audit_resumed refused_calls=%" PRIu64 " failures_not_logged=%" PRIu64, a->refused,
+                 a->errors_not_logged);
+        a->refused = 0;
+        a->errors_not_logged = 0;
+        if (a->retry_head == NULL && a->dropped == 0)
+            evtimer_del(a->ev_retry);
+    }
+    if (a->retry_head != NULL || a->dropped > 0)
+        arm_retry(a, 0);
+    return;
+
+failed:
+    err = errno;
+    b->ok = false;
+    if (a->regular) {
+        a->cut_pending = true;
+        if (cut_back(a) == -1)
+            log_error("audit_cut_back_failed size=%jd error=\"%s\"", (intmax_t)a->good_size,
+                      strerror(errno));
+    }
+    a->seq = a->good_seq;
+    memcpy(a->hash, a->good_hash, sizeof a->hash);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct audit_rec *r = &b->recs[i];
+
+        if (r->cb != NULL)
+            a->refused++;
+        else
+            retry_push(a, r->ts, a->batch.p + r->rest_off, r->off + r->len - 1 - r->rest_off);
+    }
+    a->batch.len = 0;
+    mark_unavailable(a, op, err);
+}
+
+static void batch_finish(struct audit_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->recs[i].cb != NULL)
+            b->recs[i].cb(b->recs[i].ctx, b->recs[i].token, b->ok);
+    free(b->recs);
+    b->recs = NULL;
+    b->n = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct audit *a = arg;
+    struct audit_batch b;
+
+    flush_write(a, &b);
+    batch_finish(&b);
+}
+
+static void on_sync(evutil_socket_t fd, short what, void *arg)
+{
+    struct audit *a = arg;
+
+    if (!a->unsynced)
+        return;
+    if (a->sync_fn(a->fd) == -1) {
+        /* Acknowledged records may be lost: refuse until a write is synced again. */
+        a->sync_failed = true;
+        mark_unavailable(a, "fdatasync", errno);
+        return;
+    }
+    a->unsynced = false;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct audit *a = arg;
+    struct audit_batch b;
+
+    requeue_retries(a);
+    if (a->nrecs == 0 && !a->available) {
+        /* Nothing waits, yet only a write can tell the disk is back. */
+        cJSON *probe = cJSON_CreateObject();
+
+        if (probe == NULL || cJSON_AddStringToObject(probe, "event", "audit_resumed") == NULL ||
+            cJSON_AddNumberToObject(probe, "refused_calls", (double)a->refused) == NULL) {
+            cJSON_Delete(probe);
+            arm_retry(a, AUDIT_RETRY_MS);
+            return;
+        }
+        if (enqueue_event(a, probe, NULL, NULL, 0) == 0)
+            arm_retry(a, AUDIT_RETRY_MS);
+    }
+    flush_write(a, &b);
+    batch_finish(&b);
+}
+
+/* ---- the file's tail ---------------------------------------------------------------------- */
+
+/* Reads the last min(end, AUDIT_MAX_LINE + 1) bytes before offset end. */
+static int read_before(int fd, off_t end, char *buf, size_t *n, off_t *off)
+{
+    size_t want = end > (off_t)(AUDIT_MAX_LINE + 1) ? AUDIT_MAX_LINE + 1 : (size_t)end;
+    size_t got = 0;
+
+    *off = end - (off_t)want;
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, *off + (off_t)got);
+
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1)
+            return -1;
+        if (r == 0) {
+            errno = EIO; /* the file shrank under us */
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    *n = got;
+    return 0;
+}
+
+/* A crash mid-write leaves the start of a record, or NUL bytes where blocks were not written. */
+static bool looks_like_fragment(const char *p, size_t len)
+{
+    static const char start[] = "{\"seq\":";
+    size_t k = len < sizeof start - 1 ? len : sizeof start - 1;
+    bool zeros = true;
+
+    for (size_t i = 0; i < len && zeros; i++)
+        zeros = p[i] == '\0';
+    return zeros || memcmp(p, start, k) == 0;
+}
+
+static int tail_seq(const char *line, size_t len, uint64_t *seq)
+{
+    cJSON *v = cJSON_ParseWithLength(line, len);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(v, "seq");
+    int rc = -1;
+
+    if (cJSON_IsObject(v) && cJSON_IsNumber(s) && s->valuedouble >= 1 &&
+        s->valuedouble < (double)AUDIT_SEQ_MAX &&
+        (double)(uint64_t)s->valuedouble == s->valuedouble) {
+        *seq = (uint64_t)s->valuedouble;
+        rc = 0;
+    }
+    cJSON_Delete(v);
+    return rc;
+}
+
+/* Reads the tail; changes nothing (the caller cuts a torn line off once it accepts the tail). */
+static int read_tail(int fd, struct audit_tail *t, char *err, size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL, *nl;
+    size_t n = 0, start;
+    off_t off = 0, end;
+    int rc = -1;
+
+    memset(t, 0, sizeof *t);
+    memcpy(t->hash, AUDIT_ZERO_HASH, sizeof t->hash);
+    if (fstat(fd, &st) == -1) {
+        snprintf(err, errlen, "audit log: fstat: %s", strerror(errno));
+        return -1;
+    }
+    t->regular = S_ISREG(st.st_mode);
+    t->empty = true;
+    if (!t->regular || st.st_size == 0)
+        return 0;
+    if ((buf = malloc(AUDIT_MAX_LINE + 1)) == NULL) {
+        snprintf(err, errlen, "audit log: out of memory");
+        return -1;
+    }
+    end = st.st_size;
+    if (read_before(fd, end, buf, &n, &off) == -1)
+        goto read_failed;
+    if (buf[n - 1] != '\n') {
+        nl = memrchr(buf, '\n', n);
+        start = nl != NULL ? (size_t)(nl - buf) + 1 : 0;
+        if (nl == NULL && off > 0) {
+            snprintf(err, errlen,
+                     "audit log: the last %u bytes hold no line end: not an audit log, or damaged "
+                     "beyond a torn record",
+                     AUDIT_MAX_LINE + 1);
+            goto out;
+        }
+        if (!looks_like_fragment(buf + start, n - start)) {
+            snprintf(err, errlen,
+                     "audit log: the last line has no line end and is not the start of a record");
+            goto out;
+        }
+        end = off + (off_t)start;
+        t->truncated = st.st_size - end;
+        if (end == 0) {
+            rc = 0;
+            goto out;
+        }
+        if (read_before(fd, end, buf, &n, &off) == -1)
+            goto read_failed;
+    }
+    nl = n > 1 ? memrchr(buf, '\n', n - 1) : NULL;
+    start = nl != NULL ? (size_t)(nl - buf) + 1 : 0;
+    if (nl == NULL && off > 0) {
+        snprintf(err, errlen, "audit log: the last line is longer than %u bytes", AUDIT_MAX_LINE);
+        goto out;
+    }
+    if (tail_seq(buf + start, n - 1 - start, &t->seq) == -1) {
+        snprintf(err, errlen,
+                 "audit log: the last line is not an audit record (a JSON object with a positive "
+                 "integer \"seq\")");
+        goto out;
+    }
+    audit_sha256_hex(buf + start, n - 1 - start, t->hash);
+    t->empty = false;
+    t->size = end;
+    rc = 0;
+    goto out;
+
+read_failed:
+    snprintf(err, errlen, "audit log: read: %s", strerror(errno));
+out:
+    free(buf);
+    return rc;
+}
+
+/* Cuts a torn line off a tail read_tail accepted. */
+static int cut_torn(int fd, const struct audit_tail *t, char *err, size_t errlen)
+{
+    if (t->truncated == 0)
+        return 0;
+    if (ftruncate(fd, t->size) == -1) {
+        snprintf(err, errlen, "audit log: cannot cut off the torn last line: %s", strerror(errno));
+        return -1;
+    }
+    log_warn("audit_torn_tail truncated_bytes=%jd", (intmax_t)t->truncated);
+    return 0;
+}
+
+static void adopt_tail(struct audit *a, const struct audit_tail *t)
+{
+    a->regular = t->regular;
+    a->good_seq = a->seq = t->seq;
+    memcpy(a->good_hash, t->hash, sizeof t->hash);
+    memcpy(a->hash, t->hash, sizeof t->hash);
+    a->good_size = t->size;
+    a->cut_pending = false;
+}
+
+/* {"event":"audit_open","reason":reason,...} queued without a callback. */
+static uint64_t enqueue_open(struct audit *a, const char *reason, const char *previous_hash,
+                             off_t truncated)
+{
+    cJSON *ev = cJSON_CreateObject();
+
+    if (ev == NULL || cJSON_AddStringToObject(ev, "event", "audit_open") == NULL ||
+        cJSON_AddStringToObject(ev, "reason", reason) == NULL ||
+        (previous_hash != NULL &&
+         cJSON_AddStringToObject(ev, "previous_hash", previous_hash) == NULL) ||
+        (truncated > 0 &&
+         cJSON_AddNumberToObject(ev, "truncated_bytes", (double)truncated) == NULL)) {
+        cJSON_Delete(ev);
+        return 0;
+    }
+    return enqueue_event(a, ev, NULL, NULL, 0);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+static void destroy(struct audit *a)
+{
+    if (a->ev_flush != NULL)
+        event_free(a->ev_flush);
+    if (a->ev_sync != NULL)
+        event_free(a->ev_sync);
+    if (a->ev_retry != NULL)
+        event_free(a->ev_retry);
+    while (a->retry_head != NULL)
+        retry_drop_head(a);
+    free(a->batch.p);
+    free(a->recs);
+    if (a->fd != -1)
+        close(a->fd);
+    free(a);
+}
+
+struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync sync,
+                        uint32_t batch_ms, char *err, size_t errlen)
+{
+    struct audit *a = NULL;
+    struct audit_tail t;
+    struct audit_batch b;
+
+    if (read_tail(fd, &t, err, errlen) == -1 || cut_torn(fd, &t, err, errlen) == -1)
+        goto fail;
+    if ((a = calloc(1, sizeof *a)) == NULL) {
+        snprintf(err, errlen, "audit log: out of memory");
+        goto fail;
+    }
+    a->base = base;
+    a->fd = fd;
+    fd = -1;
+    a->sync = sync;
+    a->batch_ms = batch_ms > 0 ? batch_ms : 1;
+    a->available = true;
+    a->write_fn = write;
+    a->sync_fn = fdatasync;
+    adopt_tail(a, &t);
+    a->ev_flush = event_new(base, -1, 0, on_flush, a);
+    a->ev_sync = evtimer_new(base, on_sync, a);
+    a->ev_retry = evtimer_new(base, on_retry, a);
+    if (a->ev_flush == NULL || a->ev_sync == NULL || a->ev_retry == NULL ||
+        enqueue_open(a, "start", NULL, t.truncated) == 0) {
+        snprintf(err, errlen, "audit log: out of memory");
+        goto fail;
+    }
+    flush_write(a, &b);
+    batch_finish(&b);
+    if (!b.ok) {
+        snprintf(err, errlen, "audit log: cannot write: %s", strerror(a->last_errno));
+        goto fail;
+    }
+    return a;
+
+fail:
+    if (fd != -1)
+        close(fd);
+    if (a != NULL) {
+        a->closing = true;
+        destroy(a);
+    }
+    return NULL;
+}
+
+int audit_reopen(struct audit *a, int fd, char *err, size_t errlen)
+{
+    struct audit_tail t;
+    struct audit_batch b;
+    const char *reason;
+    char previous[AUDIT_HASH_HEX + 1];
+
+    /* What was queued belongs to the old file; its callbacks wait until the switch is done. */
+    flush_write(a, &b);
+    if (read_tail(fd, &t, err, errlen) == -1 || cut_torn(fd, &t, err, errlen) == -1) {
+        close(fd);
+        batch_finish(&b);
+        return -1;
+    }
+    if (a->unsynced && a->sync_fn(a->fd) == -1)
+        log_error("audit_sync_failed file=old error=\"%s\"", strerror(errno));
+    if (a->cut_pending)
+        log_error("audit_old_file_torn size=%jd", (intmax_t)a->good_size);
+    close(a->fd);
+    a->fd = fd;
+    a->unsynced = false;
+    a->sync_failed = false;
+    evtimer_del(a->ev_sync);
+    memcpy(previous, a->good_hash, sizeof previous);
+    if (t.empty) {
+        /* Rotated: the chain goes on from the old file's last line. */
+        reason = "rotate";
+        a->regular = t.regular;
+        a->good_size = 0;
+        a->cut_pending = false;
+    } else {
+        reason = "reopen";
+        if (t.seq != a->good_seq || strcmp(t.hash, a->good_hash) != 0)
+            log_warn("audit_reopen_tail_differs seq=%" PRIu64 " expected_seq=%" PRIu64, t.seq,
+                     a->good_seq);
+        adopt_tail(a, &t);
+    }
+    if (enqueue_open(a, reason, t.empty ? previous : NULL, t.truncated) == 0)
+        log_error("audit_open_record_failed reason=%s", reason);
+    batch_finish(&b);
+    return 0;
+}
+
+uint64_t audit_record(struct audit *a, cJSON *event, audit_cb cb, void *ctx, uint64_t token)
+{
+    if (a == NULL || a->closing) {
+        cJSON_Delete(event);
+        return 0;
+    }
+    requeue_retries(a);
+    return enqueue_event(a, event, cb, ctx, token);
+}
+
+bool audit_available(const struct audit *a)
+{
+    return a != NULL && a->available;
+}
+
+void audit_free(struct audit *a)
+{
+    struct audit_batch b;
+
+    if (a == NULL)
+        return;
+    requeue_retries(a);
+    a->closing = true;
+    flush_write(a, &b);
+    batch_finish(&b);
+    if (a->unsynced && a->sync_fn(a->fd) == -1)
+        log_error("audit_sync_failed error=\"%s\"", strerror(errno));
+    if (a->retry_head != NULL || a->dropped > 0)
+        log_error("audit_records_lost count=%" PRIu64, (uint64_t)a->nretry + a->dropped);
+    destroy(a);
+}
+
+void audit_set_io(struct audit *a, ssize_t (*write_fn)(int fd, const void *buf, size_t len),
+                  int (*sync_fn)(int fd))
+{
+    a->write_fn = write_fn != NULL ? write_fn : write;
+    a->sync_fn = sync_fn != NULL ? sync_fn : fdatasync;
+}
