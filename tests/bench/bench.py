@@ -6,7 +6,9 @@ Starts mcpvisor on an ephemeral loopback port with the test server behind it, th
     several concurrency levels; the child answers in order, so one session is one pipeline),
   - the same spread over several sessions (one child each),
   - spawn time: initialize → answer, i.e. sandbox set-up + exec + the server's initialize,
-  - memory per session: the front's RSS growth plus the child's (init + server) RSS.
+  - memory per session: the front's RSS growth plus the child's (init + server) RSS,
+  - the audit log's cost: the same calls with audit.sync none, batch and always (every call
+    forwarded only after its record is written; always: fdatasync'ed, with group commit).
 Prints a table; compares with nothing else yet (no peer is installed here).
 """
 
@@ -43,13 +45,15 @@ def rss_kb(pid):
 
 
 class Daemon:
-    def __init__(self, workdir):
+    def __init__(self, workdir, audit=None):
         self.key = "mcpv_" + secrets.token_urlsafe(32)
         os.makedirs(os.path.join(workdir, "servers"))
         cfg = {"listen": [{"address": "127.0.0.1:0"}], "manifests_dir": "servers",
                "auth": {"api_keys_file": "api-keys.json"},
                "tenants": {"bench": {"uid": 61990, "gid": 61990, "servers": ["ts"]}},
                "limits": {"max_pending_per_session": 1024, "session_idle_s": 600}}
+        if audit is not None:
+            cfg["audit"] = audit
         with open(os.path.join(workdir, "mcpvisor.json"), "w") as f:
             json.dump(cfg, f)
         with open(os.path.join(workdir, "api-keys.json"), "w") as f:
@@ -127,6 +131,24 @@ def ab(d, sid, n, c):
             pct.get("50"), pct.get("99"))
 
 
+def spread(d, nsess, calls):
+    """calls/s, errors, worst p50, worst p99 of `calls` echo calls over nsess sessions."""
+    sids = [d.session()[0] for _ in range(nsess)]
+    ab(d, sids[0], 500, 1)  # warm-up
+    results = [None] * nsess
+
+    def run(i):
+        results[i] = ab(d, sids[i], calls // nsess, 1)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(nsess)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (sum(r[0] for r in results), sum(r[1] for r in results),
+            max(int(r[2] or 0) for r in results), max(int(r[3] or 0) for r in results))
+
+
 def main():
     if shutil.which("ab") is None:
         raise SystemExit("bench: needs ApacheBench (apt-get install apache2-utils)")
@@ -139,22 +161,7 @@ def main():
         # One request at a time per session: JSON-RPC ids must be unique among a session's
         # requests in flight, and ab repeats one body. Load comes from parallel sessions.
         for nsess in (1, 2, 4, 8):
-            sids = [d.session()[0] for _ in range(nsess)]
-            ab(d, sids[0], 1000, 1)  # warm-up
-            results = [None] * nsess
-
-            def run(i):
-                results[i] = ab(d, sids[i], 40000 // nsess, 1)
-
-            threads = [threading.Thread(target=run, args=(i,)) for i in range(nsess)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            rps = sum(r[0] for r in results)
-            failed = sum(r[1] for r in results)
-            p50 = max(int(r[2] or 0) for r in results)
-            p99 = max(int(r[3] or 0) for r in results)
+            rps, failed, p50, p99 = spread(d, nsess, 40000)
             print("%-34s %10.0f %8d %8d %8d" % ("%d session(s), 1 in flight each" % nsess, rps,
                                                 p50, p99, failed))
         spawns = []
@@ -170,9 +177,25 @@ def main():
         print("memory per session: front +%.0f KiB, sandbox init + server ~%.0f KiB RSS"
               % ((front1 - front0) / 20.0,
                  2 * statistics.median(child_rss) if child_rss else 0))
-        print("peers: none installed here to compare with")
     finally:
         d.stop()
+    try:
+        print()
+        print("%-34s %10s %8s %8s %8s %8s" % ("audit log, 4 sessions", "calls/s", "p50 ms",
+                                              "p99 ms", "errors", "records"))
+        for sync in ("none", "batch", "always"):
+            path = os.path.join(work, "audit-%s.jsonl" % sync)
+            a = Daemon(os.path.join(work, sync), {"path": path, "sync": sync, "batch_ms": 100})
+            try:
+                rps, failed, p50, p99 = spread(a, 4, 20000)
+            finally:
+                a.stop()
+            with open(path) as f:
+                records = sum(1 for _ in f)
+            print("%-34s %10.0f %8d %8d %8d %8d" % ("sync: " + sync, rps, p50, p99, failed,
+                                                    records))
+        print("peers: none installed here to compare with")
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
