@@ -2,10 +2,10 @@
  * test_schema_suite.c — the official JSON-Schema-Test-Suite run through supervisor/jsonschema.c:
  * every case of the keyword files we support, for draft-07 and 2020-12. The suite comes from the
  * Debian package json-schema-test-suite (/usr/share/json-schema-test-suite), or from the checkout
- * named by MCPVISOR_SCHEMA_SUITE. A group whose schema the compiler refuses (remote references,
- * $id below the root, ...) is counted as skipped and its reason printed; a case that gets the
- * wrong verdict fails the test. A draft the installed suite lacks is skipped with a reason
- * (Debian 12's package, 2.0.0, predates 2020-12).
+ * named by MCPVISOR_SCHEMA_SUITE. A draft that suite lacks is read from the excerpt kept in
+ * tests/schema-suite (Debian 12's package, 2.0.0, predates 2020-12). A group whose schema the
+ * compiler refuses (remote references, $id below the root, ...) is counted as skipped and its
+ * reason printed; a case that gets the wrong verdict fails the test.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +22,7 @@
 #include "jsonschema.h"
 
 #define SUITE_DEFAULT  "/usr/share/json-schema-test-suite"
+#define SUITE_VENDORED "tests/schema-suite" /* relative to the repository, where make runs */
 #define SUITE_MAX_FILE (8u << 20)
 
 static const char *const draft7_files[] = {
@@ -222,6 +223,10 @@ static void run_draft(const char *draft, const char *const *files)
     char dir[4096];
     struct stat st;
     snprintf(dir, sizeof dir, "%s/tests/%s", root, draft);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        root = SUITE_VENDORED;
+        snprintf(dir, sizeof dir, "%s/tests/%s", root, draft);
+    }
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         printf("schema-suite %s: skipped (no %s; the Debian package json-schema-test-suite 2.0.0 "
                "ships draft3 to draft7 only: set MCPVISOR_SCHEMA_SUITE to a newer checkout)\n",
