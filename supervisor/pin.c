@@ -225,7 +225,8 @@ static int next_line(struct pin_child *c, char **line, size_t *len)
     }
 }
 
-/* A request the server sent us: ping is answered, anything else refused. */
+/* A request the server sent us: ping is answered, roots/list with no roots, anything else
+ * refused. */
 static int answer_request(struct pin_child *c, const cJSON *msg)
 {
     const char *method = jsonrpc_method(msg);
@@ -237,6 +238,8 @@ static int answer_request(struct pin_child *c, const cJSON *msg)
                           cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
     if (method != NULL && strcmp(method, "ping") == 0) {
         cJSON_AddObjectToObject(reply, "result");
+    } else if (method != NULL && strcmp(method, "roots/list") == 0) {
+        cJSON_AddArrayToObject(cJSON_AddObjectToObject(reply, "result"), "roots");
     } else {
         cJSON *e = cJSON_AddObjectToObject(reply, "error");
         cJSON_AddNumberToObject(e, "code", -32601);
@@ -621,9 +624,14 @@ static int converse(struct pin_child *c, struct pin_list *l, char *err, size_t e
 {
     cJSON *params = cJSON_CreateObject();
     cJSON *info = cJSON_AddObjectToObject(params, "clientInfo");
-    if (params == NULL || info == NULL ||
+    /* Every client capability: some servers list tools only to clients that can sample, elicit
+     * or give roots, and a pin must cover every tool a caller may be offered. */
+    cJSON *caps = cJSON_AddObjectToObject(params, "capabilities");
+    if (params == NULL || info == NULL || caps == NULL ||
         cJSON_AddStringToObject(params, "protocolVersion", PIN_PROTOCOL) == NULL ||
-        cJSON_AddObjectToObject(params, "capabilities") == NULL ||
+        cJSON_AddObjectToObject(caps, "sampling") == NULL ||
+        cJSON_AddObjectToObject(caps, "elicitation") == NULL ||
+        cJSON_AddFalseToObject(cJSON_AddObjectToObject(caps, "roots"), "listChanged") == NULL ||
         cJSON_AddStringToObject(info, "name", "mcpvisor-pin") == NULL ||
         cJSON_AddStringToObject(info, "version", MCPVISOR_VERSION) == NULL) {
         cJSON_Delete(params);
@@ -642,8 +650,8 @@ static int converse(struct pin_child *c, struct pin_list *l, char *err, size_t e
         cJSON_Delete(msg);
         return -1;
     }
-    const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
-    bool declared = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
+    const cJSON *server_caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
+    bool declared = cJSON_GetObjectItemCaseSensitive(server_caps, "tools") != NULL;
     cJSON_Delete(msg);
     if (queue(c, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}") == -1) {
         snprintf(err, errlen, "out of memory");

@@ -285,6 +285,22 @@ cat >"$EVERY/mcpvisor.json" <<EOF
   "tenants": {"t": {"servers": ["everything"]}}
 }
 EOF
+# Contracts on a real SDK server: pin every tool, then enforce the pins and deny anything
+# unpinned, so every call below also passes argument and result validation against the
+# schemas server-everything publishes.
+if "$MCPVISOR" pin everything -c "$EVERY/mcpvisor.json" --write >"$WORK/pin.out" 2>&1 &&
+    sed -i 's/"pin_mode": "off"/"pin_mode": "enforce"/; s/"unlisted_tools": "allow"/"unlisted_tools": "deny"/' \
+        "$EVERY/servers/everything.json" &&
+    grep -q '"pin_mode": "enforce"' "$EVERY/servers/everything.json" &&
+    "$MCPVISOR" check -c "$EVERY/mcpvisor.json" >"$WORK/check.out" 2>&1; then
+    n=$(grep -c '"sha256"' "$EVERY/servers/everything.json")
+    echo "ok mcpvisor pin --write pinned $n server-everything tools; check passes with pin_mode enforce"
+    PASSED=$((PASSED + 1))
+else
+    show_log "mcpvisor pin / check" "$WORK/pin.out"
+    [ -f "$WORK/check.out" ] && show_log "mcpvisor check" "$WORK/check.out"
+    fail_check "mcpvisor pin --write then check on server-everything"
+fi
 if start_mcpvisor "$EVERY/mcpvisor.json" "$WORK/mcpvisor-everything.log"; then
     BASE=http://127.0.0.1:$PORT/servers/everything
     echo "mcpvisor listening at $BASE"
