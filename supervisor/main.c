@@ -247,15 +247,6 @@ static int cmd_run(const char *path)
                  (int)geteuid());
     }
 
-    struct sandbox_features feat;
-    struct sandbox_profile *prof = NULL;
-    if (sandbox_setup(cfg, &feat, &prof, err, sizeof(err)) == -1) {
-        log_error("sandbox_unavailable error=\"%s\"", err);
-        config_free(cfg);
-        return 1;
-    }
-    sandbox_features_log(&feat);
-
     int audit_fd = -1;
     if (cfg->audit_path != NULL) {
         audit_fd = spawner_audit_open(cfg->audit_path, err, sizeof(err));
@@ -267,6 +258,17 @@ static int cmd_run(const char *path)
             return 1;
         }
     }
+
+    struct sandbox_features feat;
+    struct sandbox_profile *prof = NULL;
+    if (sandbox_setup(cfg, &feat, &prof, err, sizeof(err)) == -1) {
+        log_error("sandbox_unavailable error=\"%s\"", err);
+        if (audit_fd != -1)
+            close(audit_fd);
+        config_free(cfg);
+        return 1;
+    }
+    sandbox_features_log(&feat);
 
     int lfds[CONFIG_MAX_LISTENERS];
     for (size_t i = 0; i < cfg->nlisteners; i++)

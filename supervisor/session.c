@@ -374,7 +374,6 @@ static cJSON *audit_base(struct session *s, const struct principal *caller, cons
     if (s->f->audit == NULL)
         return NULL;
     cJSON *b = cJSON_CreateObject();
-    char *rid = id != NULL ? jsonrpc_id_text(id) : NULL;
     cJSON_AddStringToObject(b, "tenant", caller->tenant);
     cJSON_AddStringToObject(b, "user", caller->user);
     cJSON_AddStringToObject(b, "agent", caller->agent != NULL ? caller->agent : "");
@@ -382,10 +381,14 @@ static cJSON *audit_base(struct session *s, const struct principal *caller, cons
     cJSON_AddStringToObject(b, "method", method);
     if (target != NULL)
         cJSON_AddStringToObject(b, "tool", target);
+    if (target != NULL && strcmp(method, "tools/call") == 0) {
+        const struct config_tool *t = config_tool_find(s->m, target);
+        if (t != NULL && t->version != NULL)
+            cJSON_AddStringToObject(b, "tool_version", t->version);
+    }
     cJSON_AddStringToObject(b, "session", s->id);
-    if (rid != NULL)
-        cJSON_AddStringToObject(b, "request_id", rid);
-    free(rid);
+    if (id != NULL) /* as the caller sent it: a number or a string */
+        cJSON_AddItemToObject(b, "request_id", cJSON_Duplicate(id, 0));
     return b;
 }
 
@@ -1450,8 +1453,6 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     if (ev != NULL) {
         char h[JCS_PIN_HEX];
         cJSON_AddStringToObject(ev, "event", "call");
-        if (tool_version(tc) != NULL)
-            cJSON_AddStringToObject(ev, "tool_version", tc->version);
         if (cargs != NULL) {
             hash_hex(cargs, cargs_len, h);
             cJSON_AddStringToObject(ev, "args_sha256", h);
