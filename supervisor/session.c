@@ -967,6 +967,19 @@ static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
     held_release(s);
 }
 
+/* data.errors of a validation failure: instance pointer, keyword, message for each. */
+static void add_errors(cJSON *data, const struct jsonschema_error *errs, size_t n)
+{
+    cJSON *list = cJSON_AddArrayToObject(data, "errors");
+    for (size_t i = 0; i < n && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "instance", errs[i].instance);
+        cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
+        cJSON_AddStringToObject(e, "message", errs[i].message);
+        cJSON_AddItemToArray(list, e);
+    }
+}
+
 static const char *tool_version(const struct config_tool *t)
 {
     return t != NULL && t->version != NULL ? t->version : NULL;
@@ -1036,14 +1049,7 @@ static int contract_gate(struct session *s, const cJSON *msg, struct stream *st,
     size_t n = contract_check_arguments(ct->schemas, args, errs, CONTRACT_MAX_ERRORS);
     if (n > 0) {
         cJSON *extra = cJSON_CreateObject();
-        cJSON *list = cJSON_AddArrayToObject(extra, "errors");
-        for (size_t i = 0; i < n && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "instance", errs[i].instance);
-            cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
-            cJSON_AddStringToObject(e, "message", errs[i].message);
-            cJSON_AddItemToArray(list, e);
-        }
+        add_errors(extra, errs, n);
         if (tool_version(cfg) != NULL)
             cJSON_AddStringToObject(extra, "tool_version", cfg->version);
         snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
@@ -1144,14 +1150,7 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
     if (tool_version(cfg) != NULL)
         cJSON_AddStringToObject(extra, "tool_version", cfg->version);
     if (nerrs > 0) {
-        cJSON *list = cJSON_AddArrayToObject(extra, "errors");
-        for (size_t i = 0; i < nerrs && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "instance", errs[i].instance);
-            cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
-            cJSON_AddStringToObject(e, "message", errs[i].message);
-            cJSON_AddItemToArray(list, e);
-        }
+        add_errors(extra, errs, nerrs);
     }
     char why[384];
     snprintf(why, sizeof(why), "%s: %s",
