@@ -288,6 +288,19 @@ class Daemon:
         with self.cond:
             return len(self.lines)
 
+    def synced_mark(self):
+        """Like mark(), once every line the daemon wrote before now has been read: the front
+        logs a refused request for a unique name, and all earlier lines (of the parent too, on
+        the same pipe) come before it. Needs a daemon without anonymous access."""
+        self.sync_n = getattr(self, "sync_n", 0) + 1
+        name = "sync-%d" % self.sync_n
+        r = self.request("POST", "/servers/%s/mcp" % name, b"{}", key=None)
+        assert r.status == 401, r
+        rx = re.compile(r"msg=auth_failed .*server=%s\b" % name)
+        self.wait_log(rx.pattern, 5)
+        with self.cond:
+            return next(i for i, l in enumerate(self.lines) if rx.search(l)) + 1
+
     def spawned_pids(self):
         return [int(m) for m in re.findall(r"msg=spawned .*?pid=(\d+)", self.log)]
 
