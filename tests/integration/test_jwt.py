@@ -409,7 +409,7 @@ def test_tampered_other_algorithms(jd, alg):
     "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzMSJ9.e30+/.c2ln",
 ], ids=lambda t: t[:24])
 def test_garbage(jd, token):
-    mark = jd.mark()
+    mark = jd.synced_mark()
     r = post_init(jd, token)
     assert r.status == 401, r
     assert challenge(r)["error"] == "invalid_token", r
@@ -482,7 +482,7 @@ def test_bad_claims(jd, over):
 
 
 def test_token_for_unknown_tenant_403(jd):
-    mark = jd.mark()
+    mark = jd.synced_mark()
     r = post_init(jd, mint(rs(), tenant="nosuch"))
     assert r.status == 403, r
     assert not [l for l in jd.log_lines()[mark:] if "msg=spawned" in l]
