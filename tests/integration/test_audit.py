@@ -287,11 +287,14 @@ def test_forwarded_calls_record_how_they_ended(make_daemon, tmp_path):
     ends = [
         ("error", c.call_tool("slow", {"ms": 10 ** 9}, rid="e")),  # the server's own error
         ("invalid_result", c.call_tool("structured", {"n": "three"}, rid="i")),
+        ("tool_error", c.call_tool("shape", {"kind": "tool_error"}, rid="x")),
+        ("ok", c.call_tool("shape", {"kind": "ok"}, rid="o")),
         ("timeout", c.call_tool("slow", {"ms": 1500}, rid="t")),
     ]
     assert ends[0][1]["error"]["code"] == -32602, ends[0]
     assert ends[1][1]["error"]["data"]["type"] == "invalid_result", ends[1]
-    assert ends[2][1]["error"]["data"]["type"] == "timeout", ends[2]
+    assert ends[2][1]["result"]["isError"] is True, ends[2]
+    assert ends[4][1]["error"]["data"]["type"] == "timeout", ends[4]
     wait_record(path, event="result", session=c.sid, request_id=rid_text("t"))
     recs = records(path)
     for outcome, msg in ends:

@@ -568,6 +568,7 @@ static void tool_shape(const cJSON *id, const cJSON *params, const cJSON *args)
         {"is_error_not_bool", "{\"content\":[],\"isError\":\"yes\"}"},
         {"structured_not_object", "{\"content\":[],\"structuredContent\":[1]}"},
         {"ok", "{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}"},
+        {"tool_error", "{\"content\":[{\"type\":\"text\",\"text\":\"failed\"}],\"isError\":true}"},
     };
     const char *kind;
     if (arg_string(id, args, "kind", &kind) == -1)
