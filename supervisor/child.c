@@ -68,7 +68,11 @@ static void on_stdout(struct bufferevent *bev, void *arg)
             return;
         }
         cJSON *msg = cJSON_ParseWithLength(line, len);
-        enum jsonrpc_kind kind = msg != NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
+        /* A member named twice reads differently in other parsers than in the checks here:
+         * such a line is malformed (an answer that fails its request at once). */
+        enum jsonrpc_kind kind = msg != NULL && !jsonrpc_has_duplicate_keys(msg)
+                                     ? jsonrpc_classify(msg)
+                                     : JSONRPC_INVALID;
         if (kind == JSONRPC_INVALID) {
             char q[160];
             log_warn("child_malformed_line server=%s tenant=%s pid=%d bytes=%zu line=%s", c->server,

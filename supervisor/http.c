@@ -353,8 +353,16 @@ static cJSON *parse_body(struct call *c)
     }
     const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
     cJSON *msg = cJSON_ParseWithLength(text, len);
-    if (msg == NULL)
+    if (msg == NULL) {
         http_reply_error(c->req, 400, ERR_PARSE, "Parse error: the body is not valid JSON");
+    } else if (jsonrpc_has_duplicate_keys(msg)) {
+        /* Parsers disagree on which of two equal names wins: what we check must be what the
+         * server reads. */
+        cJSON_Delete(msg);
+        msg = NULL;
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
+                         "Invalid Request: an object in the body names a member twice");
+    }
     return msg;
 }
 

@@ -119,7 +119,7 @@ void *idmap_del(struct idmap *m, uint64_t key)
 void idmap_clear(struct idmap *m, void (*fn)(void *val))
 {
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->vals[i] != NULL && m->vals[i] != TOMB)
+        if (fn != NULL && m->vals[i] != NULL && m->vals[i] != TOMB)
             fn(m->vals[i]);
     }
     idmap_free(m);

@@ -21,7 +21,8 @@ void idmap_free(struct idmap *m);                        /* frees the table, not
 int idmap_put(struct idmap *m, uint64_t key, void *val); /* replaces; -1 on ENOMEM; val != NULL */
 void *idmap_get(const struct idmap *m, uint64_t key);
 void *idmap_del(struct idmap *m, uint64_t key); /* returns the removed value or NULL */
-/* Calls fn on every value, then frees the table. */
+/* Calls fn (when not NULL) on every value, then frees the table; the map is empty and usable
+ * again. */
 void idmap_clear(struct idmap *m, void (*fn)(void *val));
 
 #endif

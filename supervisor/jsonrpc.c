@@ -225,3 +225,41 @@ char *jsonrpc_id_text(const cJSON *id)
     }
     return cJSON_PrintUnformatted(id);
 }
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool jsonrpc_has_duplicate_keys(const cJSON *v)
+{
+    if (v == NULL)
+        return false;
+    if (cJSON_IsObject(v)) {
+        size_t n = 0;
+        for (const cJSON *c = v->child; c != NULL; c = c->next)
+            n++;
+        if (n > 1) {
+            const char **names = malloc(n * sizeof(*names));
+            if (names == NULL)
+                return true;
+            size_t i = 0;
+            for (const cJSON *c = v->child; c != NULL; c = c->next)
+                names[i++] = c->string != NULL ? c->string : "";
+            qsort(names, n, sizeof(*names), name_cmp);
+            bool dup = false;
+            for (i = 1; i < n && !dup; i++)
+                dup = strcmp(names[i - 1], names[i]) == 0;
+            free(names);
+            if (dup)
+                return true;
+        }
+    }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        for (const cJSON *c = v->child; c != NULL; c = c->next) {
+            if (jsonrpc_has_duplicate_keys(c))
+                return true;
+        }
+    }
+    return false;
+}

@@ -60,6 +60,14 @@ char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, con
  * comparing ids and writing them back. malloc'ed; NULL on allocation failure. */
 char *jsonrpc_id_text(const cJSON *id);
 
+/*
+ * Whether any object in v, at any depth, names a member twice. cJSON answers lookups with the
+ * first of two equal names while most other parsers keep the last, so a message the broker
+ * checks must not be forwarded as bytes another parser reads differently: such messages are
+ * refused. Also true when the check cannot be done (no memory): fail closed.
+ */
+bool jsonrpc_has_duplicate_keys(const cJSON *v);
+
 /* Prints unformatted; malloc'ed, free with free(). */
 char *jsonrpc_print(const cJSON *msg);
 

@@ -1009,6 +1009,15 @@ static int contract_gate(struct session *s, const cJSON *msg, struct stream *st,
         return refuse_tool(st, id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", name, NULL,
                            NULL);
     }
+    if (ct == NULL && enforce) {
+        /* Not in the verified listing: nothing about it was checked, so it is not called. */
+        snprintf(why, sizeof(why),
+                 "unknown tool: server %s does not list %s, so its definition cannot be checked "
+                 "(pin_mode: enforce)",
+                 m->name, name);
+        *refused = "unknown_tool";
+        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
+    }
     if ((ct == NULL && cfg == NULL && !m->unlisted_tools_allow) ||
         (ct != NULL && ct->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)) {
         snprintf(why, sizeof(why),
@@ -1018,7 +1027,7 @@ static int contract_gate(struct session *s, const cJSON *msg, struct stream *st,
         return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
     }
     if (ct == NULL)
-        return 0; /* the server does not list it: its own answer will say so */
+        return 0; /* warn, off: the server does not list it; its own answer will say so */
     if (ct->verdict == CONTRACT_DRIFT && enforce) {
         cJSON *extra = cJSON_CreateObject();
         if (tool_version(cfg) != NULL)
@@ -1294,13 +1303,44 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
 
     st->waiting++;
     bool audited = is_audited(method);
-    if (audited)
+    if (audited && call_target(msg, method) == NULL) {
+        /* What it names is what is authorized, checked, counted and audited: it must be there. */
+        rc = refuse(st, (cJSON *)id, ERR_INVALID_PARAMS,
+                    strcmp(method, "resources/read") == 0
+                        ? "Invalid params: resources/read needs params.uri, a string"
+                        : "Invalid params: this method needs params.name, a string",
+                    NULL, -1);
+        goto out;
+    }
+    if (audited) {
         base = audit_base(s, caller, method, call_target(msg, method), id);
+        if (base == NULL && s->f->audit != NULL) {
+            rc = refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
+                        "audit unavailable: out of memory for the record; the call was not "
+                        "forwarded",
+                        "audit_unavailable", 1000);
+            goto out;
+        }
+    }
     if (s->f->draining) {
         refused = "server_unavailable";
         rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
                     "draining: the server is stopping; retry on a new session",
                     "server_unavailable", 1000);
+        goto out;
+    }
+    /* Before anything is counted against a quota: these refusals take nothing. */
+    if (pending_by_client_key(s, id) != NULL) {
+        rc = refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
+                    "a request with this id is already in progress", NULL, -1);
+        goto out;
+    }
+    if (s->npending + s->nheld >= lim->max_pending_per_session) {
+        refused = "quota_exceeded";
+        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
+                    "too many requests in progress on this session "
+                    "(limits.max_pending_per_session)",
+                    "quota_exceeded", 1000);
         goto out;
     }
     if (is_tool_method(method) &&
@@ -1361,19 +1401,6 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     }
     if (tc != NULL && quota_gate(s, msg, st, caller, tc, cargs_len, &slot, &refused) == -1) {
         rc = -1;
-        goto out;
-    }
-    if (pending_by_client_key(s, id) != NULL) {
-        rc = refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
-                    "a request with this id is already in progress", NULL, -1);
-        goto out;
-    }
-    if (s->npending + s->nheld >= lim->max_pending_per_session) {
-        refused = "quota_exceeded";
-        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
-                    "too many requests in progress on this session "
-                    "(limits.max_pending_per_session)",
-                    "quota_exceeded", 1000);
         goto out;
     }
     p = calloc(1, sizeof(*p));
@@ -1501,6 +1528,16 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
         srvreq_free(r);
     } else if (kind == JSONRPC_NOTIFICATION) {
         const char *method = jsonrpc_method(msg);
+        if (strncmp(method, "notifications/", 14) != 0) {
+            /* A request sent without an id would reach the server unchecked and unaudited, and
+             * a notification cannot be answered: dropped. */
+            char q[96];
+            log_warn("client_notification_dropped session=%.8s method=%s note=\"only "
+                     "notifications/* may be sent without an id\"",
+                     s->id, log_quote(q, sizeof(q), method, strlen(method)));
+            cJSON_Delete(msg);
+            return 0;
+        }
         if (method != NULL && strcmp(method, "notifications/cancelled") == 0) {
             /* Rare: re-serialised, since the id to rewrite is nested in params. */
             cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");

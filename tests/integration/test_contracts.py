@@ -313,8 +313,56 @@ def test_hanging_listing_times_out_and_fails_closed(make_daemon):
     assert time.monotonic() - t0 < 8
 
 
-def test_server_without_tools(make_daemon):
+def test_server_without_tools_gets_no_calls_under_enforce(make_daemon):
     d = _daemon(make_daemon, ["--no-tools"])
     c = _session(d)
     err = c.call_tool("echo", {"text": "x"})["error"]
+    assert err["code"] == -32006 and err["data"]["type"] == "unknown_tool", err
+    assert "does not list" in err["message"]
+
+
+def test_server_without_tools_answers_itself_under_warn(make_daemon):
+    d = _daemon(make_daemon, ["--no-tools"], pin_mode="warn")
+    c = _session(d)
+    err = c.call_tool("echo", {"text": "x"})["error"]
     assert err["code"] == -32601  # the server's own answer
+
+
+def test_a_pinned_tool_the_server_stops_listing_is_not_called(make_daemon, pins):
+    """A manifest tool missing from the listing cannot be checked: under enforce it is refused,
+    even though the server would still run it."""
+    d = _daemon(make_daemon, tools={"echo": {"sha256": pins["echo"]}, "added": {"version": "1"}})
+    c = _session(d)
+    assert tool_text(c.call_tool("echo", {"text": "listed"})) == "listed"
+    err = c.call_tool("added")["error"]  # in the manifest, not in the server's listing
+    assert err["code"] == -32006 and "does not list" in err["message"], err
+
+
+def test_duplicate_member_names_are_refused(make_daemon):
+    """cJSON reads the first of two equal names, most parsers the last: a body naming a member
+    twice is refused before anything is checked or forwarded."""
+    d = _daemon(make_daemon, tools={"typed_calls": {}})
+    c = _session(d)
+    body = ('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"typed_calls",'
+            '"arguments":{},"name":"typed","arguments":{"count":0}}}')
+    r = d.request("POST", c.path, body.encode(), c.headers({"Content-Type": "application/json"}))
+    assert r.status == 400, r
+    assert r.json()["error"]["code"] == -32600
+    assert int(tool_text(c.call_tool("typed_calls"))) == 0
+
+
+def test_a_request_sent_as_a_notification_is_dropped(make_daemon):
+    d = _daemon(make_daemon)
+    c = _session(d)
+    r = c.post({"jsonrpc": "2.0", "method": "tools/call",
+                "params": {"name": "typed", "arguments": {"count": 1}}})
+    assert r.status == 202, r
+    d.wait_log("client_notification_dropped")
+    assert int(tool_text(c.call_tool("typed_calls"))) == 0
+
+
+def test_tools_call_without_a_string_name_is_refused(make_daemon):
+    c = _session(_daemon(make_daemon))
+    err = c.request("tools/call", {"name": ["typed"], "arguments": {"count": 1}})["error"]
+    assert err["code"] == -32602, err
+    assert int(tool_text(c.call_tool("typed_calls"))) == 0

@@ -271,6 +271,22 @@ static void clear_of_empty_map_calls_nothing(void **state)
         assert_int_equal(counts[i], 0);
 }
 
+/* A map of plain markers is cleared without a callback, and takes new entries afterwards. */
+static void clear_without_fn_empties_a_reusable_map(void **state)
+{
+    (void)state;
+    struct idmap m;
+    idmap_init(&m);
+    for (uint64_t k = 1; k <= 5000; k++)
+        assert_int_equal(idmap_put(&m, k, (void *)1), 0);
+    idmap_clear(&m, NULL);
+    assert_int_equal(m.len, 0);
+    assert_null(idmap_get(&m, 7));
+    assert_int_equal(idmap_put(&m, 7, (void *)1), 0);
+    assert_non_null(idmap_get(&m, 7));
+    idmap_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +301,7 @@ int main(void)
         cmocka_unit_test(put_after_delete_of_same_key_reuses_its_slot),
         cmocka_unit_test(clear_calls_fn_once_per_live_value),
         cmocka_unit_test(clear_of_empty_map_calls_nothing),
+        cmocka_unit_test(clear_without_fn_empties_a_reusable_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

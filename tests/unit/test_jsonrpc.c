@@ -390,9 +390,44 @@ static void error_new_can_be_extended(void **state)
     cJSON_Delete(e);
 }
 
+/* A member named twice anywhere is found: cJSON would check the first, other parsers run the
+ * last. */
+static void duplicate_keys_are_found_at_any_depth(void **state)
+{
+    (void)state;
+    static const char *const dup[] = {
+        "{\"a\":1,\"a\":2}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"method\":\"tools/call\"}",
+        "{\"params\":{\"name\":\"public\",\"arguments\":{},\"name\":\"admin\"}}",
+        "[{\"ok\":1},{\"x\":{\"y\":[{\"z\":1,\"q\":2,\"z\":3}]}}]",
+        "{\"b\":1,\"c\":2,\"d\":3,\"e\":4,\"f\":5,\"g\":6,\"h\":7,\"i\":8,\"b\":9}",
+    };
+    static const char *const fine[] = {
+        "{}",
+        "[]",
+        "{\"a\":1,\"A\":2,\"aa\":3}",
+        "{\"a\":{\"a\":{\"a\":1}}}",
+        "[{\"a\":1},{\"a\":2}]",
+        "\"text\"",
+    };
+    for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
+        cJSON *v = cJSON_Parse(dup[i]);
+        assert_non_null(v);
+        assert_true(jsonrpc_has_duplicate_keys(v));
+        cJSON_Delete(v);
+    }
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        cJSON *v = cJSON_Parse(fine[i]);
+        assert_non_null(v);
+        assert_false(jsonrpc_has_duplicate_keys(v));
+        cJSON_Delete(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(duplicate_keys_are_found_at_any_depth),
         cmocka_unit_test(classify_requests),
         cmocka_unit_test(classify_notifications),
         cmocka_unit_test(classify_responses),
