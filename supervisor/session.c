@@ -738,6 +738,13 @@ static int hold_request(struct session *s, cJSON *msg, struct stream *st, const 
     h->msg = msg;
     h->len = len;
     h->st = st;
+    if (s->nheld == 0) {
+        /* Bounded wait: a listing that never completes (a child that keeps saying list_changed,
+         * or never answers) must not keep callers forever. */
+        uint32_t ms = 2 * s->f->cfg->limits.spawn_timeout_ms;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        evtimer_add(s->held_timer, &tv);
+    }
     TAILQ_INSERT_TAIL(&s->held, h, link);
     s->nheld++;
     npending_total++;
@@ -748,6 +755,7 @@ static int hold_request(struct session *s, cJSON *msg, struct stream *st, const 
 static void held_release(struct session *s)
 {
     struct held *h;
+    evtimer_del(s->held_timer);
     while ((h = TAILQ_FIRST(&s->held)) != NULL && !s->closing) {
         cJSON *msg = h->msg;
         struct stream *st = h->st;
@@ -768,6 +776,7 @@ static void held_release(struct session *s)
 static void held_refuse_all(struct session *s, const char *why)
 {
     struct held *h;
+    evtimer_del(s->held_timer);
     while ((h = TAILQ_FIRST(&s->held)) != NULL) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(h->msg, "id");
         char *e = jsonrpc_error_text(id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", -1);
@@ -776,6 +785,17 @@ static void held_refuse_all(struct session *s, const char *why)
         stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
         free(e);
     }
+}
+
+static void on_held_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    char why[160];
+    snprintf(why, sizeof(why),
+             "server unavailable: its tools were not verified within %u ms; retry later",
+             2 * s->f->cfg->limits.spawn_timeout_ms);
+    log_warn("tools_verification_slow session=%.8s server=%s held=%u", s->id, s->m->name, s->nheld);
+    held_refuse_all(s, why);
 }
 
 /* Asks the child for one page of its tools. */
@@ -862,6 +882,7 @@ static void tools_verify_fail(struct session *s, const char *why)
     s->listing = NULL;
     snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
     s->tools_state = TOOLS_FAILED;
+    s->tools_failed_ms = front_now_ms();
     log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=\"%s\"", s->id, s->m->name,
              s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
              : s->m->pin_mode == CONFIG_PIN_WARN  ? "warn"
@@ -960,11 +981,12 @@ static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
     s->tools_state = TOOLS_READY;
     tools_report(s, s->contract);
     log_debug("tools_verified session=%.8s server=%s tools=%zu", s->id, s->m->name, s->contract->n);
-    if (s->relist) {
-        tools_verify_start(s);
-        return;
-    }
+    /* Held requests are judged against this complete listing even when the child already
+     * announced another change: a child that keeps announcing must not starve them. */
+    bool again = s->relist;
     held_release(s);
+    if (again && !s->closing)
+        tools_verify_start(s);
 }
 
 /* data.errors of a validation failure: instance pointer, keyword, message for each. */
@@ -1343,6 +1365,9 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
                     "quota_exceeded", 1000);
         goto out;
     }
+    if (is_tool_method(method) && s->tools_state == TOOLS_FAILED && s->ready &&
+        front_now_ms() - s->tools_failed_ms >= SESSION_RELIST_MS)
+        tools_verify_start(s); /* the last listing failed a while ago: try again */
     if (is_tool_method(method) &&
         (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING)) {
         /* Not judged yet: wait for the listing (started now if the child is ready for it). */
@@ -1702,8 +1727,11 @@ static void child_malformed_response(struct session *s, cJSON *msg, const char *
         tools_verify_fail(s, "tools/list: the answer is not a valid JSON-RPC response");
         return;
     }
+    bool init = p->initialize;
     fail_result(s, p, line, len, ERR_INVALID_RESULT, "invalid_result",
                 "not a valid JSON-RPC response", NULL, 0);
+    if (init)
+        session_end(s, "the server's initialize answer is malformed");
 }
 
 static void child_request_to_client(struct session *s, cJSON *msg, const char *line, size_t len)
@@ -1910,6 +1938,9 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     TAILQ_INIT(&s->pendings);
     TAILQ_INIT(&s->held);
     idmap_init(&s->srvreqs);
+    s->held_timer = evtimer_new(f->base, on_held_timeout, s);
+    if (s->held_timer == NULL)
+        goto fail;
     do {
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
             goto fail;
@@ -1943,6 +1974,8 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
 fail:
     if (s->idle_timer != NULL)
         event_free(s->idle_timer);
+    if (s->held_timer != NULL)
+        event_free(s->held_timer);
     sse_ring_free(&s->replay);
     principal_free(s->principal);
     free(s);
@@ -1958,6 +1991,7 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     idmap_clear(&s->srvreqs, srvreq_free);
     contract_free(s->contract);
     contract_free(s->listing);
+    event_free(s->held_timer);
     event_free(s->idle_timer);
     if (s->expiry_timer != NULL)
         event_free(s->expiry_timer);

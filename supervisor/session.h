@@ -34,7 +34,8 @@ struct quota_slot;
 
 #define SESSION_ID_LEN           32 /* hex of 128 random bits */
 #define SESSION_REPLAY_MAX_BYTES (8u << 20)
-#define SESSION_PRESPAWN_MAX     16 /* messages queued before the child runs */
+#define SESSION_PRESPAWN_MAX     16   /* messages queued before the child runs */
+#define SESSION_RELIST_MS        5000 /* a failed listing is tried again after this */
 
 enum stream_kind { STREAM_POST = 0, STREAM_GET, STREAM_LEGACY };
 
@@ -129,9 +130,11 @@ struct session {
     struct contract *contract; /* the last complete listing, judged */
     struct contract *listing;  /* the listing being collected */
     char tools_error[256];     /* why the last listing failed */
+    int64_t tools_failed_ms;   /* when it failed (a tool request after SESSION_RELIST_MS retries) */
     struct held_list held;
     unsigned nheld;
-    struct idmap srvreqs; /* our id for a server→client request → struct srvreq */
+    struct event *held_timer; /* held requests are refused when the verdict takes too long */
+    struct idmap srvreqs;     /* our id for a server→client request → struct srvreq */
     uint64_t next_srvreq, next_stream;
     struct sse_ring replay;
     struct event *idle_timer;

@@ -366,3 +366,35 @@ def test_tools_call_without_a_string_name_is_refused(make_daemon):
     err = c.request("tools/call", {"name": ["typed"], "arguments": {"count": 1}})["error"]
     assert err["code"] == -32602, err
     assert int(tool_text(c.call_tool("typed_calls"))) == 0
+
+
+def test_a_child_that_keeps_announcing_changes_does_not_starve_calls(make_daemon):
+    """Every tools/list answer comes after a list_changed: each completed listing still judges
+    the calls that waited for it."""
+    c = _session(_daemon(make_daemon, ["--list-storm"]))
+    t0 = time.monotonic()
+    for i in range(3):
+        assert tool_text(c.call_tool("echo", {"text": "t%d" % i})) == "t%d" % i
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_failed_listing_is_tried_again(make_daemon):
+    """The first listing fails: calls are refused under enforce, and a call a few seconds later
+    starts a new listing that succeeds."""
+    d = _daemon(make_daemon, ["--list-error-first", "1"])
+    c = _session(d)
+    assert c.call_tool("echo", {"text": "x"})["error"]["code"] == -32015
+
+    def served():
+        m = c.call_tool("echo", {"text": "again"})
+        return "result" in m and tool_text(m) == "again"
+    wait_for(served, timeout=15, interval=0.5, what="a call served after the listing is retried")
+
+
+def test_held_calls_are_refused_when_the_listing_never_ends(make_daemon):
+    d = _daemon(make_daemon, ["--list-hang"], limits={"spawn_timeout_ms": 1000})
+    c = _session(d)
+    t0 = time.monotonic()
+    err = c.call_tool("echo", {"text": "x"})["error"]
+    assert err["code"] == -32015, err
+    assert time.monotonic() - t0 < 8

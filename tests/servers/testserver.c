@@ -20,6 +20,8 @@
  *   --no-tools              no tools capability; tools/list and tools/call answer -32601
  *   --list-hang             never answer tools/list (other requests are answered)
  *   --list-error            answer tools/list with error -32603 "listing failed"
+ *   --list-error-first N    answer the first N tools/list requests with that error
+ *   --list-storm            send notifications/tools/list_changed before every tools/list answer
  * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
  * trusts its input and dies on allocation failure.
  */
@@ -64,6 +66,8 @@ static unsigned long sample_seq;
 static bool no_tools;           /* --no-tools */
 static bool list_hang;          /* --list-hang */
 static bool list_error;         /* --list-error */
+static long long list_errors;   /* --list-error-first N: errors left to give */
+static bool list_storm;         /* --list-storm */
 static long long page_size;     /* --page-size; 0: one page */
 static unsigned long typed_seq; /* calls to `typed` */
 
@@ -907,11 +911,15 @@ static void handle_request(const cJSON *id, const char *method, const cJSON *par
         send_error(id, RPC_METHOD_NOT_FOUND, "Method not found");
     else if (strcmp(method, "tools/list") == 0 && list_hang)
         fprintf(stderr, "testserver: not answering tools/list\n");
-    else if (strcmp(method, "tools/list") == 0 && list_error)
+    else if (strcmp(method, "tools/list") == 0 && (list_error || list_errors > 0)) {
+        if (list_errors > 0)
+            list_errors--;
         send_error(id, RPC_INTERNAL_ERROR, "listing failed");
-    else if (strcmp(method, "tools/list") == 0)
+    } else if (strcmp(method, "tools/list") == 0) {
+        if (list_storm)
+            send_notification("notifications/tools/list_changed", NULL);
         method_tools_list(id, params);
-    else if (strcmp(method, "tools/call") == 0)
+    } else if (strcmp(method, "tools/call") == 0)
         method_tools_call(id, params);
     else if (strcmp(method, "resources/list") == 0)
         method_resources_list(id);
@@ -994,6 +1002,10 @@ int main(int argc, char **argv)
             list_hang = true;
         else if (strcmp(a, "--list-error") == 0)
             list_error = true;
+        else if (strcmp(a, "--list-error-first") == 0)
+            list_errors = count_arg(argc, argv, i++, 1, 1000);
+        else if (strcmp(a, "--list-storm") == 0)
+            list_storm = true;
     }
 
     for (long long i = 1; i <= stderr_lines; i++)
