@@ -29,6 +29,8 @@
  * the cut-back is taken from fstat just before each write).
  */
 #include "audit.h"
+
+#include "jsonrpc.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -186,6 +188,19 @@ static void cut_strings(cJSON *v)
 }
 
 /* The event's text, or NULL when event is not an object with a non-empty string "event". */
+/* The record as one line of plain ASCII: anything else inside strings is \u-escaped (see
+ * jsonrpc_ascii), so `tail -f` of the log cannot be driven by what a caller or server sent. */
+static char *print_ascii(const cJSON *v)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    size_t n;
+    if (text == NULL)
+        return NULL;
+    char *ascii = jsonrpc_ascii(text, strlen(text), &n);
+    cJSON_free(text);
+    return ascii;
+}
+
 static char *event_text(cJSON *event, size_t *len)
 {
     const size_t room = AUDIT_MAX_LINE - AUDIT_PREFIX_MAX;
@@ -206,12 +221,12 @@ static char *event_text(cJSON *event, size_t *len)
         cJSON_Delete(name);
         return NULL;
     }
-    if ((text = cJSON_PrintUnformatted(event)) == NULL)
+    if ((text = print_ascii(event)) == NULL)
         return NULL;
     if ((orig = strlen(text)) > room) {
         free(text);
         cut_strings(event);
-        if ((text = cJSON_PrintUnformatted(event)) == NULL)
+        if ((text = print_ascii(event)) == NULL)
             return NULL;
     }
     if (strlen(text) > room) {
@@ -224,7 +239,7 @@ static char *event_text(cJSON *event, size_t *len)
             cJSON_AddNumberToObject(big, "orig_bytes", (double)orig) == NULL)
             text = NULL;
         else
-            text = cJSON_PrintUnformatted(big);
+            text = print_ascii(big);
         cJSON_Delete(big);
         free(ev_name);
         if (text == NULL)

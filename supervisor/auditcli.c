@@ -8,13 +8,16 @@
  * the chain: the last hash is printed so it can be compared with one kept elsewhere.
  *
  * query does not need an intact chain: it skips (and counts) unparseable lines. Rows are "call"
- * records, joined with the "result" record whose call_seq is the call's seq: a first pass
+ * records, joined with their "result" record by call_id (or, for records without one, the
+ * result's call_seq naming the call's seq): a first pass
  * indexes the results, a second one streams the calls, so the files may come in any order.
  *
  * Invariants: lines are read through a bounded buffer (AUDIT_MAX_LINE); everything printed from
  * a file is cut to printable ASCII, so a hostile record cannot forge rows or drive the terminal.
  */
 #include "auditcli.h"
+
+#include "jsonrpc.h"
 #include "audit.h"
 
 #include <cjson/cJSON.h>
@@ -432,8 +435,10 @@ struct query {
     int nfiles;
 };
 
+#define CLI_KEY_MAX 80
+
 struct result {
-    uint64_t call_seq;
+    char key[CLI_KEY_MAX]; /* the call's call_id, or "#<seq>" for records without one */
     char outcome[CLI_OUTCOME_MAX];
     bool has_latency;
     double latency_ms;
@@ -500,7 +505,23 @@ static int cmp_result(const void *a, const void *b)
 {
     const struct result *x = a, *y = b;
 
-    return x->call_seq < y->call_seq ? -1 : x->call_seq > y->call_seq;
+    return strcmp(x->key, y->key);
+}
+
+/* How a call and its result find each other: call_id (stable even when a failed write made
+ * the log number records again), else the call's seq. false when the record has neither. */
+static bool join_key(const cJSON *rec, const char *seq_field, char out[CLI_KEY_MAX])
+{
+    const char *id = str_field(rec, "call_id");
+    uint64_t seq;
+    if (id != NULL && strlen(id) < CLI_KEY_MAX) {
+        snprintf(out, CLI_KEY_MAX, "%s", id);
+        return true;
+    }
+    if (!uint_field(rec, seq_field, &seq))
+        return false;
+    snprintf(out, CLI_KEY_MAX, "#%" PRIu64, seq);
+    return true;
 }
 
 /* "ok", the typed error, or the outcome as written. */
@@ -546,7 +567,7 @@ static int index_results(const struct query *q, struct results *res, FILE *errou
             struct result *x;
             const cJSON *lat;
             cJSON *v;
-            uint64_t call_seq;
+            char key[CLI_KEY_MAX];
 
             if (e == RD_ERROR) {
                 fprintf(errout, "%s: read error: %s\n", q->files[f], strerror(errno));
@@ -555,7 +576,7 @@ static int index_results(const struct query *q, struct results *res, FILE *errou
             }
             if (e != RD_LINE || (v = parse_record(line, len, &event)) == NULL)
                 continue;
-            if (strcmp(event, "result") != 0 || !uint_field(v, "call_seq", &call_seq) ||
+            if (strcmp(event, "result") != 0 || !join_key(v, "call_seq", key) ||
                 !principal_matches(q, v, true)) {
                 cJSON_Delete(v);
                 continue;
@@ -567,7 +588,7 @@ static int index_results(const struct query *q, struct results *res, FILE *errou
                 return -1;
             }
             x = &res->v[res->n++];
-            x->call_seq = call_seq;
+            memcpy(x->key, key, sizeof(x->key));
             result_outcome(v, x->outcome, sizeof x->outcome);
             lat = cJSON_GetObjectItemCaseSensitive(v, "latency_ms");
             x->has_latency = cJSON_IsNumber(lat);
@@ -616,8 +637,14 @@ static int print_json(cJSON *call, const struct result *x, FILE *out)
                                      : cJSON_AddNullToObject(call, "latency_ms")) == NULL ||
         (text = cJSON_PrintUnformatted(call)) == NULL)
         return -1;
-    fprintf(out, "%s\n", text);
+    /* Plain ASCII: a record is untrusted text and this goes to a terminal. */
+    size_t n;
+    char *ascii = jsonrpc_ascii(text, strlen(text), &n);
     free(text);
+    if (ascii == NULL)
+        return -1;
+    fprintf(out, "%s\n", ascii);
+    free(ascii);
     return 0;
 }
 
@@ -683,7 +710,6 @@ static int scan_calls(const struct query *q, const struct results *res, struct r
         while ((e = rd_next(&r, &line, &len)) != RD_EOF) {
             const struct result *x = NULL;
             struct result key;
-            uint64_t seq;
             cJSON *v;
             int rc = 0;
 
@@ -702,10 +728,8 @@ static int scan_calls(const struct query *q, const struct results *res, struct r
                 cJSON_Delete(v);
                 continue;
             }
-            if (uint_field(v, "seq", &seq) && res->n > 0) {
-                key.call_seq = seq;
+            if (res->n > 0 && join_key(v, "seq", key.key))
                 x = bsearch(&key, res->v, res->n, sizeof *res->v, cmp_result);
-            }
             rc = q->json ? print_json(v, x, out) : add_row(rows, v, x);
             cJSON_Delete(v);
             if (rc == -1) {

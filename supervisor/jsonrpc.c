@@ -4,6 +4,7 @@
 #include "jsonrpc.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,4 +263,61 @@ bool jsonrpc_has_duplicate_keys(const cJSON *v)
         }
     }
     return false;
+}
+
+/* Decodes one UTF-8 sequence at p (n bytes left): the code point and its length, or -1. */
+static long utf8_one(const unsigned char *p, size_t n, size_t *used)
+{
+    unsigned long cp;
+    size_t k;
+    if (p[0] < 0xc2 || p[0] > 0xf4)
+        return -1;
+    k = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+    if (n < k)
+        return -1;
+    cp = p[0] & (k == 2 ? 0x1f : k == 3 ? 0x0f : 0x07);
+    for (size_t i = 1; i < k; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *used = k;
+    return (long)cp;
+}
+
+char *jsonrpc_ascii(const char *text, size_t len, size_t *outlen)
+{
+    if (len > (SIZE_MAX - 1) / 6)
+        return NULL;
+    char *out = malloc(len * 6 + 1); /* a byte becomes at most \uXXXX */
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        if (p[i] < 0x7f) {
+            out[o++] = (char)p[i++];
+            continue;
+        }
+        size_t used = 1;
+        long cp = p[i] == 0x7f ? 0x7f : utf8_one(p + i, len - i, &used);
+        if (cp < 0) {
+            cp = 0xfffd;
+            used = 1;
+        }
+        if (cp > 0xffff) {
+            unsigned long v = (unsigned long)cp - 0x10000;
+            o += (size_t)snprintf(out + o, 13, "\\u%04lx\\u%04lx", 0xd800 + (v >> 10),
+                                  0xdc00 + (v & 0x3ff));
+        } else {
+            o += (size_t)snprintf(out + o, 7, "\\u%04lx", (unsigned long)cp);
+        }
+        i += used;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
 }

@@ -68,6 +68,15 @@ char *jsonrpc_id_text(const cJSON *id);
  */
 bool jsonrpc_has_duplicate_keys(const cJSON *v);
 
+/*
+ * text, a JSON text as cJSON prints it (bytes above 0x7e occur only inside strings), with every
+ * such byte written as a \uXXXX escape: UTF-8 decoded, code points above U+FFFF as surrogate
+ * pairs, invalid or overlong sequences as U+FFFD, DEL as \u007f. The same JSON value, in plain
+ * ASCII, so a file or a terminal showing it cannot be driven by C1 controls. malloc'ed;
+ * *outlen its length; NULL on allocation failure or overflow.
+ */
+char *jsonrpc_ascii(const char *text, size_t len, size_t *outlen);
+
 /* Prints unformatted; malloc'ed, free with free(). */
 char *jsonrpc_print(const cJSON *msg);
 

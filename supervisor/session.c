@@ -53,6 +53,8 @@ static TAILQ_HEAD(, session) all_sessions = TAILQ_HEAD_INITIALIZER(all_sessions)
 static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
 static size_t npending_total; /* requests in flight, all sessions */
+static char call_nonce[17];   /* this process's: audit call ids stay unique across restarts */
+static uint64_t next_call_id;
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
                                                  "2024-11-05"};
@@ -72,6 +74,11 @@ void session_module_init(struct front *f)
 {
     (void)f;
     idmap_init(&by_key);
+    uint8_t rnd[8] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(call_nonce + 2 * i, 3, "%02x", rnd[i]);
 }
 
 size_t session_count(void)
@@ -367,13 +374,19 @@ static void pending_free(struct pending *p)
 
 /* ---- audit ------------------------------------------------------------------------------- */
 
-/* The who/what/where of a request, for its audit records. NULL without an audit log. */
+/* The who/what/where of a request, for its audit records. NULL without an audit log. A call's
+ * records share its call_id: a seq can change when a failed write is retried, this cannot. */
 static cJSON *audit_base(struct session *s, const struct principal *caller, const char *method,
                          const char *target, const cJSON *id)
 {
     if (s->f->audit == NULL)
         return NULL;
     cJSON *b = cJSON_CreateObject();
+    if (id != NULL) {
+        char cid[48];
+        snprintf(cid, sizeof(cid), "%s-%" PRIu64, call_nonce, ++next_call_id);
+        cJSON_AddStringToObject(b, "call_id", cid);
+    }
     cJSON_AddStringToObject(b, "tenant", caller->tenant);
     cJSON_AddStringToObject(b, "user", caller->user);
     cJSON_AddStringToObject(b, "agent", caller->agent != NULL ? caller->agent : "");

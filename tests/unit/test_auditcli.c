@@ -514,6 +514,31 @@ static void rfc3339_times_parse_to_microseconds(void **state)
     assert_int_equal(audit_parse_time("", true, &us), -1);
 }
 
+/* A result finds its call by call_id even when its call_seq went stale (a failed write made
+ * the log number records again), and --json output is plain ASCII. */
+static void query_joins_by_call_id_and_prints_ascii(void **state)
+{
+    struct fixture *f = *state;
+
+    write_text(f->a, "{\"seq\":1,\"ts\":\"2026-11-20T10:00:00.000000Z\",\"prev\":\"x\",\"event\":"
+                     "\"call\",\"call_id\":\"n-1\",\"tenant\":\"acme\",\"user\":\"al\xc2\x9bice\","
+                     "\"tool\":\"t\",\"server\":\"s\",\"method\":\"tools/call\"}\n"
+                     "{\"seq\":2,\"ts\":\"2026-11-20T10:00:01.000000Z\",\"prev\":\"x\",\"event\":"
+                     "\"result\",\"call_id\":\"n-1\",\"call_seq\":2,\"outcome\":\"timeout\","
+                     "\"latency_ms\":7}\n"
+                     "{\"seq\":3,\"ts\":\"2026-11-20T10:00:02.000000Z\",\"prev\":\"x\",\"event\":"
+                     "\"result\",\"call_id\":\"n-9\",\"call_seq\":1,\"outcome\":\"ok\"}\n");
+    assert_int_equal(run(f, "query", f->a, "--json", NULL), AUDITCLI_EXIT_OK);
+    for (const char *p = f->out; *p != '\0'; p++)
+        assert_true((unsigned char)*p < 0x7f);
+    assert_non_null(strstr(f->out, "al\\u009bice"));
+    cJSON *v = cJSON_Parse(f->out);
+    assert_non_null(v);
+    assert_string_equal(cJSON_GetObjectItem(v, "outcome")->valuestring, "timeout");
+    assert_int_equal(cJSON_GetObjectItem(v, "latency_ms")->valuedouble, 7);
+    cJSON_Delete(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +557,7 @@ int main(void)
         T(query_joins_across_files_in_any_order),
         T(query_usage_errors_exit_2),
         T(rfc3339_times_parse_to_microseconds),
+        T(query_joins_by_call_id_and_prints_ascii),
 #undef T
     };
 

@@ -424,9 +424,52 @@ static void duplicate_keys_are_found_at_any_depth(void **state)
     }
 }
 
+/* Non-ASCII inside strings becomes \\u escapes: the same JSON value, in plain ASCII. */
+static void ascii_escapes_everything_above_tilde(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"{\"a\":\"plain\"}", "{\"a\":\"plain\"}"},
+        {"\"caf\xc3\xa9\"", "\"caf\\u00e9\""},
+        {"\"\xc2\x9b"
+         "31m\"",
+         "\"\\u009b31m\""},                                /* C1 CSI */
+        {"\"\x7f\"", "\"\\u007f\""},                       /* DEL */
+        {"\"\xf0\x9f\x98\x80\"", "\"\\ud83d\\ude00\""},    /* astral: surrogate pair */
+        {"\"\xc0\xaf\"", "\"\\ufffd\\ufffd\""},            /* overlong */
+        {"\"\xed\xa0\x80\"", "\"\\ufffd\\ufffd\\ufffd\""}, /* encoded surrogate */
+        {"\"\xe2\x82\"", "\"\\ufffd\\ufffd\""},            /* truncated */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0;
+        char *out = jsonrpc_ascii(cases[i].in, strlen(cases[i].in), &n);
+        assert_non_null(out);
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(n, strlen(cases[i].want));
+        cJSON *a = cJSON_Parse(out);
+        assert_non_null(a); /* still JSON */
+        cJSON_Delete(a);
+        free(out);
+    }
+    /* The value is kept: cJSON prints the escaped text's string back as the original bytes. */
+    cJSON *v = cJSON_Parse("{\"k\":\"caf\xc3\xa9 \xe2\x82\xac\"}");
+    char *text = cJSON_PrintUnformatted(v);
+    size_t n;
+    char *ascii = jsonrpc_ascii(text, strlen(text), &n);
+    cJSON *back = cJSON_Parse(ascii);
+    assert_string_equal(cJSON_GetObjectItem(back, "k")->valuestring, "caf\xc3\xa9 \xe2\x82\xac");
+    cJSON_Delete(back);
+    cJSON_Delete(v);
+    free(text);
+    free(ascii);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ascii_escapes_everything_above_tilde),
         cmocka_unit_test(duplicate_keys_are_found_at_any_depth),
         cmocka_unit_test(classify_requests),
         cmocka_unit_test(classify_notifications),
