@@ -329,12 +329,16 @@ static uint64_t enqueue_event(struct audit *a, cJSON *event, audit_cb cb, void *
     char *text = event != NULL ? event_text(event, &len) : NULL;
 
     cJSON_Delete(event);
-    if (text == NULL)
-        return 0;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (audit_format_ts(&now, ts) == 0)
-        seq = enqueue_rest(a, ts, text + 1, len - 1, cb, ctx, token);
+    if (text != NULL) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (audit_format_ts(&now, ts) == 0)
+            seq = enqueue_rest(a, ts, text + 1, len - 1, cb, ctx, token);
+    }
     free(text);
+    /* A record nobody waits for that cannot be queued (queue full, no memory) is counted, so
+     * the next audit_gap record says how many are missing instead of losing them silently. */
+    if (seq == 0 && cb == NULL)
+        a->dropped++;
     return seq;
 }
 

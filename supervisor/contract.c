@@ -278,6 +278,8 @@ int contract_check_result(const struct contract_schemas *s, const cJSON *msg, ch
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
         const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
         if (!cJSON_IsObject(error) || !cJSON_IsNumber(code) ||
+            !(code->valuedouble >= -9007199254740992.0 &&
+              code->valuedouble <= 9007199254740992.0) ||
             code->valuedouble != (double)(long long)code->valuedouble || !cJSON_IsString(message))
             return shape_error(why, whylen,
                                "the error needs an integer \"code\" and a string \"message\"");

@@ -512,6 +512,7 @@ static void streamable_post(struct call *c)
             cJSON_AddStringToObject(data, "tool", tool_name);
             cJSON_AddStringToObject(data, "required_scope", scopes);
             add_challenge(c->l, c->req, c->m->name, "insufficient_scope", scopes);
+            session_audit_refused(s, c->principal, body, "forbidden");
             cJSON_Delete(body);
             reply_cjson(c->req, 403, e);
             return;
@@ -714,13 +715,30 @@ static void add_challenge(const struct http_listener *l, struct evhttp_request *
 
 /* An auth_failure audit record: why, from where, and which credential (by a hash prefix only;
  * a token that failed is never written down). */
+#define AUTH_AUDIT_RATE  20.0 /* auth_failure records per second, beyond which they are counted */
+#define AUTH_AUDIT_BURST 100
+
 static void audit_auth_failure(struct front *f, struct evhttp_request *req, const char *server,
                                const char *reason)
 {
+    /* Anyone can fail to authenticate: without a ceiling, a loop of bad requests would fill
+     * the disk and then every caller's calls would be refused for want of an audit log. */
+    static uint64_t suppressed;
     if (f->audit == NULL)
         return;
+    if (quota_admit_key(f->quotas,
+                        "\x1e"
+                        "auth_failure",
+                        AUTH_AUDIT_RATE, AUTH_AUDIT_BURST, front_now_ms(), NULL) != QUOTA_OK) {
+        suppressed++;
+        return;
+    }
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "event", "auth_failure");
+    if (suppressed > 0) {
+        cJSON_AddNumberToObject(ev, "suppressed_before", (double)suppressed);
+        suppressed = 0;
+    }
     cJSON_AddStringToObject(ev, "reason", reason);
     cJSON_AddStringToObject(ev, "server", server);
     struct evhttp_connection *conn = evhttp_request_get_connection(req);

@@ -1098,7 +1098,8 @@ int pin_survey(const struct config *cfg, const struct sandbox_features *feat,
             if (l.v[i].schema_error != NULL) {
                 bad++;
                 print_schema_error(out, m->name, &l.v[i]);
-                code = 1;
+                if (m->pin_mode == CONFIG_PIN_ENFORCE)
+                    code = 1; /* hidden at run time; warn and off serve it unvalidated */
             }
         }
         for (size_t i = 0; i < m->ntools; i++)

@@ -33,8 +33,8 @@ int pin_run(const struct config *cfg, const struct sandbox_features *feat,
  * `mcpvisor check`: starts every server as pin_run does and reports, per server, the tools that
  * drifted, are not in the manifest, or have schemas the daemon cannot validate with (each
  * unsupported keyword and where it is). A server that cannot be started or listed is a warning.
- * Returns 1 when a listed tool would be refused at run time (drift under pin_mode enforce, a
- * schema that cannot be validated), else 0.
+ * Returns 1 when a listed tool would be refused at run time (under pin_mode enforce: drift, or
+ * a schema that cannot be validated), else 0.
  */
 int pin_survey(const struct config *cfg, const struct sandbox_features *feat,
                const struct sandbox_profile *prof, FILE *out);

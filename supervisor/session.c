@@ -70,6 +70,16 @@ static uint64_t id_key(const char *id)
     return k;
 }
 
+/* An id that can be one of ours (a positive integer below 2^53), as a number: anything else
+ * (a string, a fraction, 1e999) matches nothing, and is never cast out of range. */
+static bool our_id(const cJSON *id, uint64_t *out)
+{
+    if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9007199254740992.0))
+        return false;
+    *out = (uint64_t)id->valuedouble;
+    return (double)*out == id->valuedouble;
+}
+
 void session_module_init(struct front *f)
 {
     (void)f;
@@ -215,6 +225,26 @@ static void stream_emit(struct stream *st, const char *text, size_t len)
     stream_write_event(st, seq, text, len);
 }
 
+static void stream_deliver(struct stream *st, const char *text, size_t len, bool final);
+
+/* A string from a client or a server, fit for a key=value log line. */
+static const char *quoted(char *buf, size_t n, const char *s)
+{
+    return log_quote(buf, n, s, strlen(s));
+}
+
+/* Delivers an answer we composed; out of memory, a valid JSON-RPC error in its place (the id
+ * is lost with the text, so null). */
+static void deliver_text(struct stream *st, const char *text)
+{
+    static const char oom[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
+                              "\"message\":\"out of memory\"}}";
+    if (text == NULL)
+        stream_deliver(st, oom, sizeof(oom) - 1, true);
+    else
+        stream_deliver(st, text, strlen(text), true);
+}
+
 static void stream_out_clear(struct stream *st)
 {
     for (size_t i = 0; i < st->nout; i++)
@@ -356,8 +386,10 @@ static void pending_free(struct pending *p)
     struct session *s = p->s;
     idmap_del(&s->f->pending_ids, p->bid);
     TAILQ_REMOVE(&s->pendings, p, link);
-    s->npending--;
-    npending_total--;
+    if (p->kind == PENDING_CLIENT) { /* the broker's own listing holds neither drain nor idle */
+        s->npending--;
+        npending_total--;
+    }
     if (p->timer != NULL)
         event_free(p->timer);
     cJSON_Delete(p->client_id);
@@ -455,15 +487,8 @@ static void pending_fail(struct pending *p, int code, const char *message, const
     }
     char *text = jsonrpc_error_text(p->client_id, code, message, type, retry_after_ms);
     pending_free(p);
-    if (text != NULL) {
-        stream_deliver(st, text, strlen(text), true);
-        free(text);
-    } else {
-        stream_deliver(st,
-                       "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
-                       "\"message\":\"out of memory\"}}",
-                       75, true);
-    }
+    deliver_text(st, text);
+    free(text);
 }
 
 static int send_to_child(struct session *s, const char *text, size_t len)
@@ -567,7 +592,7 @@ static int refuse(struct stream *st, cJSON *id, int code, const char *message, c
                   long retry_after_ms)
 {
     char *e = jsonrpc_error_text(id, code, message, type, retry_after_ms);
-    stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
+    deliver_text(st, e);
     free(e);
     return -1;
 }
@@ -645,7 +670,7 @@ static int refuse_tool_data(struct stream *st, const cJSON *id, int code, const 
                             const char *type, const char *tool, cJSON *extra)
 {
     char *et = tool_error_text(id, code, message, type, tool, extra);
-    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    deliver_text(st, et);
     free(et);
     return -1;
 }
@@ -795,9 +820,34 @@ static void held_refuse_all(struct session *s, const char *why)
         char *e = jsonrpc_error_text(id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", -1);
         struct stream *st = h->st;
         held_free(s, h);
-        stream_deliver(st, e != NULL ? e : "{}", e != NULL ? strlen(e) : 2, true);
+        deliver_text(st, e);
         free(e);
     }
+}
+
+/* notifications/cancelled for a held request (id as the client sent it; may be NULL). */
+static void held_cancel(struct session *s, const cJSON *rid)
+{
+    char *key = rid != NULL ? jsonrpc_id_text(rid) : NULL;
+    struct held *h;
+    TAILQ_FOREACH(h, &s->held, link)
+    {
+        char *hk = jsonrpc_id_text(cJSON_GetObjectItemCaseSensitive(h->msg, "id"));
+        bool same = key != NULL && hk != NULL && strcmp(key, hk) == 0;
+        free(hk);
+        if (!same)
+            continue;
+        struct stream *st = h->st;
+        char *e = jsonrpc_error_text(cJSON_GetObjectItemCaseSensitive(h->msg, "id"), ERR_CANCELLED,
+                                     "request cancelled by the client", NULL, -1);
+        held_free(s, h);
+        if (s->nheld == 0)
+            evtimer_del(s->held_timer);
+        deliver_text(st, e);
+        free(e);
+        break;
+    }
+    free(key);
 }
 
 static void on_held_timeout(evutil_socket_t fd, short what, void *arg)
@@ -836,8 +886,6 @@ static int send_list_page(struct session *s, const char *cursor)
         goto fail;
     cJSON_Delete(msg);
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
-    s->npending++;
-    npending_total++;
     if (send_to_child(s, out, strlen(out)) == -1) {
         free(out);
         pending_free(p);
@@ -941,13 +989,15 @@ static void tools_report(struct session *s, const struct contract *c)
                      m->name, t->name, t->cfg->version != NULL ? t->cfg->version : "-",
                      t->cfg->sha256, t->pin, enforce ? "enforce" : "warn",
                      hidden ? "hidden" : "served");
+        char qn[160], qb[640]; /* names and schema errors come from the server: quoted */
         if (t->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)
             log_info("tool_unlisted server=%s tool=%s observed=%s unlisted_tools=deny "
                      "action=hidden",
-                     m->name, t->name, t->pin);
+                     m->name, quoted(qn, sizeof(qn), t->name), t->pin);
         if (bad != NULL)
-            log_warn("tool_schema_unsupported server=%s tool=%s action=%s reason=\"%s\"", m->name,
-                     t->name, enforce ? "hidden" : "served unvalidated", bad);
+            log_warn("tool_schema_unsupported server=%s tool=%s action=%s reason=%s", m->name,
+                     quoted(qn, sizeof(qn), t->name), enforce ? "hidden" : "served unvalidated",
+                     quoted(qb, sizeof(qb), bad));
     }
 }
 
@@ -1098,8 +1148,9 @@ static int contract_gate(struct session *s, const cJSON *msg, struct stream *st,
             cJSON_AddStringToObject(extra, "tool_version", cfg->version);
         snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
                  errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
+        char qn[160];
         log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
-                 name, n);
+                 quoted(qn, sizeof(qn), name), n);
         *refused = "invalid_arguments";
         return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
                                 extra);
@@ -1179,8 +1230,9 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
 {
     char h[JCS_PIN_HEX];
     hash_hex(line, len, h);
+    char qn[160];
     log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=\"%s\"", type, s->id,
-             s->m->name, p->tool != NULL ? p->tool : "-", len, h, reason);
+             s->m->name, quoted(qn, sizeof(qn), p->tool != NULL ? p->tool : "-"), len, h, reason);
     audit_result(p, type, 0);
     struct stream *st = p->st;
     if (st == NULL) {
@@ -1202,7 +1254,7 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
              reason);
     char *et = tool_error_text(p->client_id, code, why, type, p->tool, extra);
     pending_free(p);
-    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    deliver_text(st, et);
     free(et);
 }
 
@@ -1221,6 +1273,18 @@ static const char *call_target(const cJSON *msg, const char *method)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(
         params, strcmp(method, "resources/read") == 0 ? "uri" : "name");
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void session_audit_refused(struct session *s, const struct principal *caller, const cJSON *msg,
+                           const char *type)
+{
+    const char *method = jsonrpc_method(msg);
+    if (!is_audited(method) || call_target(msg, method) == NULL)
+        return;
+    audit_refused(s,
+                  audit_base(s, caller, method, call_target(msg, method),
+                             cJSON_GetObjectItemCaseSensitive(msg, "id")),
+                  type);
 }
 
 /* Sends a pending request's line to the child and starts nothing else; on failure the request
@@ -1316,7 +1380,7 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
         cJSON_AddStringToObject(data, "tool_version", tc->version);
     char *et = e != NULL ? jsonrpc_print(e) : NULL;
     cJSON_Delete(e);
-    stream_deliver(st, et != NULL ? et : "{}", et != NULL ? strlen(et) : 2, true);
+    deliver_text(st, et);
     free(et);
     return -1;
 }
@@ -1555,8 +1619,9 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
         /* The client answers a request the child made: give the child its own id back. */
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
         struct srvreq *r = NULL;
-        if (cJSON_IsNumber(id) && id->valuedouble >= 1)
-            r = idmap_del(&s->srvreqs, (uint64_t)id->valuedouble);
+        uint64_t rid;
+        if (our_id(id, &rid))
+            r = idmap_del(&s->srvreqs, rid);
         if (r == NULL) {
             log_warn("client_response_unknown session=%.8s note=\"no such server request\"", s->id);
             cJSON_Delete(msg);
@@ -1582,7 +1647,10 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             cJSON *rid = cJSON_GetObjectItemCaseSensitive(params, "requestId");
             struct pending *p = rid != NULL ? pending_by_client_key(s, rid) : NULL;
             if (p == NULL) {
-                cJSON_Delete(msg); /* nothing of ours to cancel */
+                /* Still waiting for the tools to be verified: never sent, so nothing to tell
+                 * the child; the request is answered as cancelled. */
+                held_cancel(s, rid);
+                cJSON_Delete(msg);
                 return 0;
             }
             cJSON_ReplaceItemInObjectCaseSensitive(params, "requestId",
@@ -1639,8 +1707,9 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     struct pending *p = NULL;
-    if (cJSON_IsNumber(id) && id->valuedouble >= 1)
-        p = idmap_get(&s->f->pending_ids, (uint64_t)id->valuedouble);
+    uint64_t bid;
+    if (our_id(id, &bid))
+        p = idmap_get(&s->f->pending_ids, bid);
     if (p == NULL || p->s != s) {
         log_debug("child_response_dropped session=%.8s note=\"late or unknown id\"", s->id);
         cJSON_Delete(msg);
@@ -1730,8 +1799,9 @@ static void child_malformed_response(struct session *s, cJSON *msg, const char *
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     struct pending *p = NULL;
-    if (cJSON_IsNumber(id) && id->valuedouble >= 1)
-        p = idmap_get(&s->f->pending_ids, (uint64_t)id->valuedouble);
+    uint64_t bid;
+    if (our_id(id, &bid))
+        p = idmap_get(&s->f->pending_ids, bid);
     cJSON_Delete(msg);
     if (p == NULL || p->s != s)
         return;
@@ -1821,8 +1891,9 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
     if (st == NULL)
         st = s->get_stream;
     if (st == NULL) {
+        char qm[96];
         log_debug("child_notification_dropped session=%.8s method=%s note=\"no stream open\"",
-                  s->id, method);
+                  s->id, quoted(qm, sizeof(qm), method));
         cJSON_Delete(msg);
         return;
     }

@@ -181,6 +181,10 @@ void stream_detach(struct stream *st);
  */
 int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
                            const char *text, size_t len, const struct principal *caller);
+/* A request refused before it reached the session's broker (the HTTP layer's scope challenge):
+ * audited like the broker's own refusals when its method is audited. msg is borrowed. */
+void session_audit_refused(struct session *s, const struct principal *caller, const cJSON *msg,
+                           const char *type);
 /* A (JWT) principal with an expiry used the session: its streams end at that time. */
 void session_refresh_expiry(struct session *s, const struct principal *p);
 /* Marks activity (postpones idle expiry). */

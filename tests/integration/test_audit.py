@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -325,6 +326,43 @@ def test_auth_failures_are_recorded_without_the_token(make_daemon, tmp_path):
         data = f.read()
     assert token.encode() not in data
     assert token[10:30].encode() not in data  # not even a piece of it
+
+
+def test_auth_failure_records_are_rate_limited_and_counted(make_daemon, tmp_path):
+    """Anyone can fail to authenticate: a flood of 401s writes at most a burst of records, and
+    the next record says how many were left out."""
+    path = tmp_path / "audit.jsonl"
+    d = _daemon(make_daemon, path)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    conn = d.conn()
+    sent = 0
+    t0 = time.monotonic()
+    while sent < 400 and time.monotonic() - t0 < 3:
+        resp = d.open(conn, "POST", "/servers/ts/mcp", json.dumps(ping),
+                      {"Content-Type": "application/json"}, key="mcpv_wrong_key_%d" % sent)
+        resp.read()
+        assert resp.status == 401
+        sent += 1
+    conn.close()
+    elapsed = time.monotonic() - t0
+    wait_for(lambda: len(find(records(path), event="auth_failure")) >= 100, timeout=5,
+             what="the burst of auth_failure records")
+    written = len(find(records(path), event="auth_failure"))
+    assert written <= 100 + 20 * elapsed + 5, (written, sent, elapsed)
+    assert written < sent, (written, sent)
+    # after a pause, the next failure is written with the count of those left out
+    before = written
+    late = [0]
+
+    def flushed():
+        late[0] += 1
+        assert d.request("POST", "/servers/ts/mcp", ping, key="mcpv_late").status == 401
+        recs = find(records(path), event="auth_failure")
+        return len(recs) > before and recs[-1].get("suppressed_before", 0) > 0
+    wait_for(flushed, timeout=5, interval=0.1, what="an auth_failure record counting the rest")
+    recs = find(records(path), event="auth_failure")
+    counted = sum(r.get("suppressed_before", 0) for r in recs)
+    assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
 
 
 def test_schema_drift_is_recorded(make_daemon, tmp_path):

@@ -398,3 +398,28 @@ def test_held_calls_are_refused_when_the_listing_never_ends(make_daemon):
     err = c.call_tool("echo", {"text": "x"})["error"]
     assert err["code"] == -32015, err
     assert time.monotonic() - t0 < 8
+
+
+def test_a_held_call_can_be_cancelled(make_daemon):
+    """While the listing hangs, a tools/call waits; notifications/cancelled answers it at once
+    (the child never saw it)."""
+    import threading
+    d = _daemon(make_daemon, ["--list-hang"], limits={"spawn_timeout_ms": 8000})
+    c = _session(d)
+    out = {}
+
+    def call():
+        out["m"] = c.request("tools/call", {"name": "echo", "arguments": {"text": "x"}},
+                             rid="held-1")
+    t = threading.Thread(target=call)
+    t0 = time.monotonic()
+    t.start()
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+              "params": {"requestId": "held-1", "reason": "test"}}
+    while t.is_alive() and time.monotonic() - t0 < 6:
+        assert c.post(cancel).status == 202
+        t.join(0.1)
+    t.join(1)
+    assert "m" in out, "the held call was not answered"
+    assert out["m"]["error"]["code"] == -32800, out["m"]
+    assert time.monotonic() - t0 < 6
