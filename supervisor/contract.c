@@ -148,13 +148,39 @@ void contract_free(struct contract *c)
     free(c);
 }
 
+static int tool_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct contract_tool *)a)->name, ((const struct contract_tool *)b)->name);
+}
+
 const struct contract_tool *contract_find(const struct contract *c, const char *name)
 {
-    for (size_t i = 0; c != NULL && i < c->n; i++) {
+    if (c == NULL)
+        return NULL;
+    if (c->sorted) {
+        struct contract_tool key = {.name = (char *)name};
+        return bsearch(&key, c->tools, c->n, sizeof(*c->tools), tool_cmp);
+    }
+    for (size_t i = 0; i < c->n; i++) {
         if (strcmp(c->tools[i].name, name) == 0)
             return &c->tools[i];
     }
     return NULL;
+}
+
+int contract_finish(struct contract *c, char *err, size_t errlen)
+{
+    if (c->n > 1)
+        qsort(c->tools, c->n, sizeof(*c->tools), tool_cmp);
+    for (size_t i = 1; i < c->n; i++) {
+        if (strcmp(c->tools[i - 1].name, c->tools[i].name) == 0) {
+            snprintf(err, errlen, "tools/list: the tool \"%.128s\" is listed twice",
+                     c->tools[i].name);
+            return -1;
+        }
+    }
+    c->sorted = true;
+    return 0;
 }
 
 enum contract_verdict contract_judge(const struct config_manifest *m, const struct config_tool *t,
@@ -199,11 +225,6 @@ int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t 
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
         if (!cJSON_IsObject(t) || !cJSON_IsString(name) || name->valuestring[0] == '\0') {
             snprintf(err, errlen, "tools/list: a tool without a name");
-            return -1;
-        }
-        if (contract_find(c, name->valuestring) != NULL) {
-            snprintf(err, errlen, "tools/list: the tool \"%.128s\" is listed twice",
-                     name->valuestring);
             return -1;
         }
         if (c->n == CONTRACT_MAX_TOOLS) {

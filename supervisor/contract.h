@@ -46,15 +46,20 @@ struct contract {
     struct contract_tool *tools;
     size_t n;
     unsigned pages;
+    bool sorted; /* contract_finish sorted tools by name: lookups are binary searches */
 };
 
 struct contract *contract_new(const struct config_manifest *m);
 void contract_free(struct contract *c);
 
 /* Adds the tools of one tools/list page (`tools`, borrowed: result.tools). Returns 0, or -1 with
- * a message naming the problem (not an array, a tool without a name, a name listed twice, more
- * than CONTRACT_MAX_TOOLS or CONTRACT_MAX_PAGES, a definition that cannot be canonicalized). */
+ * a message naming the problem (not an array, a tool without a name, more than
+ * CONTRACT_MAX_TOOLS or CONTRACT_MAX_PAGES, a definition that cannot be canonicalized). */
 int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t errlen);
+
+/* The listing is complete: sorts it by name (O(n log n), so a long listing cannot stall the
+ * event loop) and refuses a name listed twice. Returns 0, or -1 with a message. */
+int contract_finish(struct contract *c, char *err, size_t errlen);
 
 const struct contract_tool *contract_find(const struct contract *c, const char *name);
 

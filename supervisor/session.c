@@ -1038,6 +1038,10 @@ static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
         return;
     }
     cJSON_Delete(msg);
+    if (contract_finish(s->listing, err, sizeof(err)) == -1) {
+        tools_verify_fail(s, err);
+        return;
+    }
     contract_free(s->contract);
     s->contract = s->listing;
     s->listing = NULL;
@@ -1170,12 +1174,13 @@ static size_t filter_listing(struct session *s, cJSON *result)
     if (!cJSON_IsArray(tools))
         return 0;
     cJSON *it = tools->child;
+    size_t seen = 0;
     while (it != NULL) {
         cJSON *next = it->next;
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         char pin[JCS_PIN_HEX];
         bool hide;
-        if (!cJSON_IsString(name) || jcs_tool_pin(it, pin) == -1) {
+        if (++seen > CONTRACT_MAX_TOOLS || !cJSON_IsString(name) || jcs_tool_pin(it, pin) == -1) {
             hide = true;
         } else {
             const struct contract_tool *ct = contract_find(s->contract, name->valuestring);

@@ -57,6 +57,7 @@ static struct contract *listing(const struct config_manifest *m, const char *pag
     assert_non_null(c);
     assert_non_null(tools);
     assert_int_equal(contract_add_page(c, tools, err, sizeof(err)), 0);
+    assert_int_equal(contract_finish(c, err, sizeof(err)), 0);
     cJSON_Delete(tools);
     return c;
 }
@@ -111,7 +112,6 @@ static void test_malformed_pages_are_refused(void **state)
         "{}",                                 /* not an array */
         "[{\"description\":\"no name\"}]",    /* a tool without a name */
         "[{\"name\":\"\"}]",                  /* an empty name */
-        "[" ECHO "," ECHO "]",                /* listed twice */
         "[{\"name\":\"x\",\"title\":1e999}]", /* cannot be canonicalized */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -124,6 +124,18 @@ static void test_malformed_pages_are_refused(void **state)
         cJSON_Delete(t);
         contract_free(c);
     }
+    /* A name listed twice, on one page or two, is found when the listing is finished. */
+    struct contract *d = contract_new(&m);
+    cJSON *p1 = cJSON_Parse("[" ECHO "," STRUCT "]"), *p2 = cJSON_Parse("[" ECHO "]");
+    char err2[256] = "";
+    assert_int_equal(contract_add_page(d, p1, err2, sizeof(err2)), 0);
+    assert_int_equal(contract_add_page(d, p2, err2, sizeof(err2)), 0);
+    assert_int_equal(contract_finish(d, err2, sizeof(err2)), -1);
+    assert_non_null(strstr(err2, "listed twice"));
+    cJSON_Delete(p1);
+    cJSON_Delete(p2);
+    contract_free(d);
+
     /* Pages are bounded. */
     struct contract *c = contract_new(&m);
     cJSON *empty = cJSON_CreateArray();
