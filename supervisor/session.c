@@ -1491,7 +1491,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         rc = -1;
         goto out;
     }
-    if (is_call && (base != NULL || tc != NULL)) {
+    if (base != NULL || tc != NULL) {
         /* The canonical arguments: their size is what quota.max_args_bytes bounds, their hash
          * what the audit log records. */
         const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
@@ -1591,6 +1591,8 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
             cJSON_AddStringToObject(ev, "args_sha256", h);
         }
         cJSON_AddNumberToObject(ev, "bytes_in", (double)p->bytes_in);
+        if (s->child != NULL)
+            cJSON_AddNumberToObject(ev, "child_pid", s->child->pid);
     }
     p->call_seq = ev != NULL ? audit_record(s->f->audit, ev, on_call_audited, s->f, p->bid) : 0;
     if (p->call_seq == 0)

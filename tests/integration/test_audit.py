@@ -227,12 +227,14 @@ def test_resources_read_and_prompts_get_are_audited(make_daemon, tmp_path):
     assert "Hello, Ann!" in json.dumps(m["result"]), m
     wait_record(path, event="result", session=c.sid, request_id=2)
     recs = records(path)
-    for rid, method, target in ((1, "resources/read", "test://static"),
-                                (2, "prompts/get", "greet")):
+    for rid, method, target, args in ((1, "resources/read", "test://static", b"{}"),
+                                      (2, "prompts/get", "greet", b'{"name":"Ann"}')):
         call, result = _call_pair(recs, c, rid)
         for rec in (call, result):
             _assert_who(rec, "bob")
             assert rec["method"] == method and rec["tool"] == target, rec
+        assert call["args_sha256"] == hashlib.sha256(args).hexdigest(), call
+        assert call["child_pid"] == result["child_pid"] > 0, (call, result)
         assert result["outcome"] == "ok", result
 
 
