@@ -180,6 +180,25 @@ stop_mcpvisor() { # $1 = which configuration, for the message
     forget_pid "$MCPVISOR_PID"
 }
 
+# Pins every tool of server $1 (configuration folder $2) with pin --write, switches its
+# manifest to pin_mode enforce and unlisted_tools deny, and checks the result with mcpvisor check.
+pin_and_enforce() {
+    local name=$1 dir=$2 n
+    if "$MCPVISOR" pin "$name" -c "$dir/mcpvisor.json" --write >"$WORK/pin-$name.out" 2>&1 &&
+        sed -i 's/"pin_mode": "off"/"pin_mode": "enforce"/; s/"unlisted_tools": "allow"/"unlisted_tools": "deny"/' \
+            "$dir/servers/$name.json" &&
+        grep -q '"pin_mode": "enforce"' "$dir/servers/$name.json" &&
+        "$MCPVISOR" check -c "$dir/mcpvisor.json" >"$WORK/check-$name.out" 2>&1; then
+        n=$(grep -c '"sha256"' "$dir/servers/$name.json")
+        echo "ok mcpvisor pin --write pinned $n $name tools; check passes with pin_mode enforce"
+        PASSED=$((PASSED + 1))
+    else
+        show_log "mcpvisor pin $name" "$WORK/pin-$name.out"
+        [ -f "$WORK/check-$name.out" ] && show_log "mcpvisor check" "$WORK/check-$name.out"
+        fail_check "mcpvisor pin --write then check on $name"
+    fi
+}
+
 # Writes a manifest for a node stdio server. $1 = file, $2 = name, remaining = node arguments.
 write_manifest() {
     local file=$1 name=$2 args="" a
@@ -240,6 +259,9 @@ cat >"$CONF/mcpvisor.json" <<EOF
   "tenants": {"t": {"servers": ["conformance"]}}
 }
 EOF
+# The scenarios then run with every tool pinned and enforced, so their calls also pass argument
+# and result validation against the schemas the server publishes.
+pin_and_enforce conformance "$CONF"
 if start_mcpvisor "$CONF/mcpvisor.json" "$WORK/mcpvisor-conformance.log"; then
     VIA_URL=http://127.0.0.1:$PORT/servers/conformance/mcp
     echo "mcpvisor listening at $VIA_URL"
@@ -288,19 +310,7 @@ EOF
 # Contracts on a real SDK server: pin every tool, then enforce the pins and deny anything
 # unpinned, so every call below also passes argument and result validation against the
 # schemas server-everything publishes.
-if "$MCPVISOR" pin everything -c "$EVERY/mcpvisor.json" --write >"$WORK/pin.out" 2>&1 &&
-    sed -i 's/"pin_mode": "off"/"pin_mode": "enforce"/; s/"unlisted_tools": "allow"/"unlisted_tools": "deny"/' \
-        "$EVERY/servers/everything.json" &&
-    grep -q '"pin_mode": "enforce"' "$EVERY/servers/everything.json" &&
-    "$MCPVISOR" check -c "$EVERY/mcpvisor.json" >"$WORK/check.out" 2>&1; then
-    n=$(grep -c '"sha256"' "$EVERY/servers/everything.json")
-    echo "ok mcpvisor pin --write pinned $n server-everything tools; check passes with pin_mode enforce"
-    PASSED=$((PASSED + 1))
-else
-    show_log "mcpvisor pin / check" "$WORK/pin.out"
-    [ -f "$WORK/check.out" ] && show_log "mcpvisor check" "$WORK/check.out"
-    fail_check "mcpvisor pin --write then check on server-everything"
-fi
+pin_and_enforce everything "$EVERY"
 if start_mcpvisor "$EVERY/mcpvisor.json" "$WORK/mcpvisor-everything.log"; then
     BASE=http://127.0.0.1:$PORT/servers/everything
     echo "mcpvisor listening at $BASE"
