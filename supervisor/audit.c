@@ -335,10 +335,6 @@ static uint64_t enqueue_event(struct audit *a, cJSON *event, audit_cb cb, void *
             seq = enqueue_rest(a, ts, text + 1, len - 1, cb, ctx, token);
     }
     free(text);
-    /* A record nobody waits for that cannot be queued (queue full, no memory) is counted, so
-     * the next audit_gap record says how many are missing instead of losing them silently. */
-    if (seq == 0 && cb == NULL)
-        a->dropped++;
     return seq;
 }
 
@@ -904,7 +900,12 @@ uint64_t audit_record(struct audit *a, cJSON *event, audit_cb cb, void *ctx, uin
         return 0;
     }
     requeue_retries(a);
-    return enqueue_event(a, event, cb, ctx, token);
+    uint64_t seq = enqueue_event(a, event, cb, ctx, token);
+    /* A caller's record nobody waits for that cannot be queued (queue full, no memory) is
+     * counted, so the next audit_gap record says how many are missing. */
+    if (seq == 0 && cb == NULL)
+        a->dropped++;
+    return seq;
 }
 
 bool audit_available(const struct audit *a)

@@ -67,12 +67,12 @@ static void on_stdout(struct bufferevent *bev, void *arg)
             child_kill(c, "output line over max_line_bytes");
             return;
         }
-        cJSON *msg = cJSON_ParseWithLength(line, len);
-        /* A member named twice reads differently in other parsers than in the checks here:
-         * such a line is malformed (an answer that fails its request at once). */
-        enum jsonrpc_kind kind = msg != NULL && !jsonrpc_has_duplicate_keys(msg)
-                                     ? jsonrpc_classify(msg)
-                                     : JSONRPC_INVALID;
+        /* A line another parser could read differently from the checks here (a second value,
+         * a NUL, a member named twice) is malformed: an answer fails its request at once. */
+        const char *problem;
+        cJSON *msg = jsonrpc_parse(line, len, &problem);
+        enum jsonrpc_kind kind =
+            msg != NULL && problem == NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
         if (kind == JSONRPC_INVALID) {
             char q[160];
             log_warn("child_malformed_line server=%s tenant=%s pid=%d bytes=%zu line=%s", c->server,

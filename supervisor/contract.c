@@ -215,6 +215,7 @@ int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t 
         snprintf(err, errlen, "tools/list: the result has no \"tools\" array");
         return -1;
     }
+    c->sorted = false; /* contract_finish sorts again */
     if (++c->pages > CONTRACT_MAX_PAGES) {
         snprintf(err, errlen, "tools/list: more than %d pages", CONTRACT_MAX_PAGES);
         return -1;

@@ -352,16 +352,18 @@ static cJSON *parse_body(struct call *c)
         return NULL;
     }
     const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
-    cJSON *msg = cJSON_ParseWithLength(text, len);
+    const char *problem;
+    cJSON *msg = jsonrpc_parse(text, len, &problem);
     if (msg == NULL) {
         http_reply_error(c->req, 400, ERR_PARSE, "Parse error: the body is not valid JSON");
-    } else if (jsonrpc_has_duplicate_keys(msg)) {
-        /* Parsers disagree on which of two equal names wins: what we check must be what the
-         * server reads. */
+    } else if (problem != NULL) {
+        /* What we check must be what the server reads: bytes another parser could read
+         * differently are refused whole. */
+        char why[160];
+        snprintf(why, sizeof(why), "Invalid Request: the body holds %s", problem);
         cJSON_Delete(msg);
         msg = NULL;
-        http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
-                         "Invalid Request: an object in the body names a member twice");
+        http_reply_error(c->req, 400, ERR_INVALID_REQUEST, why);
     }
     return msg;
 }

@@ -321,3 +321,41 @@ char *jsonrpc_ascii(const char *text, size_t len, size_t *outlen)
     *outlen = o;
     return out;
 }
+
+/* A \u0000 escape anywhere (backslashes occur only inside strings in JSON, and each escapes the
+ * character after it), or a NUL byte. */
+static bool has_nul(const char *t, size_t len)
+{
+    if (memchr(t, '\0', len) != NULL)
+        return true;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (t[i] != '\\')
+            continue;
+        if (t[i + 1] == 'u' && i + 5 < len && t[i + 2] == '0' && t[i + 3] == '0' &&
+            t[i + 4] == '0' && t[i + 5] == '0')
+            return true;
+        i++; /* the escaped character */
+    }
+    return false;
+}
+
+cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem)
+{
+    const char *end = NULL;
+    *problem = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (v == NULL)
+        return NULL;
+    size_t used = end != NULL && end >= text && end <= text + len ? (size_t)(end - text) : len;
+    for (size_t i = used; i < len; i++) {
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
+            *problem = "data after the JSON value";
+            return v;
+        }
+    }
+    if (has_nul(text, len))
+        *problem = "a NUL character (\\u0000) in a string";
+    else if (jsonrpc_has_duplicate_keys(v))
+        *problem = "an object naming a member twice";
+    return v;
+}

@@ -61,6 +61,20 @@ char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, con
 char *jsonrpc_id_text(const cJSON *id);
 
 /*
+ * Parses one JSON-RPC message from bytes that another parser (the server's, or the client's)
+ * will read too, and says whether the two could disagree. Returns the parsed value, or NULL when
+ * the bytes do not start with a JSON value. *problem is NULL when the bytes are exactly one JSON
+ * value (whitespace around it allowed) that every parser reads alike; otherwise it names what
+ * could be read differently, and the message must not be forwarded or trusted:
+ *   - bytes after the value (cJSON stops at the end of the first value; a stream parser would
+ *     read a second message from the same line),
+ *   - a \u0000 escape or a NUL byte (cJSON's strings end there; the checks would see a shorter
+ *     string than the server),
+ *   - a member named twice (see jsonrpc_has_duplicate_keys).
+ */
+cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem);
+
+/*
  * Whether any object in v, at any depth, names a member twice. cJSON answers lookups with the
  * first of two equal names while most other parsers keep the last, so a message the broker
  * checks must not be forwarded as bytes another parser reads differently: such messages are

@@ -104,7 +104,7 @@ char *log_quote(char *out, size_t outlen, const char *s, size_t len)
             esc[0] = '\\';
             esc[1] = (char)c;
             elen = 2;
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c >= 0x7f) { /* log lines stay ASCII: no C1 controls */
             esc[0] = '\\';
             esc[1] = 'x';
             esc[2] = hex[c >> 4];

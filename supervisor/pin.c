@@ -283,8 +283,10 @@ static int exchange(struct pin_child *c, const char *method, cJSON *params, cJSO
         size_t len;
         int r;
         while ((r = next_line(c, &line, &len)) == 1) {
-            cJSON *msg = cJSON_ParseWithLength(line, len);
-            enum jsonrpc_kind kind = msg != NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
+            const char *problem; /* read as the daemon reads it */
+            cJSON *msg = jsonrpc_parse(line, len, &problem);
+            enum jsonrpc_kind kind =
+                msg != NULL && problem == NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
             free(line);
             if (kind == JSONRPC_INVALID) {
                 fprintf(stderr, "mcpvisor pin: ignoring a line that is not JSON-RPC (%zu bytes)\n",

@@ -785,6 +785,7 @@ static int hold_request(struct session *s, cJSON *msg, struct stream *st, const 
     }
     TAILQ_INSERT_TAIL(&s->held, h, link);
     s->nheld++;
+    log_debug("tool_request_held session=%.8s held=%u", s->id, s->nheld);
     npending_total++;
     return 0;
 }
@@ -794,7 +795,8 @@ static void held_release(struct session *s)
 {
     struct held *h;
     evtimer_del(s->held_timer);
-    while ((h = TAILQ_FIRST(&s->held)) != NULL && !s->closing) {
+    /* Only those held now: a request held again while releasing waits for the next verdict. */
+    for (unsigned n = s->nheld; n > 0 && (h = TAILQ_FIRST(&s->held)) != NULL && !s->closing; n--) {
         cJSON *msg = h->msg;
         struct stream *st = h->st;
         struct principal *caller = h->caller;
@@ -811,11 +813,27 @@ static void held_release(struct session *s)
     }
 }
 
+static bool is_audited(const char *method);
+static const char *call_target(const cJSON *msg, const char *method);
+
+/* A held request answered without going anywhere is audited like other refusals. */
+static void held_audit(struct session *s, const struct held *h, const char *type)
+{
+    const char *method = jsonrpc_method(h->msg);
+    if (!is_audited(method) || call_target(h->msg, method) == NULL)
+        return;
+    audit_refused(s,
+                  audit_base(s, h->caller, method, call_target(h->msg, method),
+                             cJSON_GetObjectItemCaseSensitive(h->msg, "id")),
+                  type);
+}
+
 static void held_refuse_all(struct session *s, const char *why)
 {
     struct held *h;
     evtimer_del(s->held_timer);
     while ((h = TAILQ_FIRST(&s->held)) != NULL) {
+        held_audit(s, h, "server_unavailable");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(h->msg, "id");
         char *e = jsonrpc_error_text(id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", -1);
         struct stream *st = h->st;
@@ -838,6 +856,7 @@ static void held_cancel(struct session *s, const cJSON *rid)
         if (!same)
             continue;
         struct stream *st = h->st;
+        held_audit(s, h, "cancelled");
         char *e = jsonrpc_error_text(cJSON_GetObjectItemCaseSensitive(h->msg, "id"), ERR_CANCELLED,
                                      "request cancelled by the client", NULL, -1);
         held_free(s, h);
@@ -909,14 +928,40 @@ fail:
     return -1;
 }
 
+static void tools_list_now(struct session *s);
+
+static void on_list_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    if (!s->closing)
+        tools_list_now(s);
+}
+
 static void tools_verify_start(struct session *s)
 {
     if (s->tools_state == TOOLS_LISTING) {
         s->relist = true;
         return;
     }
+    int64_t since = front_now_ms() - s->list_started_ms;
+    if (s->list_started_ms != 0 && since < SESSION_LIST_MIN_MS) {
+        /* A child announcing changes faster than this would keep the event loop listing for
+         * it alone: tool requests wait (bounded by the hold timer), the listing starts soon. */
+        s->tools_state = TOOLS_LISTING;
+        s->relist = false;
+        int64_t ms = SESSION_LIST_MIN_MS - since;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        evtimer_add(s->list_timer, &tv);
+        return;
+    }
+    tools_list_now(s);
+}
+
+static void tools_list_now(struct session *s)
+{
     s->tools_state = TOOLS_LISTING;
     s->relist = false;
+    s->list_started_ms = front_now_ms();
     contract_free(s->listing);
     s->listing = contract_new(s->m);
     if (s->listing == NULL) {
@@ -944,11 +989,12 @@ static void tools_verify_fail(struct session *s, const char *why)
     snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
     s->tools_state = TOOLS_FAILED;
     s->tools_failed_ms = front_now_ms();
-    log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=\"%s\"", s->id, s->m->name,
+    char qw[384]; /* holds the server's words */
+    log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=%s", s->id, s->m->name,
              s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
              : s->m->pin_mode == CONFIG_PIN_WARN  ? "warn"
                                                   : "off",
-             why);
+             quoted(qw, sizeof(qw), why));
     if (s->relist) {
         tools_verify_start(s);
         return;
@@ -2000,7 +2046,7 @@ void session_refresh_expiry(struct session *s, const struct principal *p)
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    if (s->npending > 0) {
+    if (s->npending > 0 || s->nheld > 0 || s->tools_state == TOOLS_LISTING) {
         session_touch(s);
         return;
     }
@@ -2030,7 +2076,8 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     TAILQ_INIT(&s->held);
     idmap_init(&s->srvreqs);
     s->held_timer = evtimer_new(f->base, on_held_timeout, s);
-    if (s->held_timer == NULL)
+    s->list_timer = evtimer_new(f->base, on_list_timer, s);
+    if (s->held_timer == NULL || s->list_timer == NULL)
         goto fail;
     do {
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -2067,6 +2114,8 @@ fail:
         event_free(s->idle_timer);
     if (s->held_timer != NULL)
         event_free(s->held_timer);
+    if (s->list_timer != NULL)
+        event_free(s->list_timer);
     sse_ring_free(&s->replay);
     principal_free(s->principal);
     free(s);
@@ -2083,6 +2132,7 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     contract_free(s->contract);
     contract_free(s->listing);
     event_free(s->held_timer);
+    event_free(s->list_timer);
     event_free(s->idle_timer);
     if (s->expiry_timer != NULL)
         event_free(s->expiry_timer);
@@ -2099,6 +2149,7 @@ void session_end(struct session *s, const char *why)
     TAILQ_REMOVE(&all_sessions, s, link);
     nsessions--;
     evtimer_del(s->idle_timer);
+    evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
     cJSON *ev = audit_base(s, s->principal, "-", NULL, NULL);

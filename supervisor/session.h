@@ -36,6 +36,7 @@ struct quota_slot;
 #define SESSION_REPLAY_MAX_BYTES (8u << 20)
 #define SESSION_PRESPAWN_MAX     16   /* messages queued before the child runs */
 #define SESSION_RELIST_MS        5000 /* a failed listing is tried again after this */
+#define SESSION_LIST_MIN_MS      250  /* listings of one child start at most this often */
 
 enum stream_kind { STREAM_POST = 0, STREAM_GET, STREAM_LEGACY };
 
@@ -134,6 +135,8 @@ struct session {
     struct held_list held;
     unsigned nheld;
     struct event *held_timer; /* held requests are refused when the verdict takes too long */
+    int64_t list_started_ms;  /* when the last listing started */
+    struct event *list_timer; /* a listing put off: list_changed comes faster than allowed */
     struct idmap srvreqs;     /* our id for a server→client request → struct srvreq */
     uint64_t next_srvreq, next_stream;
     struct sse_ring replay;

@@ -367,6 +367,33 @@ def test_auth_failure_records_are_rate_limited_and_counted(make_daemon, tmp_path
     assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
 
 
+def test_held_calls_answered_without_forwarding_are_recorded(make_daemon, tmp_path):
+    """A call waiting for the tools to be verified, then answered because the session ends, is
+    recorded like other refusals: a call record with forwarded false and its outcome."""
+    path = tmp_path / "audit.jsonl"
+    ms = default_manifests()
+    ms["ts"] = manifest("ts", ["--list-hang"])
+    d = make_daemon(manifests=ms, limits={"spawn_timeout_ms": 8000},
+                    audit={"path": str(path), "sync": "always"},
+                    proc_env={"MCPVISOR_LOG_LEVEL": "debug"})
+    c = _session(d)
+    out = {}
+
+    def call():
+        out["m"] = c.request("tools/call", {"name": "echo", "arguments": {"text": "x"}},
+                             rid="held")
+    t = threading.Thread(target=call)
+    t.start()
+    d.wait_log(r"tool_request_held session=%s" % c.sid[:8])
+    assert c.delete().status in (200, 202, 204)  # ends the session: the held call is answered
+    t.join(5)
+    assert out["m"]["error"]["code"] == -32015, out
+    rec = wait_record(path, event="result", session=c.sid, request_id="held")
+    assert rec["outcome"] == "server_unavailable", rec
+    call_rec = one(records(path), event="call", session=c.sid, request_id="held")
+    assert call_rec["forwarded"] is False and call_rec["tool"] == "echo", call_rec
+
+
 def test_schema_drift_is_recorded(make_daemon, tmp_path):
     from test_pin import pin_of, served_tools
     pins = {t["name"]: pin_of(t) for t in served_tools([TESTSERVER])}

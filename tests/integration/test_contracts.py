@@ -423,3 +423,21 @@ def test_a_held_call_can_be_cancelled(make_daemon):
     assert "m" in out, "the held call was not answered"
     assert out["m"]["error"]["code"] == -32800, out["m"]
     assert time.monotonic() - t0 < 6
+
+
+@pytest.mark.parametrize("body,why", [
+    (b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"typed_calls"}} '
+     b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"typed",'
+     b'"arguments":{"count":1}}}', "after the JSON value"),
+    (b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"typed",'
+     b'"arguments":{"count":1,"name":"ab\\u0000cdefgh"}}}', "NUL"),
+])
+def test_bodies_another_parser_reads_differently_are_refused(make_daemon, body, why):
+    """A second value after the first, or a NUL that ends cJSON's string early: the checks would
+    not see what the server reads, so the body is refused whole."""
+    d = _daemon(make_daemon)
+    c = _session(d)
+    r = d.request("POST", c.path, body, c.headers({"Content-Type": "application/json"}))
+    assert r.status == 400, r
+    assert why in r.json()["error"]["message"]
+    assert int(tool_text(c.call_tool("typed_calls"))) == 0

@@ -466,9 +466,47 @@ static void ascii_escapes_everything_above_tilde(void **state)
     free(ascii);
 }
 
+/* Bytes another parser could read differently from cJSON are flagged, with the value kept. */
+static void parse_flags_what_parsers_read_differently(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *problem; /* a word of the message, or NULL for clean */
+    } cases[] = {
+        {"{\"a\":1}", NULL},
+        {"  {\"a\":1}\r\n ", NULL},
+        {"{\"a\":\"\\\\u0000\"}", NULL}, /* an escaped backslash, then the text u0000 */
+        {"{\"a\":1} {\"b\":2}", "after"},
+        {"{\"a\":1}x", "after"},
+        {"{\"a\":\"ls\\u0000; rm\"}", "NUL"},
+        {"{\"k\\u0000x\":1}", "NUL"},
+        {"{\"a\":1,\"a\":2}", "twice"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *problem = "unset";
+        cJSON *v = jsonrpc_parse(cases[i].text, strlen(cases[i].text), &problem);
+        assert_non_null(v);
+        if (cases[i].problem == NULL)
+            assert_null(problem);
+        else
+            assert_non_null(strstr(problem, cases[i].problem));
+        cJSON_Delete(v);
+    }
+    /* A raw NUL byte inside the bytes. */
+    const char raw[] = "{\"a\":\"x\0y\"}";
+    const char *problem = NULL;
+    cJSON *v = jsonrpc_parse(raw, sizeof(raw) - 1, &problem);
+    assert_true(v == NULL || problem != NULL);
+    cJSON_Delete(v);
+    /* Not JSON at all. */
+    assert_null(jsonrpc_parse("nope", 4, &problem));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parse_flags_what_parsers_read_differently),
         cmocka_unit_test(ascii_escapes_everything_above_tilde),
         cmocka_unit_test(duplicate_keys_are_found_at_any_depth),
         cmocka_unit_test(classify_requests),
