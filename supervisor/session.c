@@ -451,6 +451,8 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
     cJSON_AddStringToObject(ev, "outcome", outcome);
     cJSON_AddNumberToObject(ev, "latency_ms", (double)(front_now_ms() - p->t0_ms));
     cJSON_AddNumberToObject(ev, "bytes_out", (double)bytes_out);
+    if (!p->forwarded)
+        cJSON_AddFalseToObject(ev, "forwarded"); /* refused or cancelled before it went out */
     if (s->child != NULL)
         cJSON_AddNumberToObject(ev, "child_pid", s->child->pid);
     front_audit(s->f, ev);
@@ -939,6 +941,7 @@ static void on_list_timer(evutil_socket_t fd, short what, void *arg)
 
 static void tools_verify_start(struct session *s)
 {
+    s->contract_gen++; /* calls checked before this and not yet forwarded are checked again */
     if (s->tools_state == TOOLS_LISTING) {
         s->relist = true;
         return;
@@ -1345,8 +1348,10 @@ static void pending_send(struct pending *p, char *line, size_t len)
     struct session *s = p->s;
     int rc = send_to_child(s, line, len);
     free(line);
-    if (rc == 0)
+    if (rc == 0) {
+        p->forwarded = true;
         return;
+    }
     if (s->child == NULL && s->spawn == NULL)
         pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running", "server_unavailable",
                      -1);
@@ -1374,6 +1379,16 @@ static void on_call_audited(void *ctx, uint64_t bid, bool ok)
                      "audit unavailable: the audit log cannot be written, so the call was not "
                      "forwarded; retry later",
                      "audit_unavailable", 1000);
+        return;
+    }
+    if (p->tool != NULL && p->contract_gen != p->s->contract_gen) {
+        /* The server announced new tools while the record was being written: the verdict
+         * this call passed may no longer hold. */
+        free(line);
+        pending_fail(p, ERR_SERVER_UNAVAILABLE,
+                     "server unavailable: its tools changed while the call was being recorded, "
+                     "so it was not forwarded; retry",
+                     "server_unavailable", SESSION_LIST_MIN_MS);
         return;
     }
     pending_send(p, line, len);
@@ -1572,6 +1587,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         p->filter_for = principal_dup(caller);
     if (is_call) {
         p->tool = strdup(call_name->valuestring);
+        p->contract_gen = s->contract_gen;
         p->tool_cfg = tc;
         p->schemas = schemas;
         schemas = NULL;

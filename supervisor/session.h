@@ -82,6 +82,8 @@ struct pending {
     size_t bytes_in;
     char *held_line; /* waits for its audit record to be written before it goes out */
     size_t held_len;
+    bool forwarded;        /* its line went to the child */
+    uint64_t contract_gen; /* tools/call: the verdict it was checked against */
     TAILQ_ENTRY(pending) link;
 };
 
@@ -136,6 +138,7 @@ struct session {
     unsigned nheld;
     struct event *held_timer; /* held requests are refused when the verdict takes too long */
     int64_t list_started_ms;  /* when the last listing started */
+    uint64_t contract_gen;    /* bumped whenever the tools may have changed */
     struct event *list_timer; /* a listing put off: list_changed comes faster than allowed */
     struct idmap srvreqs;     /* our id for a server→client request → struct srvreq */
     uint64_t next_srvreq, next_stream;
