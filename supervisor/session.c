@@ -1772,14 +1772,20 @@ static bool version_supported(const char *v)
     return false;
 }
 
+/* The request of this session that a child's answer names, or NULL. */
+static struct pending *pending_answered(struct session *s, const cJSON *msg)
+{
+    uint64_t bid;
+    struct pending *p = NULL;
+    if (our_id(cJSON_GetObjectItemCaseSensitive(msg, "id"), &bid))
+        p = idmap_get(&s->f->pending_ids, bid);
+    return p != NULL && p->s == s ? p : NULL;
+}
+
 static void child_response(struct session *s, cJSON *msg, const char *line, size_t len)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    struct pending *p = NULL;
-    uint64_t bid;
-    if (our_id(id, &bid))
-        p = idmap_get(&s->f->pending_ids, bid);
-    if (p == NULL || p->s != s) {
+    struct pending *p = pending_answered(s, msg);
+    if (p == NULL) {
         log_debug("child_response_dropped session=%.8s note=\"late or unknown id\"", s->id);
         cJSON_Delete(msg);
         return;
@@ -1866,13 +1872,9 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
  * response: the request fails now rather than at its timeout. */
 static void child_malformed_response(struct session *s, cJSON *msg, const char *line, size_t len)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    struct pending *p = NULL;
-    uint64_t bid;
-    if (our_id(id, &bid))
-        p = idmap_get(&s->f->pending_ids, bid);
+    struct pending *p = pending_answered(s, msg);
     cJSON_Delete(msg);
-    if (p == NULL || p->s != s)
+    if (p == NULL)
         return;
     if (p->kind == PENDING_TOOLS_LIST) {
         pending_free(p);
