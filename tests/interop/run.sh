@@ -180,6 +180,26 @@ stop_mcpvisor() { # $1 = which configuration, for the message
     forget_pid "$MCPVISOR_PID"
 }
 
+# Writes $1/api-keys.json (a fresh key for tenant t, agent $3, mode 0600) and $1/mcpvisor.json
+# (tenant t may use server $2); prints the key.
+write_keyed_config() {
+    local dir=$1 server=$2 agent=$3 key sha
+    key=mcpv-interop-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    sha=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+    printf '{"keys": [{"sha256": "%s", "tenant": "t", "user": "interop", "agent": "%s", "scopes": []}]}\n' \
+        "$sha" "$agent" >"$dir/api-keys.json"
+    chmod 600 "$dir/api-keys.json"
+    cat >"$dir/mcpvisor.json" <<EOF
+{
+  "listen": [{"address": "127.0.0.1:0"}],
+  "manifests_dir": "servers",
+  "auth": {"api_keys_file": "api-keys.json"},
+  "tenants": {"t": {"servers": ["$server"]}}
+}
+EOF
+    printf '%s\n' "$key"
+}
+
 # Pins every tool of server $1 (configuration folder $2) with pin --write, switches its
 # manifest to pin_mode enforce and unlisted_tools deny, and checks the result with mcpvisor check.
 pin_and_enforce() {
@@ -293,20 +313,7 @@ EVERY=$WORK/mcpvisor-everything
 mkdir -p "$EVERY/servers"
 write_manifest "$EVERY/servers/everything.json" everything \
     "$HERE/node_modules/@modelcontextprotocol/server-everything/dist/index.js" stdio
-KEY=mcpv-interop-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat >"$EVERY/api-keys.json" <<EOF
-{"keys": [{"sha256": "$KEY_SHA", "tenant": "t", "user": "interop", "agent": "client.mjs", "scopes": []}]}
-EOF
-chmod 600 "$EVERY/api-keys.json"
-cat >"$EVERY/mcpvisor.json" <<EOF
-{
-  "listen": [{"address": "127.0.0.1:0"}],
-  "manifests_dir": "servers",
-  "auth": {"api_keys_file": "api-keys.json"},
-  "tenants": {"t": {"servers": ["everything"]}}
-}
-EOF
+KEY=$(write_keyed_config "$EVERY" everything client.mjs)
 # Contracts on a real SDK server: pin every tool, then enforce the pins and deny anything
 # unpinned, so every call below also passes argument and result validation against the
 # schemas server-everything publishes.
@@ -356,20 +363,7 @@ cat >"$FSV/servers/filesystem.json" <<EOF
   "pin_mode": "off"
 }
 EOF
-FS_KEY=mcpv-interop-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-FS_KEY_SHA=$(printf '%s' "$FS_KEY" | sha256sum | cut -d' ' -f1)
-cat >"$FSV/api-keys.json" <<EOF
-{"keys": [{"sha256": "$FS_KEY_SHA", "tenant": "t", "user": "interop", "agent": "fs-client.mjs", "scopes": []}]}
-EOF
-chmod 600 "$FSV/api-keys.json"
-cat >"$FSV/mcpvisor.json" <<EOF
-{
-  "listen": [{"address": "127.0.0.1:0"}],
-  "manifests_dir": "servers",
-  "auth": {"api_keys_file": "api-keys.json"},
-  "tenants": {"t": {"servers": ["filesystem"]}}
-}
-EOF
+FS_KEY=$(write_keyed_config "$FSV" filesystem fs-client.mjs)
 if start_mcpvisor "$FSV/mcpvisor.json" "$WORK/mcpvisor-filesystem.log"; then
     echo "mcpvisor listening at http://127.0.0.1:$PORT/servers/filesystem/mcp"
     MCP_INTEROP_TOKEN=$FS_KEY timeout 100 "$NODE" "$HERE/fs-client.mjs" \
