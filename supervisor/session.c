@@ -1438,17 +1438,12 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
         front_audit(s->f, ev);
     }
     *refused = "quota_exceeded";
-    cJSON *e = jsonrpc_error_new(id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", retry);
-    cJSON *data =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
-    cJSON_AddStringToObject(data, "tool", tc->name);
+    cJSON *extra = cJSON_CreateObject();
     if (tc->version != NULL)
-        cJSON_AddStringToObject(data, "tool_version", tc->version);
-    char *et = e != NULL ? jsonrpc_print(e) : NULL;
-    cJSON_Delete(e);
-    deliver_text(st, et);
-    free(et);
-    return -1;
+        cJSON_AddStringToObject(extra, "tool_version", tc->version);
+    if (retry >= 0)
+        cJSON_AddNumberToObject(extra, "retry_after_ms", (double)retry);
+    return refuse_tool_data(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, extra);
 }
 
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
