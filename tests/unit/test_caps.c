@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "testchild.h"
 
 #define NOBODY 65534
 
@@ -78,7 +79,7 @@ static bool need_root(void)
 
 static void run_child(int (*fn)(void))
 {
-    pid_t pid = fork();
+    pid_t pid = test_fork();
     assert_true(pid != -1);
     if (pid == 0)
         _exit(fn());

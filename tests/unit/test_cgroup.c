@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "testchild.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -238,7 +239,7 @@ static void detect_as_nobody(struct sandbox_cgroup *cg)
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
+    pid_t pid = test_fork();
     assert_true(pid != -1);
     if (pid == 0) {
         struct sandbox_cgroup c;
@@ -468,7 +469,7 @@ static void real_leaf_is_entered_and_released(void **state)
 
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
+    pid_t pid = test_fork();
     assert_true(pid != -1);
     if (pid == 0) {
         close(p[1]);

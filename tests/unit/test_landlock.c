@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "landlock.h"
+#include "testchild.h"
 
 static int abi;
 static int use_abi;      /* the ABI a child restricts with (each of 1..abi in turn) */
@@ -96,7 +97,7 @@ static bool need_landlock(void)
 /* Runs fn in a forked child and asserts it exits 0; otherwise names the failed expectation. */
 static void run_child(int (*fn)(void))
 {
-    pid_t pid = fork();
+    pid_t pid = test_fork();
     assert_true(pid != -1);
     if (pid == 0)
         _exit(fn());
