@@ -699,7 +699,7 @@ static int refuse_tool(struct stream *st, const cJSON *id, int code, const char 
  */
 
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                          size_t len, const struct principal *caller);
+                          size_t len, const struct principal *caller, bool accepted);
 
 #define REPORTED_MAX 4096 /* distinct (server, tool, definition) reports remembered */
 
@@ -809,7 +809,7 @@ static void held_release(struct session *s)
         h->text = NULL;
         held_free(s, h);
         st->waiting--; /* client_request counts it again */
-        client_request(s, msg, st, text, len, caller);
+        client_request(s, msg, st, text, len, caller, true);
         free(text);
         principal_free(caller);
     }
@@ -1446,8 +1446,10 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
     return refuse_tool_data(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, extra);
 }
 
+/* accepted: the request was taken in earlier (held for a listing), so a drain that began since
+ * does not refuse it: only work that arrives while draining is refused. */
 static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                          size_t len, const struct principal *caller)
+                          size_t len, const struct principal *caller, bool accepted)
 {
     const struct config_limits *lim = &s->f->cfg->limits;
     const char *method = jsonrpc_method(msg);
@@ -1482,7 +1484,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
             goto out;
         }
     }
-    if (s->f->draining) {
+    if (s->f->draining && !accepted) {
         refused = "server_unavailable";
         rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
                     "draining: the server is stopping; retry on a new session",
@@ -1677,7 +1679,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
     size_t outlen = 0;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
-        return client_request(s, msg, st, text, len, caller);
+        return client_request(s, msg, st, text, len, caller, false);
 
     if (kind == JSONRPC_RESPONSE) {
         /* The client answers a request the child made: give the child its own id back. */

@@ -4,7 +4,7 @@ import os
 import signal
 import socket
 
-from conftest import McpClient, pid_alive, tool_text, wait_for
+from conftest import McpClient, default_manifests, manifest, pid_alive, tool_text, wait_for
 
 
 def _status(pid):
@@ -172,17 +172,11 @@ def _read_all(s):
         chunks.append(b)
 
 
-def test_sigterm_drains_in_flight_request(make_daemon):
-    d = make_daemon()
-    c = McpClient(d)
-    c.initialize()
-    s = _raw_post(d, c, {"jsonrpc": "2.0", "id": "drain", "method": "tools/call",
-                         "params": {"name": "slow", "arguments": {"ms": 700}}})
-    # a later exchange on another connection: by its answer the daemon has read the first one
-    assert d.request("GET", "/healthz", key=None).status == 200
+def _drain_and_expect_result(d, s, ms):
+    """SIGTERM with one call in flight: no new session starts, the call gets its result."""
+    mark = d.mark()
     d.proc.send_signal(signal.SIGTERM)
-    d.wait_log(r"msg=draining .*requests_in_flight=1", 5)
-    # no new sessions while draining
+    d.wait_log(r"msg=draining .*requests_in_flight=1", 5, start=mark)
     r = d.request("POST", "/servers/ts/mcp", {
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
@@ -192,8 +186,35 @@ def test_sigterm_drains_in_flight_request(make_daemon):
     raw = _read_all(s)
     s.close()
     assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
-    assert b"slept 700" in raw, raw
+    assert b"slept %d" % ms in raw, raw
+    assert b"draining" not in raw, raw
     assert d.stop() == 0
+
+
+def test_sigterm_drains_in_flight_request(make_daemon):
+    d = make_daemon()
+    c = McpClient(d)
+    c.initialize()
+    c.call_tool("echo", {"text": "tools verified"})
+    s = _raw_post(d, c, {"jsonrpc": "2.0", "id": "drain", "method": "tools/call",
+                         "params": {"name": "slow", "arguments": {"ms": 700}}})
+    # the child says it has the call: it was forwarded before SIGTERM
+    d.wait_log(r"msg=child_stderr .*slow: sleeping 700 ms", 5)
+    _drain_and_expect_result(d, s, 700)
+
+
+def test_sigterm_answers_a_call_held_for_the_tool_listing(make_daemon):
+    """A call taken in while the broker still verifies the child's tools (so it waits, held) was
+    accepted before SIGTERM: it is forwarded once the listing is judged, and answered."""
+    man = default_manifests()
+    man["ts"] = manifest("ts", ["--list-delay", "1500"])
+    d = make_daemon(manifests=man, proc_env={"MCPVISOR_LOG_LEVEL": "debug"})
+    c = McpClient(d)
+    c.initialize()
+    s = _raw_post(d, c, {"jsonrpc": "2.0", "id": "held", "method": "tools/call",
+                         "params": {"name": "slow", "arguments": {"ms": 100}}})
+    d.wait_log(r"msg=tool_request_held ", 5)
+    _drain_and_expect_result(d, s, 100)
 
 
 def test_drain_accepts_answers_to_server_requests(make_daemon):

@@ -22,6 +22,8 @@
  *   --list-error            answer tools/list with error -32603 "listing failed"
  *   --list-error-first N    answer the first N tools/list requests with that error
  *   --list-storm            send notifications/tools/list_changed before every tools/list answer
+ *   --list-delay MS         sleep MS milliseconds (reading nothing) before the first tools/list
+ *                           answer, so requests that arrive meanwhile wait for the listing
  * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
  * trusts its input and dies on allocation failure.
  */
@@ -69,6 +71,7 @@ static bool list_error;         /* --list-error */
 static long long list_errors;   /* --list-error-first N: errors left to give */
 static bool list_storm;         /* --list-storm */
 static long long page_size;     /* --page-size; 0: one page */
+static long long list_delay_ms; /* --list-delay; spent on the first tools/list */
 static unsigned long typed_seq; /* calls to `typed` */
 
 static char *line_buf;
@@ -276,14 +279,21 @@ static void tool_add(const cJSON *id, const cJSON *params, const cJSON *args)
     send_text(id, text);
 }
 
+static void sleep_ms(long long ms)
+{
+    struct timespec left = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&left, &left) == -1 && errno == EINTR)
+        ;
+}
+
 static void tool_slow(const cJSON *id, const cJSON *params, const cJSON *args)
 {
     long long ms;
     if (arg_integer(id, args, "ms", MAX_SLOW_MS, &ms) == -1)
         return;
-    struct timespec left = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&left, &left) == -1 && errno == EINTR)
-        ;
+    /* Tests wait for this line to know the call reached the child. */
+    fprintf(stderr, "slow: sleeping %lld ms\n", ms);
+    sleep_ms(ms);
     char text[64];
     snprintf(text, sizeof(text), "slept %lld", ms);
     send_text(id, text);
@@ -741,6 +751,10 @@ static void method_initialize(const cJSON *id, const cJSON *params)
  */
 static void method_tools_list(const cJSON *id, const cJSON *params)
 {
+    if (list_delay_ms > 0) {
+        sleep_ms(list_delay_ms);
+        list_delay_ms = 0;
+    }
     size_t shown = 0;
     for (size_t i = 0; i < N_TOOLS; i++)
         shown += !tools[i].hidden;
@@ -1006,6 +1020,8 @@ int main(int argc, char **argv)
             list_errors = count_arg(argc, argv, i++, 1, 1000);
         else if (strcmp(a, "--list-storm") == 0)
             list_storm = true;
+        else if (strcmp(a, "--list-delay") == 0)
+            list_delay_ms = count_arg(argc, argv, i++, 1, MAX_SLOW_MS);
     }
 
     for (long long i = 1; i <= stderr_lines; i++)
