@@ -5,6 +5,14 @@
  * trees, merged-usr symlinks, the loader cache, TLS trust roots, time zone), the folder of the
  * command, and the manifest's read_only, read_write and tmpfs lists (tmpfs default: /tmp).
  * Nothing else of the host exists inside. Mounts are ordered parents first.
+ *
+ * Nesting: a mount inside a tmpfs or the bare skeleton gets its mount point created there. A
+ * mount inside a bind lands on the host's own file, which the bind already shows: it must exist
+ * there (nothing is ever created through a bind, read-only or not), and it is dropped when it
+ * would change nothing (same kind as the bind, a symlink, or one of mcpvisor's runtime paths).
+ * So read_only ["/etc"] keeps /etc whole, and read_write ["/data"] with read_only
+ * ["/data/conf"] makes /data/conf read-only. Every rule is applied here, before any spawn, so a
+ * manifest that `mcpvisor check` accepts also spawns.
  */
 #include "policy.h"
 
@@ -109,27 +117,41 @@ void sandbox_missing(const struct sandbox_features *f, const struct config_manif
 #undef MISSING
 }
 
-static bool covered(const struct sandbox_profile *p, const char *path)
+static bool beneath(const char *path, const char *parent)
 {
-    for (size_t i = 0; i < p->nmounts; i++) {
-        size_t n = strlen(p->mounts[i].path);
-        /* a bind shows the host's content beneath it; a tmpfs does not */
-        if (p->mounts[i].kind != SPAWN_MOUNT_LINK && p->mounts[i].kind != SPAWN_MOUNT_TMPFS &&
-            strncmp(path, p->mounts[i].path, n) == 0 && (path[n] == '\0' || path[n] == '/'))
-            return true;
+    size_t n = strlen(parent);
+    if (strcmp(parent, "/") == 0)
+        return path[0] == '/' && path[1] != '\0';
+    return strncmp(path, parent, n) == 0 && path[n] == '/';
+}
+
+static bool listed(const struct sandbox_profile *p, const char *path)
+{
+    for (size_t i = 0; i < p->nmounts; i++)
         if (strcmp(path, p->mounts[i].path) == 0)
             return true;
-    }
     return false;
 }
 
-/* Adds one path; `optional` paths that do not exist on this host are skipped silently. */
+/* Adds one path (the first one named wins). `implicit`: mcpvisor's own choice, not the
+ * manifest's; `optional`: skipped silently when this host does not have it. */
 static int add_path(struct sandbox_profile *p, const char *path, enum spawn_mount_kind kind,
-                    bool optional, char *err, size_t errlen)
+                    bool implicit, bool optional, char *err, size_t errlen)
 {
     struct stat st;
-    if (covered(p, path))
+    if (listed(p, path))
         return 0;
+    /* The skeleton's own /dev and /proc are mounted over whatever is there, and a bind of the
+     * host's / leaves no skeleton to build them in. */
+    if (!implicit && (strcmp(path, "/") == 0 || strcmp(path, "/dev") == 0 ||
+                      strcmp(path, "/proc") == 0 || beneath(path, "/dev") ||
+                      beneath(path, "/proc"))) {
+        snprintf(err, errlen,
+                 "sandbox path %s: the sandbox has its own /, /dev and /proc; name the folders "
+                 "the server needs instead",
+                 path);
+        return -1;
+    }
     if (p->nmounts == SPAWN_MAX_MOUNTS) {
         snprintf(err, errlen, "more than %d sandbox paths", SPAWN_MAX_MOUNTS);
         return -1;
@@ -142,6 +164,7 @@ static int add_path(struct sandbox_profile *p, const char *path, enum spawn_moun
     }
     snprintf(m->path, sizeof(m->path), "%s", path);
     m->kind = kind;
+    m->implicit = implicit;
     if (kind == SPAWN_MOUNT_TMPFS) {
         m->is_dir = true;
         p->nmounts++;
@@ -175,6 +198,48 @@ static int by_length(const void *a, const void *b)
     return lx < ly ? -1 : lx > ly ? 1 : strcmp(x->path, y->path);
 }
 
+/* Applies the nesting rules (see the top of this file) to mounts sorted parents first. */
+static int resolve_nesting(struct sandbox_profile *p, char *err, size_t errlen)
+{
+    static const char *const kinds[] = {"read_only", "read_write", "tmpfs", "symlink"};
+    size_t kept = 0;
+    for (size_t i = 0; i < p->nmounts; i++) {
+        struct spawn_mount *m = &p->mounts[i];
+        const struct spawn_mount *around = NULL; /* the nearest kept mount enclosing m */
+        for (size_t j = 0; j < kept; j++)
+            if (beneath(m->path, p->mounts[j].path) &&
+                (around == NULL || strlen(p->mounts[j].path) > strlen(around->path)))
+                around = &p->mounts[j];
+        if (around != NULL && around->kind == SPAWN_MOUNT_LINK && m->implicit)
+            continue;
+        if (around != NULL && around->kind == SPAWN_MOUNT_LINK) {
+            snprintf(err, errlen,
+                     "sandbox path %s: %s is a symlink on this host; name the path it points to",
+                     m->path, around->path);
+            return -1;
+        }
+        if (around != NULL && around->kind != SPAWN_MOUNT_TMPFS) {
+            /* Inside a bind: the host's own file is the mount point. */
+            if (m->implicit || m->kind == around->kind || m->kind == SPAWN_MOUNT_LINK)
+                continue;
+            struct stat st;
+            if (m->kind == SPAWN_MOUNT_TMPFS &&
+                (lstat(m->path, &st) == -1 || !S_ISDIR(st.st_mode))) {
+                snprintf(err, errlen,
+                         "tmpfs %s is inside %s %s, which shows the host's files: %s must exist "
+                         "there as a folder (create it, or move the tmpfs)",
+                         m->path, kinds[around->kind], around->path, m->path);
+                return -1;
+            }
+        }
+        if (kept != i)
+            p->mounts[kept] = *m;
+        kept++;
+    }
+    p->nmounts = kept;
+    return 0;
+}
+
 int sandbox_profile_build(const struct config_manifest *m, struct sandbox_profile *p, char *err,
                           size_t errlen)
 {
@@ -185,29 +250,29 @@ int sandbox_profile_build(const struct config_manifest *m, struct sandbox_profil
 
     /* Writable and tmpfs paths first, so a runtime path beneath them is not bound twice. */
     for (size_t i = 0; i < sb->nread_write; i++) {
-        if (add_path(p, sb->read_write[i], SPAWN_MOUNT_RW, false, err, errlen) == -1)
+        if (add_path(p, sb->read_write[i], SPAWN_MOUNT_RW, false, false, err, errlen) == -1)
             return -1;
     }
     if (sb->ntmpfs == 0) {
-        if (add_path(p, "/tmp", SPAWN_MOUNT_TMPFS, false, err, errlen) == -1)
+        if (add_path(p, "/tmp", SPAWN_MOUNT_TMPFS, true, false, err, errlen) == -1)
             return -1;
     }
     for (size_t i = 0; i < sb->ntmpfs; i++) {
-        if (add_path(p, sb->tmpfs[i], SPAWN_MOUNT_TMPFS, false, err, errlen) == -1)
+        if (add_path(p, sb->tmpfs[i], SPAWN_MOUNT_TMPFS, false, false, err, errlen) == -1)
             return -1;
     }
     for (size_t i = 0; i < sizeof(runtime_paths) / sizeof(runtime_paths[0]); i++) {
-        if (add_path(p, runtime_paths[i], SPAWN_MOUNT_RO, true, err, errlen) == -1)
+        if (add_path(p, runtime_paths[i], SPAWN_MOUNT_RO, true, true, err, errlen) == -1)
             return -1;
     }
     if (p->network) {
         for (size_t i = 0; i < sizeof(host_network_paths) / sizeof(host_network_paths[0]); i++) {
-            if (add_path(p, host_network_paths[i], SPAWN_MOUNT_RO, true, err, errlen) == -1)
+            if (add_path(p, host_network_paths[i], SPAWN_MOUNT_RO, true, true, err, errlen) == -1)
                 return -1;
         }
     }
     for (size_t i = 0; i < sb->nread_only; i++) {
-        if (add_path(p, sb->read_only[i], SPAWN_MOUNT_RO, false, err, errlen) == -1)
+        if (add_path(p, sb->read_only[i], SPAWN_MOUNT_RO, false, false, err, errlen) == -1)
             return -1;
     }
     /* The command's own folder (its binary, or the script's interpreter is in /usr). */
@@ -215,10 +280,12 @@ int sandbox_profile_build(const struct config_manifest *m, struct sandbox_profil
     char *slash = strrchr(dir, '/');
     if (slash != NULL && slash != dir) {
         *slash = '\0';
-        if (add_path(p, dir, SPAWN_MOUNT_RO, false, err, errlen) == -1)
+        if (add_path(p, dir, SPAWN_MOUNT_RO, true, false, err, errlen) == -1)
             return -1;
     }
     qsort(p->mounts, p->nmounts, sizeof(p->mounts[0]), by_length);
+    if (resolve_nesting(p, err, errlen) == -1)
+        return -1;
 
     /* Landlock mirrors the view: read (and execute) where bound read-only, everything where
      * writable; /dev for the null device and friends, /proc read-only. */

@@ -109,8 +109,13 @@ static int mkdirs(char *path, size_t rootlen)
     return 0;
 }
 
+/* The mount point of a bind: created in the skeleton or a tmpfs; inside another bind it is the
+ * host's own file, which the policy checked exists, so nothing is created there. */
 static int make_target(char *target, size_t rootlen, bool is_dir)
 {
+    struct stat st;
+    if (lstat(target, &st) == 0)
+        return 0;
     char *slash = strrchr(target, '/');
     if (is_dir)
         return mkdirs(target, rootlen);

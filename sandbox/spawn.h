@@ -35,6 +35,8 @@ struct spawn_mount {
     char path[256];   /* the path, the same inside and outside */
     char target[256]; /* SPAWN_MOUNT_LINK: the link's content */
     bool is_dir;      /* binds: a directory (else a file) */
+    bool implicit;    /* mcpvisor's own choice (runtime files, the command's folder): yields to
+                         any bind the manifest makes around it */
 };
 
 struct spawn_rlimits {

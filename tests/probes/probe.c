@@ -666,6 +666,28 @@ static void try_create(struct result *r, const char *path)
     }
 }
 
+/* The filesystem view as a server sees it (not escapes): "create" makes arguments.path and leaves
+ * it there, "read" opens it; result "ok" or "refused" with the errno. */
+static void probe_create(const struct args *a, struct result *r)
+{
+    int fd = open(a->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int e = fd == -1 ? errno : 0;
+    buf_fmt(&r->detail, "create %s: %s", a->path, errname(e));
+    if (fd >= 0)
+        close(fd);
+    set(r, fd >= 0 ? "ok" : "refused", e);
+}
+
+static void probe_read(const struct args *a, struct result *r)
+{
+    int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+    int e = fd == -1 ? errno : 0;
+    buf_fmt(&r->detail, "open %s: %s", a->path, errname(e));
+    if (fd >= 0)
+        close(fd);
+    set(r, fd >= 0 ? "ok" : "refused", e);
+}
+
 static void probe_write_etc(const struct args *a, struct result *r)
 {
     try_create(r, "/etc/probe-test");
@@ -1202,6 +1224,8 @@ static const struct probe probes[] = {
     {"chroot", probe_chroot},
     {"shadow", probe_shadow},
     {"write_etc", probe_write_etc},
+    {"create", probe_create},
+    {"read", probe_read},
     {"write_usr", probe_write_usr},
     {"raw_socket", probe_raw_socket},
     {"packet_socket", probe_packet_socket},
