@@ -4,7 +4,8 @@
 # `./manifests/demo/run.sh BUILD_DIR` from the repository root).
 #
 # On first run it creates a development API key for tenant "demo" (manifests/demo/dev-key and
-# manifests/demo/api-keys.json, both mode 0600 and git-ignored), then checks the configuration,
+# manifests/demo/api-keys.json, both mode 0600 and git-ignored), keeps run-time state in
+# manifests/demo/run/ (git-ignored), then checks the configuration,
 # prints a curl session and an MCP client configuration to try, and execs the daemon.
 # It never overwrites an existing key pair; delete both files to get a new key.
 
@@ -55,6 +56,11 @@ if [ ! -s "$key_file" ] || [ ! -s "$keys_file" ]; then
 fi
 key=$(cat "$key_file")
 
+# Run-time state (the audit log: session ids, argument hashes) lives in $demo/run, which git
+# ignores, so it cannot be committed by mistake.
+mkdir -p "$demo/run"
+chmod 0700 "$demo/run"
+
 # --- check the configuration before printing anything that depends on it ---
 "$mcpvisor" check -c "$config" || die "the demo configuration does not pass 'mcpvisor check'"
 
@@ -93,7 +99,7 @@ Or point an MCP client at it (the key is a development key for this machine only
 
 {"mcpServers":{"demo":{"type":"http","url":"$url","headers":{"Authorization":"Bearer $key"}}}}
 
-Audit log: $root/$demo/audit.jsonl    Stop: Ctrl-C
+Audit log: $root/$demo/run/audit.jsonl    Stop: Ctrl-C
 
 EOF
 

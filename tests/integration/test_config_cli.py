@@ -1,10 +1,14 @@
 """The command line: check, keygen, run's refusals."""
 import hashlib
+import os
 import json
 import re
 import subprocess
 
-from conftest import MCPVISOR, SANITIZER_MARKERS, TESTSERVER, Daemon, McpClient, tool_text
+import pytest
+
+from conftest import (MCPVISOR, REPO, SANITIZER_MARKERS, TESTSERVER, Daemon, McpClient,
+                      tool_text)
 
 
 def _run(args):
@@ -222,3 +226,19 @@ def test_version():
     p = _run(["version"])
     assert p.returncode == 0
     assert re.match(r"mcpvisor \d+\.\d+", p.stdout)
+
+
+def test_demo_keeps_run_time_state_out_of_git():
+    """`make run` writes the audit log (session ids, argument hashes) where the demo configuration
+    says; that place must be ignored by git so it cannot be committed by mistake."""
+    import json as _json
+    import shutil as _shutil
+    if _shutil.which("git") is None or not os.path.isdir(os.path.join(REPO, ".git")):
+        pytest.skip("not a git checkout")
+    demo = os.path.join(REPO, "manifests", "demo")
+    with open(os.path.join(demo, "mcpvisor.json")) as f:
+        audit = _json.load(f)["audit"]["path"]
+    path = os.path.normpath(os.path.join(demo, audit))
+    assert path.startswith(demo + os.sep), path
+    p = subprocess.run(["git", "-C", REPO, "check-ignore", "-q", path])
+    assert p.returncode == 0, "%s is not ignored by git" % path
