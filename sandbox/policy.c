@@ -143,9 +143,9 @@ static int add_path(struct sandbox_profile *p, const char *path, enum spawn_moun
         return 0;
     /* The skeleton's own /dev and /proc are mounted over whatever is there, and a bind of the
      * host's / leaves no skeleton to build them in. */
-    if (!implicit && (strcmp(path, "/") == 0 || strcmp(path, "/dev") == 0 ||
-                      strcmp(path, "/proc") == 0 || beneath(path, "/dev") ||
-                      beneath(path, "/proc"))) {
+    if (!implicit &&
+        (strcmp(path, "/") == 0 || strcmp(path, "/dev") == 0 || strcmp(path, "/proc") == 0 ||
+         beneath(path, "/dev") || beneath(path, "/proc"))) {
         snprintf(err, errlen,
                  "sandbox path %s: the sandbox has its own /, /dev and /proc; name the folders "
                  "the server needs instead",
