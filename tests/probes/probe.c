@@ -668,24 +668,24 @@ static void try_create(struct result *r, const char *path)
 
 /* The filesystem view as a server sees it (not escapes): "create" makes arguments.path and leaves
  * it there, "read" opens it; result "ok" or "refused" with the errno. */
-static void probe_create(const struct args *a, struct result *r)
+static void open_path(struct result *r, const char *path, int flags, const char *verb)
 {
-    int fd = open(a->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, flags | O_CLOEXEC, 0644);
     int e = fd == -1 ? errno : 0;
-    buf_fmt(&r->detail, "create %s: %s", a->path, errname(e));
+    buf_fmt(&r->detail, "%s %s: %s", verb, path, errname(e));
     if (fd >= 0)
         close(fd);
     set(r, fd >= 0 ? "ok" : "refused", e);
 }
 
+static void probe_create(const struct args *a, struct result *r)
+{
+    open_path(r, a->path, O_WRONLY | O_CREAT, "create");
+}
+
 static void probe_read(const struct args *a, struct result *r)
 {
-    int fd = open(a->path, O_RDONLY | O_CLOEXEC);
-    int e = fd == -1 ? errno : 0;
-    buf_fmt(&r->detail, "open %s: %s", a->path, errname(e));
-    if (fd >= 0)
-        close(fd);
-    set(r, fd >= 0 ? "ok" : "refused", e);
+    open_path(r, a->path, O_RDONLY, "open");
 }
 
 static void probe_write_etc(const struct args *a, struct result *r)
