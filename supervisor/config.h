@@ -130,20 +130,24 @@ struct config_manifest {
 };
 
 struct config_limits {
-    size_t max_body_bytes;            /* 1 MiB; request bodies, 413 beyond */
-    size_t max_header_bytes;          /* 16 KiB; all request headers together */
-    uint32_t max_connections;         /* 1024; concurrent HTTP connections */
-    uint32_t max_sessions;            /* 10000; 503 beyond */
-    uint32_t session_idle_s;          /* 900; idle sessions end with their child */
-    size_t max_line_bytes;            /* 4 MiB; one JSON-RPC line from a child */
-    uint32_t request_timeout_ms;      /* 60000 */
-    uint32_t max_pending_per_session; /* 64 in-flight client requests per session */
-    size_t max_child_write_bytes;     /* 8 MiB queued towards one child's stdin */
-    uint32_t sse_replay_events;       /* 256 events kept per session for Last-Event-ID */
-    uint32_t stderr_lines_per_s;      /* 50 stderr lines logged per child per second */
-    uint32_t spawn_timeout_ms;        /* 10000; spawn + initialize */
-    double principal_rate_per_s;      /* 0 = off; HTTP requests per principal (tenant+user) */
-    uint32_t principal_burst;         /* default: one second of the rate, at least 1 */
+    size_t max_body_bytes;                /* 1 MiB; request bodies, 413 beyond */
+    size_t max_header_bytes;              /* 16 KiB; all request headers together */
+    uint32_t max_connections;             /* 1024; concurrent HTTP connections */
+    uint32_t max_connections_per_address; /* 256; from one IPv4 address or IPv6 /64 */
+    uint32_t header_timeout_ms;           /* 10000; absolute deadline for a request head */
+    uint32_t body_timeout_ms;             /* 30000; absolute deadline for a request body */
+    uint32_t keepalive_timeout_ms;        /* 60000; idle connection between requests */
+    uint32_t max_sessions;                /* 10000; 503 beyond */
+    uint32_t session_idle_s;              /* 900; idle sessions end with their child */
+    size_t max_line_bytes;                /* 4 MiB; one JSON-RPC line from a child */
+    uint32_t request_timeout_ms;          /* 60000 */
+    uint32_t max_pending_per_session;     /* 64 in-flight client requests per session */
+    size_t max_child_write_bytes;         /* 8 MiB queued towards one child's stdin */
+    uint32_t sse_replay_events;           /* 256 events kept per session for Last-Event-ID */
+    uint32_t stderr_lines_per_s;          /* 50 stderr lines logged per child per second */
+    uint32_t spawn_timeout_ms;            /* 10000; spawn + initialize */
+    double principal_rate_per_s;          /* 0 = off; HTTP requests per principal (tenant+user) */
+    uint32_t principal_burst;             /* default: one second of the rate, at least 1 */
 };
 
 struct config {

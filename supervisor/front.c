@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/listener.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +24,7 @@
 #include "audit.h"
 #include "child.h"
 #include "http.h"
+#include "httpd.h"
 #include "quota.h"
 #include "seccomp.h"
 #include "jwks.h"
@@ -34,11 +33,10 @@
 #include "privsep.h"
 #include "session.h"
 
-#define FRONT_DRAIN_S          10
-#define FRONT_HEADER_TIMEOUT_S 30
-#define FRONT_DRAIN_TICK_MS    50
-#define FRONT_KEEPALIVE_S      15
-#define FRONT_QUOTA_SWEEP_S    10 /* idle quota buckets are dropped this often */
+#define FRONT_DRAIN_S       10
+#define FRONT_DRAIN_TICK_MS 50
+#define FRONT_KEEPALIVE_S   15
+#define FRONT_QUOTA_SWEEP_S 10 /* idle quota buckets are dropped this often */
 
 struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
                                 front_spawn_cb cb, void *arg)
@@ -170,7 +168,7 @@ static void reload_tls(struct front *f, int fd)
         front_audit(f, ev);
         return;
     }
-    for (size_t i = 0; i < f->nhttp && i < ncfg->nlisteners; i++) {
+    for (size_t i = 0; i < f->nlisteners && i < ncfg->nlisteners; i++) {
         const struct config_listener *nl = &ncfg->listeners[i];
         if (nl->tls_cert_pem == NULL || f->cfg->listeners[i].tls_cert_pem == NULL)
             continue;
@@ -182,7 +180,7 @@ static void reload_tls(struct front *f, int fd)
                       nl->address, err);
             continue;
         }
-        http_listener_set_tls(f->listener[i], f->http[i], tls);
+        http_listener_set_tls(f->listener[i], tls);
         n++;
     }
     jwks_reload_text(f->jwks, ncfg->jwt_jwks_text);
@@ -414,7 +412,6 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     idmap_init(&f.spawns);
     idmap_init(&f.children);
     idmap_init(&f.lingering);
-    idmap_init(&f.conns);
     idmap_init(&f.pending_ids);
     signal(SIGPIPE, SIG_IGN);
 
@@ -453,31 +450,36 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     }
 
     f.jwks = jwks_new(f.base, cfg);
+    const struct httpd_limits hl = {
+        .max_header_bytes = cfg->limits.max_header_bytes,
+        .max_body_bytes = cfg->limits.max_body_bytes,
+        .max_connections = cfg->limits.max_connections,
+        .max_per_address = cfg->limits.max_connections_per_address,
+        .header_timeout_ms = cfg->limits.header_timeout_ms,
+        .body_timeout_ms = cfg->limits.body_timeout_ms,
+        .idle_timeout_ms = cfg->limits.keepalive_timeout_ms,
+    };
+    f.httpd = httpd_new(f.base, &hl);
+    if (f.httpd == NULL)
+        fatalx("cannot create the HTTP server");
     for (size_t i = 0; i < nl; i++) {
-        struct evhttp *h = evhttp_new(f.base);
         struct http_listener *ctx = http_listener_new(&f, cfg->listeners[i].admin);
-        if (h == NULL || ctx == NULL)
-            fatalx("evhttp_new");
+        if (ctx == NULL)
+            fatalx("out of memory");
         f.listener[i] = ctx;
+        f.nlisteners++;
         if (cfg->listeners[i].tls_cert_pem != NULL) {
             char err[256];
             struct ssl_ctx_st *tls = tls_server_ctx(
                 cfg->listeners[i].tls_cert_pem, cfg->listeners[i].tls_key_pem, err, sizeof(err));
             if (tls == NULL)
                 fatalx("listener %s: %s", cfg->listeners[i].address, err);
-            http_listener_set_tls(ctx, h, tls);
+            http_listener_set_tls(ctx, tls);
         }
-        evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
-        evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
-        evhttp_set_timeout(h, FRONT_HEADER_TIMEOUT_S);
-        evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
-                                          EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                          EVHTTP_REQ_PATCH);
-        evhttp_set_default_content_type(h, "application/json");
-        evhttp_set_gencb(h, http_handle, ctx);
-        if (evhttp_accept_socket(h, lfds[i]) == -1)
+        if (httpd_listen(f.httpd, lfds[i], http_handle,
+                         cfg->listeners[i].tls_cert_pem != NULL ? http_listener_new_ssl : NULL,
+                         ctx) == -1)
             fatalx("cannot accept on listener %s", cfg->listeners[i].address);
-        f.http[f.nhttp++] = h;
         listening_log(lfds[i], cfg->listeners[i].admin, cfg->listeners[i].tls_cert_pem != NULL);
     }
     log_info("ready listeners=%zu servers=%zu tenants=%zu", nl, cfg->nmanifests, cfg->ntenants);
@@ -491,8 +493,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     struct timeval flush = {0, 200000};
     event_base_loopexit(f.base, &flush);
     event_base_dispatch(f.base);
-    for (size_t i = 0; i < f.nhttp; i++)
-        evhttp_free(f.http[i]);
+    httpd_free(f.httpd);
     for (size_t i = 0; i < nl; i++)
         http_listener_free(f.listener[i]);
     jwks_free(f.jwks);
@@ -508,7 +509,6 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     idmap_clear(&f.spawns, free);
     idmap_clear(&f.lingering, lingering_release); /* stopping: no more grace */
     idmap_free(&f.children);
-    idmap_free(&f.conns);
     idmap_free(&f.pending_ids);
     event_base_free(f.base);
     log_info("stopped");

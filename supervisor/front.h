@@ -17,14 +17,12 @@
 
 struct event_base;
 struct event;
-struct evhttp;
+struct httpd;
 struct child;
 struct jwks;
 struct http_listener;
 struct audit;
 struct quota_table;
-
-#define FRONT_CONN_IDLE ((void *)1)
 
 /* Called once per spawn request: pid > 0 with the child's three fds (ownership passes to the
  * callee), or pid == -1 with the failed step and errno. */
@@ -45,16 +43,15 @@ struct front {
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *drain_timer, *keepalive;
     unsigned drain_ticks;
-    struct evhttp *http[CONFIG_MAX_LISTENERS];
+    struct httpd *httpd;
     struct http_listener *listener[CONFIG_MAX_LISTENERS];
-    size_t nhttp;
+    size_t nlisteners;
     struct jwks *jwks; /* NULL without auth.jwt */
     bool draining;
     uint64_t next_spawn_req;
     struct idmap spawns;      /* req → struct front_spawn */
     struct idmap children;    /* pid → struct child */
     struct idmap lingering;   /* pid → kill timer of a child let go gracefully */
-    struct idmap conns;       /* evhttp_connection → its current stream, or FRONT_CONN_IDLE */
     uint64_t next_bid;        /* broker ids: unique across the process */
     struct idmap pending_ids; /* broker id → struct pending */
     struct audit *audit;      /* NULL without an audit log */

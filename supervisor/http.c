@@ -11,8 +11,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdbool.h>
@@ -29,6 +27,7 @@
 #include "auth.h"
 #include "errors.h"
 #include "front.h"
+#include "httpd.h"
 #include "jose.h"
 #include "jsonrpc.h"
 #include "jwks.h"
@@ -37,8 +36,7 @@
 #include "session.h"
 #include "sse.h"
 
-#define HTTP_STREAM_TIMEOUT_S (24 * 3600) /* SSE connections: liveness comes from writes */
-#define MODERN_VERSION_KEY    "io.modelcontextprotocol/protocolVersion"
+#define MODERN_VERSION_KEY "io.modelcontextprotocol/protocolVersion"
 
 /* 2024-11-05 predates Streamable HTTP, but a child that only speaks it still serves a client
  * that asked for a newer revision: its sessions carry that version in the header. */
@@ -53,96 +51,63 @@ struct http_listener {
 
 /* ---- replies --------------------------------------------------------------------------- */
 
-static void add_session_header(struct evhttp_request *req, const struct session *s)
+static void add_session_header(struct hreq *req, const struct session *s)
 {
     if (s != NULL && !s->legacy_sse)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Mcp-Session-Id", s->id);
+        hreq_add_header(req, "Mcp-Session-Id", s->id);
 }
 
-void http_reply_json(struct evhttp_request *req, int status, const char *json, size_t len,
+void http_reply_json(struct hreq *req, int status, const char *json, size_t len,
                      const struct session *s)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
+    hreq_add_header(req, "Content-Type", "application/json");
+    hreq_add_header(req, "Cache-Control", "no-store");
     add_session_header(req, s);
-    struct evbuffer *b = evbuffer_new();
-    if (b != NULL)
-        evbuffer_add(b, json, len);
-    evhttp_send_reply(req, status, NULL, b);
-    if (b != NULL)
-        evbuffer_free(b);
+    hreq_reply(req, status, json, len);
 }
 
-void http_reply_error(struct evhttp_request *req, int status, int code, const char *message)
+void http_reply_error(struct hreq *req, int status, int code, const char *message)
 {
     char *text = jsonrpc_error_text(NULL, code, message, NULL, -1);
     if (text == NULL) {
-        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        hreq_reply(req, 500, NULL, 0);
         return;
     }
     http_reply_json(req, status, text, strlen(text), NULL);
     free(text);
 }
 
-static void reply_cjson(struct evhttp_request *req, int status, cJSON *msg)
+static void reply_cjson(struct hreq *req, int status, cJSON *msg)
 {
     char *text = msg != NULL ? jsonrpc_print(msg) : NULL;
     cJSON_Delete(msg);
     if (text == NULL) {
-        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        hreq_reply(req, 500, NULL, 0);
         return;
     }
     http_reply_json(req, status, text, strlen(text), NULL);
     free(text);
 }
 
-void http_start_sse(struct evhttp_request *req, const struct session *s)
+void http_start_sse(struct hreq *req, const struct session *s)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
-    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    hreq_add_header(req, "Content-Type", "text/event-stream");
+    hreq_add_header(req, "Cache-Control", "no-cache, no-transform");
+    hreq_add_header(req, "X-Accel-Buffering", "no");
     add_session_header(req, s);
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon != NULL)
-        evhttp_connection_set_timeout(evcon, HTTP_STREAM_TIMEOUT_S);
-    evhttp_send_reply_start(req, 200, "OK");
+    hreq_stream_start(req, 200);
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+static void on_stream_conn_closed(struct hreq *req, void *stream)
 {
-    struct front *f = arg;
-    void *v = idmap_del(&f->conns, (uint64_t)(uintptr_t)evcon);
-    if (v != NULL && v != FRONT_CONN_IDLE)
-        stream_detach(v);
+    stream_detach(stream);
 }
 
-void http_conn_bind(struct front *f, struct evhttp_request *req, void *stream)
+void http_conn_bind(struct front *f, struct hreq *req, void *stream)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon == NULL)
-        return;
-    idmap_put(&f->conns, (uint64_t)(uintptr_t)evcon, stream != NULL ? stream : FRONT_CONN_IDLE);
-}
-
-/* Counts the connection on its first request; false when over limits.max_connections. */
-static bool conn_admit(struct front *f, struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon == NULL)
-        return false;
-    uint64_t key = (uint64_t)(uintptr_t)evcon;
-    if (idmap_get(&f->conns, key) == NULL) {
-        if (f->conns.len >= f->cfg->limits.max_connections)
-            return false;
-        if (idmap_put(&f->conns, key, FRONT_CONN_IDLE) == -1)
-            return false;
-    }
-    evhttp_connection_set_closecb(evcon, on_conn_close, f);
-    return true;
+    hreq_set_closecb(req, stream != NULL ? on_stream_conn_closed : NULL, stream);
 }
 
 /* ---- request checks --------------------------------------------------------------------- */
@@ -263,8 +228,7 @@ static bool streamable_version_ok(const char *v)
     return false;
 }
 
-static void reply_unsupported_version(struct evhttp_request *req, const cJSON *id,
-                                      const char *requested)
+static void reply_unsupported_version(struct hreq *req, const cJSON *id, const char *requested)
 {
     cJSON *e = jsonrpc_error_new(id, ERR_UNSUPPORTED_PROTOCOL_VERSION,
                                  "Unsupported protocol version: this endpoint serves the "
@@ -293,8 +257,7 @@ static const char *modern_version(const cJSON *msg)
 struct call {
     struct front *f;
     struct http_listener *l;
-    struct evhttp_request *req;
-    struct evkeyvalq *in;
+    struct hreq *req;
     struct principal *principal; /* owned by dispatch() */
     const struct config_manifest *m;
     const struct config_tenant *t;
@@ -305,13 +268,13 @@ static bool refuse_if_draining(struct call *c)
 {
     if (!c->f->draining)
         return false;
-    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "1");
+    hreq_add_header(c->req, "Retry-After", "1");
     http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE, "draining: the server is stopping");
     return true;
 }
 
-static void add_challenge(const struct http_listener *l, struct evhttp_request *req,
-                          const char *server, const char *error, const char *scope);
+static void add_challenge(const struct http_listener *l, struct hreq *req, const char *server,
+                          const char *error, const char *scope);
 
 /* Finds the caller's session: NULL after answering 400/404. */
 static struct session *call_session(struct call *c, const char *sid, bool legacy)
@@ -330,9 +293,8 @@ static struct session *call_session(struct call *c, const char *sid, bool legacy
  * which must not reach a newline-delimited child (the message is then re-serialised). */
 static const char *body_text(struct call *c)
 {
-    struct evbuffer *body = evhttp_request_get_input_buffer(c->req);
-    size_t len = evbuffer_get_length(body);
-    const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+    size_t len;
+    const char *text = hreq_body(c->req, &len);
     if (memchr(text, '\n', len) != NULL || memchr(text, '\r', len) != NULL)
         return NULL;
     return text;
@@ -340,18 +302,15 @@ static const char *body_text(struct call *c)
 
 static size_t body_len(struct call *c)
 {
-    return evbuffer_get_length(evhttp_request_get_input_buffer(c->req));
+    size_t len;
+    hreq_body(c->req, &len);
+    return len;
 }
 
 static cJSON *parse_body(struct call *c)
 {
-    struct evbuffer *body = evhttp_request_get_input_buffer(c->req);
-    size_t len = evbuffer_get_length(body);
-    if (len > c->f->cfg->limits.max_body_bytes) {
-        http_reply_error(c->req, 413, ERR_INVALID_REQUEST, "request body too large");
-        return NULL;
-    }
-    const char *text = len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+    size_t len;
+    const char *text = hreq_body(c->req, &len); /* httpd refused bodies over the limit */
     const char *problem;
     cJSON *msg = jsonrpc_parse(text, len, &problem);
     if (msg == NULL) {
@@ -413,19 +372,19 @@ static bool has_initialize(const cJSON *body)
 
 static void streamable_post(struct call *c)
 {
-    const char *accept = evhttp_find_header(c->in, "Accept");
+    const char *accept = hreq_header(c->req, "Accept");
     if (!header_has(accept, "application/json") || !header_has(accept, "text/event-stream")) {
         http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
                          "Not Acceptable: Accept must list application/json and "
                          "text/event-stream");
         return;
     }
-    if (!content_type_json(evhttp_find_header(c->in, "Content-Type"))) {
+    if (!content_type_json(hreq_header(c->req, "Content-Type"))) {
         http_reply_error(c->req, 415, ERR_INVALID_REQUEST,
                          "Unsupported Media Type: Content-Type must be application/json");
         return;
     }
-    const char *hv = evhttp_find_header(c->in, "MCP-Protocol-Version");
+    const char *hv = hreq_header(c->req, "MCP-Protocol-Version");
     if (hv != NULL && !streamable_version_ok(hv)) {
         reply_unsupported_version(c->req, NULL, hv);
         return;
@@ -438,7 +397,7 @@ static void streamable_post(struct call *c)
         http_reply_error(c->req, 400, ERR_INVALID_REQUEST, "Invalid Request: empty batch");
         return;
     }
-    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    const char *sid = hreq_header(c->req, "Mcp-Session-Id");
     struct session *s;
     if (sid == NULL) {
         const char *mv = cJSON_IsArray(body) ? NULL : modern_version(body);
@@ -461,7 +420,7 @@ static void streamable_post(struct call *c)
         }
         if (session_count() >= c->f->cfg->limits.max_sessions) {
             cJSON_Delete(body);
-            evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
+            hreq_add_header(c->req, "Retry-After", "5");
             http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
                              "too many sessions (limits.max_sessions); retry later");
             return;
@@ -534,12 +493,12 @@ static void streamable_post(struct call *c)
 
 static void streamable_get(struct call *c)
 {
-    if (!header_has(evhttp_find_header(c->in, "Accept"), "text/event-stream")) {
+    if (!header_has(hreq_header(c->req, "Accept"), "text/event-stream")) {
         http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
                          "Not Acceptable: Accept must list text/event-stream");
         return;
     }
-    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    const char *sid = hreq_header(c->req, "Mcp-Session-Id");
     if (sid == NULL) {
         http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
                          "Bad Request: Mcp-Session-Id header is required");
@@ -551,7 +510,7 @@ static void streamable_get(struct call *c)
     session_touch(s);
     session_refresh_expiry(s, c->principal);
     uint64_t sid_stream, seq;
-    const char *last = evhttp_find_header(c->in, "Last-Event-ID");
+    const char *last = hreq_header(c->req, "Last-Event-ID");
     if (last != NULL && sse_parse_id(last, &sid_stream, &seq) == 0 &&
         session_resume(s, c->req, sid_stream, seq) == 0)
         return;
@@ -578,7 +537,7 @@ static void streamable_get(struct call *c)
 
 static void streamable_delete(struct call *c)
 {
-    const char *sid = evhttp_find_header(c->in, "Mcp-Session-Id");
+    const char *sid = hreq_header(c->req, "Mcp-Session-Id");
     if (sid == NULL) {
         http_reply_error(c->req, 400, ERR_INVALID_REQUEST,
                          "Bad Request: Mcp-Session-Id header is required");
@@ -588,12 +547,12 @@ static void streamable_delete(struct call *c)
     if (s == NULL)
         return;
     session_end(s, "client ended the session");
-    evhttp_send_reply(c->req, 200, "OK", NULL);
+    hreq_reply(c->req, 200, NULL, 0);
 }
 
 static void legacy_sse(struct call *c)
 {
-    const char *accept = evhttp_find_header(c->in, "Accept");
+    const char *accept = hreq_header(c->req, "Accept");
     if (accept != NULL && !header_has(accept, "text/event-stream") && !header_has(accept, "*/*")) {
         http_reply_error(c->req, 406, ERR_INVALID_REQUEST,
                          "Not Acceptable: Accept must list text/event-stream");
@@ -602,7 +561,7 @@ static void legacy_sse(struct call *c)
     if (refuse_if_draining(c))
         return;
     if (session_count() >= c->f->cfg->limits.max_sessions) {
-        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "5");
+        hreq_add_header(c->req, "Retry-After", "5");
         http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
                          "too many sessions (limits.max_sessions); retry later");
         return;
@@ -627,7 +586,7 @@ static void legacy_sse(struct call *c)
     if (b != NULL) {
         evbuffer_add_printf(b, "event: endpoint\ndata: /servers/%s/messages?sessionId=%s\n\n",
                             c->m->name, s->id);
-        evhttp_send_reply_chunk(c->req, b);
+        hreq_stream_send(c->req, b);
         evbuffer_free(b);
     }
 }
@@ -651,7 +610,7 @@ static void legacy_post(struct call *c, const char *query)
     evhttp_clear_headers(&q);
     if (s == NULL)
         return;
-    if (!content_type_json(evhttp_find_header(c->in, "Content-Type"))) {
+    if (!content_type_json(hreq_header(c->req, "Content-Type"))) {
         http_reply_error(c->req, 415, ERR_INVALID_REQUEST,
                          "Unsupported Media Type: Content-Type must be application/json");
         return;
@@ -661,7 +620,7 @@ static void legacy_post(struct call *c, const char *query)
         return;
     /* Answers travel on the session's SSE stream; the POST itself is only acknowledged. */
     feed_messages(s, s->get_stream, body, body_text(c), body_len(c), c->principal);
-    evhttp_send_reply(c->req, 202, "Accepted", NULL);
+    hreq_reply(c->req, 202, NULL, 0);
 }
 
 /* ---- routing ---------------------------------------------------------------------------- */
@@ -680,8 +639,7 @@ static bool name_ok(const char *p, size_t n)
 }
 
 /* This deployment's base URL: public_url, else what the caller reached (its Host header). */
-static void base_url(const struct http_listener *l, struct evhttp_request *req, char *out,
-                     size_t outlen)
+static void base_url(const struct http_listener *l, struct hreq *req, char *out, size_t outlen)
 {
     const struct config *cfg = l->f->cfg;
     if (cfg->public_url != NULL) {
@@ -691,14 +649,14 @@ static void base_url(const struct http_listener *l, struct evhttp_request *req, 
         snprintf(out, outlen, "%.*s", (int)n, cfg->public_url);
         return;
     }
-    const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    const char *host = hreq_header(req, "Host");
     snprintf(out, outlen, "%s://%s", l->ssl_ctx != NULL ? "https" : "http",
              host != NULL ? host : "localhost");
 }
 
 /* RFC 9728 §5.1: every challenge points at the protected resource metadata. */
-static void add_challenge(const struct http_listener *l, struct evhttp_request *req,
-                          const char *server, const char *error, const char *scope)
+static void add_challenge(const struct http_listener *l, struct hreq *req, const char *server,
+                          const char *error, const char *scope)
 {
     char base[512], value[1536];
     base_url(l, req, base, sizeof(base));
@@ -712,7 +670,7 @@ static void add_challenge(const struct http_listener *l, struct evhttp_request *
         n += snprintf(value + n, sizeof(value) - (size_t)n, ", error=\"%s\"", error);
     if (scope != NULL && scope[0] != '\0' && n > 0 && (size_t)n < sizeof(value))
         snprintf(value + n, sizeof(value) - (size_t)n, ", scope=\"%s\"", scope);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", value);
+    hreq_add_header(req, "WWW-Authenticate", value);
 }
 
 /* An auth_failure audit record: why, from where, and which credential (by a hash prefix only;
@@ -720,7 +678,7 @@ static void add_challenge(const struct http_listener *l, struct evhttp_request *
 #define AUTH_AUDIT_RATE  20.0 /* auth_failure records per second, beyond which they are counted */
 #define AUTH_AUDIT_BURST 100
 
-static void audit_auth_failure(struct front *f, struct evhttp_request *req, const char *server,
+static void audit_auth_failure(struct front *f, struct hreq *req, const char *server,
                                const char *reason)
 {
     /* Anyone can fail to authenticate: without a ceiling, a loop of bad requests would fill
@@ -743,13 +701,8 @@ static void audit_auth_failure(struct front *f, struct evhttp_request *req, cons
     }
     cJSON_AddStringToObject(ev, "reason", reason);
     cJSON_AddStringToObject(ev, "server", server);
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    char *addr = NULL; /* libevent's own string: not freed */
-    uint16_t port = 0;
-    if (conn != NULL)
-        evhttp_connection_get_peer(conn, &addr, &port);
-    cJSON_AddStringToObject(ev, "remote", addr != NULL ? addr : "-");
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    cJSON_AddStringToObject(ev, "remote", hreq_peer(req));
+    const char *auth = hreq_header(req, "Authorization");
     if (auth != NULL) {
         const char *cred = strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : auth;
         unsigned char md[32];
@@ -766,7 +719,7 @@ static void audit_auth_failure(struct front *f, struct evhttp_request *req, cons
 
 /* limits.principal_rate: every request of one (tenant, user) draws from one bucket. Returns
  * false after answering 429 with Retry-After. */
-static bool principal_admit(struct front *f, struct evhttp_request *req, const struct principal *p)
+static bool principal_admit(struct front *f, struct hreq *req, const struct principal *p)
 {
     const struct config_limits *lim = &f->cfg->limits;
     if (lim->principal_rate_per_s <= 0)
@@ -781,7 +734,7 @@ static bool principal_admit(struct front *f, struct evhttp_request *req, const s
     long secs = retry > 0 ? (retry + 999) / 1000 : 1;
     char hdr[24], msg[256];
     snprintf(hdr, sizeof(hdr), "%ld", secs);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", hdr);
+    hreq_add_header(req, "Retry-After", hdr);
     snprintf(msg, sizeof(msg),
              "Too Many Requests: %s for user %s of tenant %s (limits.principal_rate); retry after "
              "%ld s",
@@ -800,7 +753,7 @@ static bool principal_admit(struct front *f, struct evhttp_request *req, const s
     }
     char *text = jsonrpc_error_text(NULL, ERR_QUOTA_EXCEEDED, msg, "quota_exceeded", retry);
     if (text == NULL) {
-        evhttp_send_reply(req, 429, "Too Many Requests", NULL);
+        hreq_reply(req, 429, NULL, 0);
         return false;
     }
     http_reply_json(req, 429, text, strlen(text), NULL);
@@ -808,8 +761,8 @@ static bool principal_admit(struct front *f, struct evhttp_request *req, const s
     return false;
 }
 
-static void reply_unauthorized(const struct http_listener *l, struct evhttp_request *req,
-                               const char *server, enum auth_result r, const char *why)
+static void reply_unauthorized(const struct http_listener *l, struct hreq *req, const char *server,
+                               enum auth_result r, const char *why)
 {
     char msg[160];
     add_challenge(l, req, server, r == AUTH_INVALID ? "invalid_token" : NULL, NULL);
@@ -821,7 +774,7 @@ static void reply_unauthorized(const struct http_listener *l, struct evhttp_requ
 }
 
 /* RFC 9728 protected resource metadata, for mcpvisor as a whole or one server's endpoint. */
-static void reply_resource_metadata(const struct http_listener *l, struct evhttp_request *req,
+static void reply_resource_metadata(const struct http_listener *l, struct hreq *req,
                                     const struct config_manifest *m)
 {
     const struct config *cfg = l->f->cfg;
@@ -880,16 +833,16 @@ static void reply_resource_metadata(const struct http_listener *l, struct evhttp
 #define WELL_KNOWN_PRM "/.well-known/oauth-protected-resource"
 
 struct parked {
-    struct evhttp_request *req;
+    struct hreq *req;
     struct http_listener *l;
 };
 
-static void dispatch(struct evhttp_request *req, struct http_listener *l, bool retried);
+static void dispatch(struct hreq *req, struct http_listener *l, bool retried);
 
 static void on_jwks_refreshed(void *arg)
 {
     struct parked *pk = arg;
-    struct evhttp_request *req = pk->req;
+    struct hreq *req = pk->req;
     struct http_listener *l = pk->l;
     free(pk);
     dispatch(req, l, true);
@@ -905,25 +858,18 @@ static int64_t wall_now(void)
     return (int64_t)ts.tv_sec;
 }
 
-static void dispatch(struct evhttp_request *req, struct http_listener *l, bool retried)
+static void dispatch(struct hreq *req, struct http_listener *l, bool retried)
 {
     struct front *f = l->f;
     const struct config *cfg = f->cfg;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-    if (path == NULL) {
-        http_reply_error(req, 400, ERR_INVALID_REQUEST, "Bad Request: no path");
-        return;
-    }
-    if (!host_allowed(cfg, evhttp_find_header(in, "Host"))) {
+    enum hmethod method = hreq_method(req);
+    const char *path = hreq_path(req);
+    if (!host_allowed(cfg, hreq_header(req, "Host"))) {
         http_reply_error(req, 403, ERR_INVALID_REQUEST,
                          "Forbidden: Host is not this server (add it to allowed_hosts)");
         return;
     }
-    if (!origin_allowed(cfg, evhttp_find_header(in, "Origin"), evhttp_find_header(in, "Host"))) {
+    if (!origin_allowed(cfg, hreq_header(req, "Origin"), hreq_header(req, "Host"))) {
         http_reply_error(req, 403, ERR_INVALID_REQUEST,
                          "Forbidden: Origin is not in allowed_origins");
         return;
@@ -948,8 +894,8 @@ static void dispatch(struct evhttp_request *req, struct http_listener *l, bool r
                 return;
             }
         }
-        if (method != EVHTTP_REQ_GET) {
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        if (method != HM_GET) {
+            hreq_add_header(req, "Allow", "GET");
             http_reply_error(req, 405, ERR_INVALID_REQUEST, "Method Not Allowed");
             return;
         }
@@ -976,10 +922,10 @@ static void dispatch(struct evhttp_request *req, struct http_listener *l, bool r
     char sname[CONFIG_NAME_MAX];
     snprintf(sname, sizeof(sname), "%.*s", (int)(slash - name), name);
 
-    struct call c = {.f = f, .l = l, .req = req, .in = in};
+    struct call c = {.f = f, .l = l, .req = req};
     char why[64];
-    enum auth_result ar = auth_authenticate(cfg, f->jwks, evhttp_find_header(in, "Authorization"),
-                                            sname, wall_now(), &c.principal, why, sizeof(why));
+    enum auth_result ar = auth_authenticate(cfg, f->jwks, hreq_header(req, "Authorization"), sname,
+                                            wall_now(), &c.principal, why, sizeof(why));
     if (ar == AUTH_RETRY && !retried) {
         /* A key we have not seen: wait for one JWKS refresh, then try again. */
         struct parked *pk = calloc(1, sizeof(*pk));
@@ -1013,56 +959,40 @@ static void dispatch(struct evhttp_request *req, struct http_listener *l, bool r
         goto out;
     }
 
-    if (is_mcp && method == EVHTTP_REQ_POST)
+    if (is_mcp && method == HM_POST)
         streamable_post(&c);
-    else if (is_mcp && method == EVHTTP_REQ_GET)
+    else if (is_mcp && method == HM_GET)
         streamable_get(&c);
-    else if (is_mcp && method == EVHTTP_REQ_DELETE)
+    else if (is_mcp && method == HM_DELETE)
         streamable_delete(&c);
-    else if (is_sse && method == EVHTTP_REQ_GET)
+    else if (is_sse && method == HM_GET)
         legacy_sse(&c);
-    else if (is_msg && method == EVHTTP_REQ_POST)
-        legacy_post(&c, evhttp_uri_get_query(uri));
+    else if (is_msg && method == HM_POST)
+        legacy_post(&c, hreq_query(req));
     else {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          is_mcp   ? "GET, POST, DELETE"
-                          : is_sse ? "GET"
-                                   : "POST");
+        hreq_add_header(req, "Allow", is_mcp ? "GET, POST, DELETE" : is_sse ? "GET" : "POST");
         http_reply_error(req, 405, ERR_INVALID_REQUEST, "Method Not Allowed");
     }
 out:
     principal_free(c.principal);
 }
 
-void http_handle(struct evhttp_request *req, void *arg)
+void http_handle(struct hreq *req, void *arg)
 {
-    struct http_listener *l = arg;
-    if (!conn_admit(l->f, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        http_reply_error(req, 503, ERR_SERVER_UNAVAILABLE,
-                         "too many connections (limits.max_connections)");
-        return;
-    }
-    dispatch(req, l, false);
+    dispatch(req, arg, false);
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+struct ssl_st *http_listener_new_ssl(void *arg)
 {
     struct http_listener *l = arg;
-    SSL *ssl = SSL_new(l->ssl_ctx);
-    if (ssl == NULL)
-        return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    return l->ssl_ctx != NULL ? SSL_new(l->ssl_ctx) : NULL;
 }
 
-void http_listener_set_tls(struct http_listener *l, struct evhttp *http, struct ssl_ctx_st *ctx)
+void http_listener_set_tls(struct http_listener *l, struct ssl_ctx_st *ctx)
 {
     struct ssl_ctx_st *old = l->ssl_ctx;
     l->ssl_ctx = ctx; /* connections already open keep theirs; new ones use this one */
-    if (old == NULL)
-        evhttp_set_bevcb(http, tls_bevcb, l);
-    else
+    if (old != NULL)
         SSL_CTX_free(old);
 }
 

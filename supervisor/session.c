@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,7 @@
 #include "errors.h"
 #include "front.h"
 #include "http.h"
+#include "httpd.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "quota.h"
@@ -113,7 +113,7 @@ void session_keepalive(void)
             struct evbuffer *b = evbuffer_new();
             if (b != NULL) {
                 evbuffer_add(b, ": keepalive\n\n", 13);
-                evhttp_send_reply_chunk(st->req, b);
+                hreq_stream_send(st->req, b);
                 evbuffer_free(b);
             }
         }
@@ -140,7 +140,7 @@ static void stream_out_clear(struct stream *st);
 
 /* ---- streams ---------------------------------------------------------------------------- */
 
-struct stream *stream_new(struct session *s, enum stream_kind kind, struct evhttp_request *req)
+struct stream *stream_new(struct session *s, enum stream_kind kind, struct hreq *req)
 {
     struct stream *st = calloc(1, sizeof(*st));
     if (st == NULL)
@@ -167,7 +167,7 @@ void stream_start_sse(struct stream *st)
     struct evbuffer *b = evbuffer_new();
     if (b != NULL) {
         sse_encode(b, NULL, st->id, 0, NULL, 0, 3000);
-        evhttp_send_reply_chunk(st->req, b);
+        hreq_stream_send(st->req, b);
         evbuffer_free(b);
     }
 }
@@ -178,7 +178,7 @@ static void stream_free(struct stream *st)
     if (st->req != NULL) {
         http_conn_bind(s->f, st->req, NULL);
         if (st->sse)
-            evhttp_send_reply_end(st->req);
+            hreq_stream_end(st->req);
         else
             http_reply_error(st->req, 503, ERR_SERVER_UNAVAILABLE, "session ended");
         st->req = NULL;
@@ -192,12 +192,11 @@ static void stream_free(struct stream *st)
 
 void stream_detach(struct stream *st)
 {
-    /* The connection is gone; libevent left the request to us to free. */
+    /* The connection is gone; the request is ours to free. */
     log_debug("stream_detached session=%.8s stream=%" PRIu64 " waiting=%u", st->s->id, st->id,
               st->waiting);
     if (st->req != NULL) {
-        if (evhttp_request_get_connection(st->req) == NULL)
-            evhttp_request_free(st->req);
+        hreq_drop(st->req);
         st->req = NULL;
     }
     /* The legacy stream IS the session. A GET stream stays, detached, collecting events for a
@@ -214,7 +213,7 @@ static void stream_write_event(struct stream *st, uint64_t seq, const char *text
     if (b == NULL)
         return;
     sse_encode(b, st->kind == STREAM_LEGACY ? "message" : NULL, st->id, seq, text, len, -1);
-    evhttp_send_reply_chunk(st->req, b);
+    hreq_stream_send(st->req, b);
     evbuffer_free(b);
 }
 
@@ -330,7 +329,7 @@ void stream_guard_release(struct stream *st)
     } else {
         if (st->req != NULL) {
             http_conn_bind(st->s->f, st->req, NULL);
-            evhttp_send_reply(st->req, 202, "Accepted", NULL);
+            hreq_reply(st->req, 202, NULL, 0);
             st->req = NULL;
         }
         stream_free(st);
@@ -339,16 +338,16 @@ void stream_guard_release(struct stream *st)
 
 static void replay_one(void *arg, const struct sse_event *ev)
 {
-    struct evhttp_request *req = arg;
+    struct hreq *req = arg;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL)
         return;
     sse_encode(b, NULL, ev->stream, ev->seq, ev->data, ev->len, -1);
-    evhttp_send_reply_chunk(req, b);
+    hreq_stream_send(req, b);
     evbuffer_free(b);
 }
 
-int session_resume(struct session *s, struct evhttp_request *req, uint64_t stream_id, uint64_t seq)
+int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint64_t seq)
 {
     struct stream *live = NULL, *it;
     TAILQ_FOREACH(it, &s->streams, link)
@@ -363,13 +362,13 @@ int session_resume(struct session *s, struct evhttp_request *req, uint64_t strea
         log_warn("sse_replay_gap session=%.8s stream=%" PRIu64 " after=%" PRIu64, s->id, stream_id,
                  seq);
     if (live == NULL) {
-        evhttp_send_reply_end(req); /* that stream already finished: nothing more will come */
+        hreq_stream_end(req); /* that stream already finished: nothing more will come */
         return 0;
     }
     if (live->req != NULL) {
         /* The client moved to a new connection; close the old one. */
         http_conn_bind(s->f, live->req, NULL);
-        evhttp_send_reply_end(live->req);
+        hreq_stream_end(live->req);
     }
     live->req = req;
     live->sse = true;
@@ -2037,7 +2036,7 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
     if (s->get_stream != NULL && s->get_stream->req != NULL) {
         struct stream *st = s->get_stream;
         http_conn_bind(s->f, st->req, NULL);
-        evhttp_send_reply_end(st->req);
+        hreq_stream_end(st->req);
         st->req = NULL;
     }
 }

@@ -26,7 +26,7 @@ struct front;
 struct child;
 struct front_spawn;
 struct principal;
-struct evhttp_request;
+struct hreq;
 struct event;
 struct contract;
 struct contract_schemas;
@@ -44,11 +44,11 @@ struct stream {
     struct session *s;
     uint64_t id;
     enum stream_kind kind;
-    struct evhttp_request *req; /* the HTTP exchange carrying it; NULL when detached */
-    bool sse;                   /* answered as text/event-stream */
-    bool batch;                 /* the answer is a JSON array (2025-03-26 batches) */
-    bool guard;                 /* the HTTP handler is still feeding messages in */
-    char **out;                 /* answers collected while still in JSON mode */
+    struct hreq *req; /* the HTTP exchange carrying it; NULL when detached */
+    bool sse;         /* answered as text/event-stream */
+    bool batch;       /* the answer is a JSON array (2025-03-26 batches) */
+    bool guard;       /* the HTTP handler is still feeding messages in */
+    char **out;       /* answers collected while still in JSON mode */
     size_t nout;
     unsigned waiting; /* requests on this stream not answered yet */
     uint64_t seq;     /* last event number */
@@ -168,12 +168,12 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
 void session_end(struct session *s, const char *why);
 
 /* A new stream on the session for an HTTP exchange (req borrowed until answered). */
-struct stream *stream_new(struct session *s, enum stream_kind kind, struct evhttp_request *req);
+struct stream *stream_new(struct session *s, enum stream_kind kind, struct hreq *req);
 /* Starts SSE on a stream's exchange (headers, priming event). */
 void stream_start_sse(struct stream *st);
 /* Resumes `stream_id` after event `seq` on a GET exchange: replays what was kept; returns -1
  * when nothing can be resumed (unknown stream and nothing kept). */
-int session_resume(struct session *s, struct evhttp_request *req, uint64_t stream_id, uint64_t seq);
+int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint64_t seq);
 /* The HTTP connection of this exchange closed: detach it. */
 void stream_detach(struct stream *st);
 
