@@ -988,6 +988,9 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(body_timeout_ms, 100, 3600000, 30000),
     LIMIT(keepalive_timeout_ms, 100, 3600000, 60000),
     LIMIT(max_sessions, 1, 1000000, 10000),
+    LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
+    LIMIT(max_spawns_in_flight, 1, 4096, 32),
+    LIMIT(max_spawns_in_flight_per_tenant, 1, 4096, 8),
     LIMIT(session_idle_s, 1, 604800, 900),
     LIMIT(max_line_bytes, KIB, 64 * MIB, 4 * MIB),
     LIMIT(request_timeout_ms, 1, 86400000, 60000),
@@ -1103,7 +1106,8 @@ static int parse_audit(struct ctx *c, const cJSON *v)
 static int parse_tenant(struct ctx *c, const cJSON *v, const struct loc *at,
                         struct config_tenant *t)
 {
-    static const char *const keys[] = {"uid", "gid", "servers", "quota_scale", "secrets_dir", NULL};
+    static const char *const keys[] = {"uid",         "gid",          "servers", "quota_scale",
+                                       "secrets_dir", "max_sessions", NULL};
     const cJSON *uid = member(v, "uid"), *gid = member(v, "gid"), *m;
 
     t->quota_scale = 1.0;
@@ -1140,6 +1144,8 @@ static int parse_tenant(struct ctx *c, const cJSON *v, const struct loc *at,
     }
     if ((m = member(v, "secrets_dir")) != NULL &&
         dup_path(c, m, KEY(at, "secrets_dir"), &t->secrets_dir) == -1)
+        return -1;
+    if (get_u32(c, v, at, "max_sessions", 1, 1000000, &t->max_sessions) == -1)
         return -1;
     return 0;
 }
@@ -1708,7 +1714,7 @@ static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
     const cJSON *v;
     int e;
 
-    m->pool_max_per_tenant = 8;
+    m->pool_max_per_tenant = 64;
     m->pool_idle_timeout_s = 300;
     /* Tools the manifest does not name are served unless it says "deny": a server promoted
      * from stdio works before its first `mcpvisor pin --write`; `mcpvisor check` lists them. */

@@ -64,8 +64,9 @@ struct config_tenant {
     gid_t gid;
     char **servers; /* names of manifests this tenant may use */
     size_t nservers;
-    double quota_scale; /* default 1.0 */
-    char *secrets_dir;  /* absolute path or NULL */
+    double quota_scale;    /* default 1.0 */
+    uint32_t max_sessions; /* 0: limits.max_sessions_per_tenant */
+    char *secrets_dir;     /* absolute path or NULL */
 };
 
 struct config_quota {
@@ -138,16 +139,19 @@ struct config_limits {
     uint32_t body_timeout_ms;             /* 30000; absolute deadline for a request body */
     uint32_t keepalive_timeout_ms;        /* 60000; idle connection between requests */
     uint32_t max_sessions;                /* 10000; 503 beyond */
-    uint32_t session_idle_s;              /* 900; idle sessions end with their child */
-    size_t max_line_bytes;                /* 4 MiB; one JSON-RPC line from a child */
-    uint32_t request_timeout_ms;          /* 60000 */
-    uint32_t max_pending_per_session;     /* 64 in-flight client requests per session */
-    size_t max_child_write_bytes;         /* 8 MiB queued towards one child's stdin */
-    uint32_t sse_replay_events;           /* 256 events kept per session for Last-Event-ID */
-    uint32_t stderr_lines_per_s;          /* 50 stderr lines logged per child per second */
-    uint32_t spawn_timeout_ms;            /* 10000; spawn + initialize */
-    double principal_rate_per_s;          /* 0 = off; HTTP requests per principal (tenant+user) */
-    uint32_t principal_burst;             /* default: one second of the rate, at least 1 */
+    uint32_t max_sessions_per_tenant;     /* 1000; 429 beyond (a tenant's max_sessions overrides) */
+    uint32_t max_spawns_in_flight;        /* 32 children starting at once; 503 beyond */
+    uint32_t max_spawns_in_flight_per_tenant; /* 8 for one tenant; 429 beyond */
+    uint32_t session_idle_s;                  /* 900; idle sessions end with their child */
+    size_t max_line_bytes;                    /* 4 MiB; one JSON-RPC line from a child */
+    uint32_t request_timeout_ms;              /* 60000 */
+    uint32_t max_pending_per_session;         /* 64 in-flight client requests per session */
+    size_t max_child_write_bytes;             /* 8 MiB queued towards one child's stdin */
+    uint32_t sse_replay_events;               /* 256 events kept per session for Last-Event-ID */
+    uint32_t stderr_lines_per_s;              /* 50 stderr lines logged per child per second */
+    uint32_t spawn_timeout_ms;                /* 10000; spawn + initialize */
+    double principal_rate_per_s; /* 0 = off; HTTP requests per principal (tenant+user) */
+    uint32_t principal_burst;    /* default: one second of the rate, at least 1 */
 };
 
 struct config {

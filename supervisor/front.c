@@ -33,13 +33,84 @@
 #include "privsep.h"
 #include "session.h"
 
+#define FRONT_PRIVSEP_SNDBUF 16384 /* bytes: a few dozen messages */
+
 #define FRONT_DRAIN_S       10
 #define FRONT_DRAIN_TICK_MS 50
 #define FRONT_KEEPALIVE_S   15
 #define FRONT_QUOTA_SWEEP_S 10 /* idle quota buckets are dropped this often */
 
-struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
-                                front_spawn_cb cb, void *arg)
+/* Sends a message to the spawner, or queues it while the channel is full: a burst of spawns
+ * is back-pressure, not a broken channel. The queue is bounded by what fills it: children
+ * starting (limits.max_spawns_in_flight) and kills (one per child). */
+static void privsep_post(struct front *f, const union privsep_msg *msg)
+{
+    if (f->outq_len == 0) {
+        if (privsep_send(f->sock, msg, NULL, 0) == 0)
+            return;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+            fatal("cannot reach the spawner");
+    }
+    if (f->outq_head + f->outq_len == f->outq_cap) {
+        if (f->outq_head > 0) {
+            memmove(f->outq, f->outq + f->outq_head, f->outq_len * sizeof(*f->outq));
+            f->outq_head = 0;
+        } else {
+            size_t cap = f->outq_cap ? f->outq_cap * 2 : 64;
+            union privsep_msg *q = realloc(f->outq, cap * sizeof(*q));
+            if (q == NULL)
+                fatalx("out of memory queueing for the spawner");
+            f->outq = q;
+            f->outq_cap = cap;
+        }
+    }
+    f->outq[f->outq_head + f->outq_len++] = *msg;
+    if (f->outq_len == 1)
+        log_debug("privsep_backpressure note=\"the spawner's channel is full; queueing\"");
+    event_add(f->sock_wev, NULL);
+}
+
+static void on_privsep_writable(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    while (f->outq_len > 0) {
+        if (privsep_send(f->sock, &f->outq[f->outq_head], NULL, 0) == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+                return; /* still full: the event stays */
+            fatal("cannot reach the spawner");
+        }
+        f->outq_head++;
+        f->outq_len--;
+    }
+    f->outq_head = 0;
+    event_del(f->sock_wev);
+}
+
+int front_fit_descriptors(struct config_limits *lim, uint64_t nofile)
+{
+    uint64_t need =
+        FRONT_FD_RESERVE + (uint64_t)lim->max_connections + 3 * (uint64_t)lim->max_sessions;
+    if (need <= nofile)
+        return 0;
+    if (nofile < FRONT_FD_RESERVE + 16)
+        return -1;
+    uint64_t avail = nofile - FRONT_FD_RESERVE;
+    /* a quarter for connections, the rest for sessions: each session also holds a connection
+     * while it streams */
+    if (lim->max_connections > avail / 4)
+        lim->max_connections = (uint32_t)(avail / 4 > 0 ? avail / 4 : 1);
+    uint64_t sessions = (avail - lim->max_connections) / 3;
+    if (lim->max_sessions > sessions)
+        lim->max_sessions = (uint32_t)(sessions > 0 ? sessions : 1);
+    /* one address keeps the share of the whole it had by default */
+    uint32_t share = lim->max_connections / 4 > 0 ? lim->max_connections / 4 : 1;
+    if (lim->max_connections_per_address > share)
+        lim->max_connections_per_address = share;
+    return 1;
+}
+
+struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m,
+                                const struct config_tenant *t, front_spawn_cb cb, void *arg)
 {
     union privsep_msg msg;
     struct front_spawn *sp = calloc(1, sizeof(*sp));
@@ -48,19 +119,18 @@ struct front_spawn *front_spawn(struct front *f, const char *server, const char 
     sp->req = ++f->next_spawn_req;
     sp->cb = cb;
     sp->arg = arg;
-    snprintf(sp->server, sizeof(sp->server), "%s", server);
-    snprintf(sp->tenant, sizeof(sp->tenant), "%s", tenant);
+    snprintf(sp->server, sizeof(sp->server), "%s", m->name);
+    snprintf(sp->tenant_name, sizeof(sp->tenant_name), "%s", t->name);
     memset(&msg, 0, sizeof(msg));
     msg.spawn.type = PRIVSEP_SPAWN;
     msg.spawn.req = sp->req;
-    if (privsep_set_name(msg.spawn.server, sizeof(msg.spawn.server), server) == -1 ||
-        privsep_set_name(msg.spawn.tenant, sizeof(msg.spawn.tenant), tenant) == -1 ||
+    if (privsep_set_name(msg.spawn.server, sizeof(msg.spawn.server), m->name) == -1 ||
+        privsep_set_name(msg.spawn.tenant, sizeof(msg.spawn.tenant), t->name) == -1 ||
         idmap_put(&f->spawns, sp->req, sp) == -1) {
         free(sp);
         return NULL;
     }
-    if (privsep_send(f->sock, &msg, NULL, 0) == -1)
-        fatal("cannot reach the spawner");
+    privsep_post(f, &msg);
     return sp;
 }
 
@@ -110,8 +180,7 @@ void front_kill(struct front *f, pid_t pid)
     memset(&msg, 0, sizeof(msg));
     msg.kill.type = PRIVSEP_KILL;
     msg.kill.pid = pid;
-    if (privsep_send(f->sock, &msg, NULL, 0) == -1)
-        fatal("cannot reach the spawner");
+    privsep_post(f, &msg);
 }
 
 struct config *front_config_from_fd(int fd, char *err, size_t errlen)
@@ -259,13 +328,33 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
             fatalx("the spawner went away; stopping");
         if (r == -1)
             fatal("privsep channel");
+        if (r == PRIVSEP_LOST_FDS && msg.type == PRIVSEP_SPAWNED) {
+            /* Out of descriptors here: that child cannot be served. One failed spawn. */
+            log_warn("spawn_fds_lost pid=%d note=\"the front is out of descriptors; the child "
+                     "is killed\"",
+                     (int)msg.spawned.pid);
+            front_kill(f, msg.spawned.pid);
+            union privsep_msg failed;
+            memset(&failed, 0, sizeof(failed));
+            failed.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
+            failed.spawn_failed.req = msg.spawned.req;
+            failed.spawn_failed.err = EMFILE;
+            snprintf(failed.spawn_failed.step, sizeof(failed.spawn_failed.step), "receive");
+            msg = failed;
+        } else if (r == PRIVSEP_LOST_FDS) {
+            log_error("privsep_fds_lost type=%u note=\"the front is out of descriptors; %s not "
+                      "applied\"",
+                      msg.type,
+                      msg.type == PRIVSEP_RELOAD ? "the reload was" : "the audit reopen was");
+            continue;
+        }
         if (msg.type == PRIVSEP_SPAWNED || msg.type == PRIVSEP_SPAWN_FAILED) {
             uint64_t req = msg.type == PRIVSEP_SPAWNED ? msg.spawned.req : msg.spawn_failed.req;
             struct front_spawn *sp = idmap_del(&f->spawns, req);
             if (sp == NULL)
                 fatalx("spawner answered a request never made");
             if (msg.type == PRIVSEP_SPAWNED)
-                audit_child(f, "spawn", sp->server, sp->tenant, msg.spawned.pid);
+                audit_child(f, "spawn", sp->server, sp->tenant_name, msg.spawned.pid);
             if (msg.type == PRIVSEP_SPAWNED) {
                 if (sp->cb != NULL) {
                     sp->cb(sp->arg, msg.spawned.pid, fds, NULL, 0);
@@ -280,7 +369,7 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
                     cJSON *ev = cJSON_CreateObject();
                     cJSON_AddStringToObject(ev, "event", "spawn");
                     cJSON_AddStringToObject(ev, "server", sp->server);
-                    cJSON_AddStringToObject(ev, "tenant", sp->tenant);
+                    cJSON_AddStringToObject(ev, "tenant", sp->tenant_name);
                     cJSON_AddStringToObject(ev, "outcome", "failed");
                     cJSON_AddStringToObject(ev, "step", msg.spawn_failed.step);
                     cJSON_AddStringToObject(ev, "error", strerror(msg.spawn_failed.err));
@@ -419,7 +508,15 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     if (f.base == NULL)
         fatalx("event_base_new");
     evutil_make_socket_nonblocking(sock);
+    /* A burst of spawn requests queues here, bounded and accounted (privsep_post), rather than
+     * in the kernel: a small send buffer keeps that path the ordinary one under load. */
+    int sndbuf = FRONT_PRIVSEP_SNDBUF;
+    if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == -1)
+        log_warn("privsep_sndbuf error=\"%s\"", strerror(errno));
     f.sock_ev = event_new(f.base, sock, EV_READ | EV_PERSIST, on_privsep, &f);
+    f.sock_wev = event_new(f.base, sock, EV_WRITE | EV_PERSIST, on_privsep_writable, &f);
+    if (f.sock_wev == NULL)
+        fatalx("out of memory");
     f.sig_term = evsignal_new(f.base, SIGTERM, on_signal, &f);
     f.sig_int = evsignal_new(f.base, SIGINT, on_signal, &f);
     f.sig_hup = evsignal_new(f.base, SIGHUP, on_signal, &f);
@@ -501,6 +598,8 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     event_free(f.quota_sweep);
     quota_table_free(f.quotas);
     event_free(f.sock_ev);
+    event_free(f.sock_wev);
+    free(f.outq);
     event_free(f.sig_term);
     event_free(f.sig_int);
     event_free(f.sig_hup);

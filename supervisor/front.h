@@ -23,6 +23,7 @@ struct jwks;
 struct http_listener;
 struct audit;
 struct quota_table;
+union privsep_msg;
 
 /* Called once per spawn request: pid > 0 with the child's three fds (ownership passes to the
  * callee), or pid == -1 with the failed step and errno. */
@@ -30,7 +31,7 @@ typedef void (*front_spawn_cb)(void *arg, pid_t pid, const int fds[3], const cha
 
 struct front_spawn {
     uint64_t req;
-    char server[CONFIG_NAME_MAX], tenant[CONFIG_NAME_MAX];
+    char server[CONFIG_NAME_MAX], tenant_name[CONFIG_NAME_MAX];
     front_spawn_cb cb; /* NULL once the requester gave up */
     void *arg;
 };
@@ -49,7 +50,10 @@ struct front {
     struct jwks *jwks; /* NULL without auth.jwt */
     bool draining;
     uint64_t next_spawn_req;
-    struct idmap spawns;      /* req → struct front_spawn */
+    struct idmap spawns;     /* req → struct front_spawn: spawns in flight */
+    struct event *sock_wev;  /* the channel can take more: flush outq */
+    union privsep_msg *outq; /* messages the channel could not take yet, oldest first */
+    size_t outq_head, outq_len, outq_cap;
     struct idmap children;    /* pid → struct child */
     struct idmap lingering;   /* pid → kill timer of a child let go gracefully */
     uint64_t next_bid;        /* broker ids: unique across the process */
@@ -58,6 +62,16 @@ struct front {
     struct quota_table *quotas;
     struct event *quota_sweep;
 };
+
+/* Descriptors the front needs besides connections and sessions' child pipes (listeners, the
+ * loop, the spawner's channel, the audit log, JWKS fetches, connections kept only to be refused).
+ */
+#define FRONT_FD_RESERVE 128
+
+/* Fits limits.max_connections and limits.max_sessions (three pipes per session's child) into
+ * nofile descriptors, lowering them when they do not fit. Returns 1 when it lowered them, 0 when
+ * they fit, -1 when nofile cannot hold even a minimal front. */
+int front_fit_descriptors(struct config_limits *lim, uint64_t nofile);
 
 /* audit_fd: the audit log the parent opened (taken), or -1 without one. */
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd);
@@ -74,8 +88,8 @@ int64_t front_now_ms(void);
 struct config *front_config_from_fd(int fd, char *err, size_t errlen);
 
 /* Asks the spawner for server S for tenant T. Returns a handle to cancel with, or NULL. */
-struct front_spawn *front_spawn(struct front *f, const char *server, const char *tenant,
-                                front_spawn_cb cb, void *arg);
+struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m,
+                                const struct config_tenant *t, front_spawn_cb cb, void *arg);
 /* The requester no longer wants the child: a late SPAWNED is killed and its fds closed. */
 void front_spawn_cancel(struct front *f, struct front_spawn *sp);
 /* Asks the spawner to kill one of its children. */

@@ -273,6 +273,30 @@ static bool refuse_if_draining(struct call *c)
     return true;
 }
 
+/* A new session's admission: the front's and the tenant's ceilings (session_admit). */
+static bool refuse_if_full(struct call *c)
+{
+    struct session_refusal why;
+    if (session_admit(c->f, c->m, c->t, &why) == 0)
+        return false;
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%ld", why.retry_after_s);
+    hreq_add_header(c->req, "Retry-After", retry);
+    log_info("session_refused tenant=%s server=%s status=%d why=\"%s\"", c->t->name, c->m->name,
+             why.status, why.message);
+    bool mine = why.status == 429; /* the tenant's own ceiling, not the front's */
+    char *text = jsonrpc_error_text(NULL, mine ? ERR_QUOTA_EXCEEDED : ERR_SERVER_UNAVAILABLE,
+                                    why.message, mine ? "quota_exceeded" : "server_unavailable",
+                                    why.retry_after_s * 1000);
+    if (text == NULL) {
+        hreq_reply(c->req, why.status, NULL, 0);
+        return true;
+    }
+    http_reply_json(c->req, why.status, text, strlen(text), NULL);
+    free(text);
+    return true;
+}
+
 static void add_challenge(const struct http_listener *l, struct hreq *req, const char *server,
                           const char *error, const char *scope);
 
@@ -418,11 +442,8 @@ static void streamable_post(struct call *c)
             cJSON_Delete(body);
             return;
         }
-        if (session_count() >= c->f->cfg->limits.max_sessions) {
+        if (refuse_if_full(c)) {
             cJSON_Delete(body);
-            hreq_add_header(c->req, "Retry-After", "5");
-            http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
-                             "too many sessions (limits.max_sessions); retry later");
             return;
         }
         s = session_new(c->f, c->m, c->t, c->principal, false);
@@ -560,12 +581,8 @@ static void legacy_sse(struct call *c)
     }
     if (refuse_if_draining(c))
         return;
-    if (session_count() >= c->f->cfg->limits.max_sessions) {
-        hreq_add_header(c->req, "Retry-After", "5");
-        http_reply_error(c->req, 503, ERR_SERVER_UNAVAILABLE,
-                         "too many sessions (limits.max_sessions); retry later");
+    if (refuse_if_full(c))
         return;
-    }
     struct session *s = session_new(c->f, c->m, c->t, c->principal, true);
     if (s != NULL)
         session_refresh_expiry(s, c->principal);

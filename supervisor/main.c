@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -215,9 +216,27 @@ static int sandbox_setup(const struct config *cfg, struct sandbox_features *feat
     return 0;
 }
 
+/* The soft descriptor limit is raised to the hard one: the front's ceilings are sized from it
+ * (front_fit_descriptors), and the spawner and front inherit it. Children get their manifest's
+ * sandbox.limits.nofile. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+        log_warn("nofile_not_raised error=\"%s\"", strerror(errno));
+    else
+        log_info("nofile_raised from=%llu to=%llu", (unsigned long long)was,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 static int cmd_run(const char *path)
 {
     char err[CONFIG_ERR_MAX];
+    raise_nofile();
     struct config *cfg = config_load_file(path, err, sizeof(err));
     if (cfg == NULL || check_tls(cfg, err, sizeof(err)) == -1) {
         log_error("configuration_invalid error=\"%s\"", err);
@@ -325,6 +344,22 @@ static int cmd_front(int argc, char **argv)
         fatalx("front: configuration bundle: %s", err);
     if (cfg->nlisteners != nl)
         fatalx("front: listener count mismatch");
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        fatal("front: getrlimit");
+    uint32_t conns = cfg->limits.max_connections, sessions = cfg->limits.max_sessions;
+    int fit = front_fit_descriptors(&cfg->limits, (uint64_t)rl.rlim_cur);
+    if (fit == -1)
+        fatalx("front: RLIMIT_NOFILE is %llu, too few descriptors to serve anything; raise it "
+               "(LimitNOFILE= in the unit, ulimit -n)",
+               (unsigned long long)rl.rlim_cur);
+    if (fit == 1)
+        log_warn("descriptors_short nofile=%llu need=%llu max_connections=%u->%u "
+                 "max_sessions=%u->%u note=\"the ceilings were lowered to fit; raise "
+                 "RLIMIT_NOFILE (LimitNOFILE= in the unit, ulimit -n) to keep them\"",
+                 (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)(FRONT_FD_RESERVE + (uint64_t)conns + 3 * (uint64_t)sessions),
+                 conns, cfg->limits.max_connections, sessions, cfg->limits.max_sessions);
 
     int lfds[CONFIG_MAX_LISTENERS];
     for (size_t i = 0; i < nl; i++) {

@@ -118,7 +118,7 @@ int privsep_recv(int sock, union privsep_msg *msg, int fds[3], size_t *nfds)
     }
     if (n == 0 && ngot == 0)
         return 0;
-    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || (size_t)n < sizeof(uint32_t)) {
+    if ((mh.msg_flags & MSG_TRUNC) != 0 || (size_t)n < sizeof(uint32_t)) {
         close_all(got, ngot);
         errno = EPROTO;
         return -1;
@@ -129,6 +129,18 @@ int privsep_recv(int sock, union privsep_msg *msg, int fds[3], size_t *nfds)
     size_t want_fds = type == PRIVSEP_SPAWNED                              ? 3
                       : type == PRIVSEP_RELOAD || type == PRIVSEP_AUDIT_FD ? 1
                                                                            : 0;
+    if ((mh.msg_flags & MSG_CTRUNC) != 0) {
+        /* The data is whole; the descriptors could not all be installed here (EMFILE). Only a
+         * message that carries descriptors can lose them; more than it carries filled our
+         * buffer instead, and that is the peer's error. */
+        close_all(got, ngot);
+        if (want == 0 || (size_t)n != want || want_fds == 0 || ngot >= want_fds) {
+            errno = EPROTO;
+            return -1;
+        }
+        memcpy(msg, data, want);
+        return PRIVSEP_LOST_FDS;
+    }
     if (want == 0 || (size_t)n != want || ngot != want_fds) {
         close_all(got, ngot);
         errno = EPROTO;

@@ -95,8 +95,11 @@ int privsep_send(int sock, const union privsep_msg *msg, const int *fds, size_t 
  * Receives one message. fds (3 slots) receive the descriptors of a SPAWNED message (3), or a
  * RELOAD or AUDIT_FD message (1), close-on-exec,
  * owned by the caller. Returns 1 for a message, 0 on EOF, -1 with errno (EPROTO: the peer broke
- * the protocol; EAGAIN: nothing to read).
+ * the protocol; EAGAIN: nothing to read). Returns PRIVSEP_LOST_FDS for a well-formed message whose
+ * descriptors the kernel could not install (the receiver is out of descriptors, MSG_CTRUNC):
+ * msg is filled, *nfds is 0, and the message is one failed operation, not a broken channel.
  */
+#define PRIVSEP_LOST_FDS 2
 int privsep_recv(int sock, union privsep_msg *msg, int fds[3], size_t *nfds);
 
 /* Copies a NUL-terminated name into a fixed field; -1 if it does not fit. */

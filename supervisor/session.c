@@ -52,8 +52,12 @@ static void srvreq_free(void *v)
 static TAILQ_HEAD(, session) all_sessions = TAILQ_HEAD_INITIALIZER(all_sessions);
 static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
-static size_t npending_total; /* requests in flight, all sessions */
-static char call_nonce[17];   /* this process's: audit call ids stay unique across restarts */
+static uint32_t *tenant_sessions; /* per tenant (index in cfg->tenants) */
+static uint32_t *tenant_starting; /* children starting, per tenant */
+static size_t nstarting;
+static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
+static size_t npending_total;      /* requests in flight, all sessions */
+static char call_nonce[17];        /* this process's: audit call ids stay unique across restarts */
 static uint64_t next_call_id;
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
@@ -82,8 +86,12 @@ static bool our_id(const cJSON *id, uint64_t *out)
 
 void session_module_init(struct front *f)
 {
-    (void)f;
     idmap_init(&by_key);
+    idmap_init(&pair_sessions);
+    tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
+    tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
+    if (tenant_sessions == NULL || tenant_starting == NULL)
+        fatalx("out of memory");
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
@@ -94,6 +102,75 @@ void session_module_init(struct front *f)
 size_t session_count(void)
 {
     return nsessions;
+}
+
+static uint64_t pair_key(const struct front *f, const struct config_manifest *m,
+                         const struct config_tenant *t)
+{
+    return (uint64_t)(t - f->cfg->tenants) << 32 | (uint64_t)(m - f->cfg->manifests);
+}
+
+/* Counts a session in (delta +1) or out (-1) of its tenant's and its (tenant, server) tallies. */
+static void tally(const struct session *s, int delta)
+{
+    uint64_t key = pair_key(s->f, s->m, s->t);
+    uintptr_t n = (uintptr_t)idmap_get(&pair_sessions, key);
+    n = delta > 0 ? n + 1 : n - 1;
+    if (n == 0)
+        idmap_del(&pair_sessions, key);
+    else if (idmap_put(&pair_sessions, key, (void *)n) == -1)
+        log_warn("session_tally_lost tenant=%s server=%s", s->t->name, s->m->name);
+    tenant_sessions[s->t - s->f->cfg->tenants] += (uint32_t)delta;
+}
+
+/* The session's child has answered initialize, or the session ended before it did. */
+static void starting_done(struct session *s)
+{
+    if (!s->starting)
+        return;
+    s->starting = false;
+    nstarting--;
+    tenant_starting[s->t - s->f->cfg->tenants]--;
+}
+
+int session_admit(const struct front *f, const struct config_manifest *m,
+                  const struct config_tenant *t, struct session_refusal *why)
+{
+    const struct config_limits *lim = &f->cfg->limits;
+    size_t ti = (size_t)(t - f->cfg->tenants);
+    uint32_t tenant_max = t->max_sessions != 0 ? t->max_sessions : lim->max_sessions_per_tenant;
+    uintptr_t of_server = (uintptr_t)idmap_get(&pair_sessions, pair_key(f, m, t));
+    why->status = 429;
+    why->retry_after_s = 5;
+    if (nsessions >= lim->max_sessions) {
+        why->status = 503;
+        snprintf(why->message, sizeof(why->message),
+                 "too many sessions (limits.max_sessions); retry later");
+    } else if (tenant_sessions[ti] >= tenant_max) {
+        snprintf(
+            why->message, sizeof(why->message),
+            "tenant %s is at its ceiling of %u sessions (%s); retry later", t->name, tenant_max,
+            t->max_sessions != 0 ? "the tenant's max_sessions" : "limits.max_sessions_per_tenant");
+    } else if (of_server >= m->pool_max_per_tenant) {
+        snprintf(why->message, sizeof(why->message),
+                 "tenant %s is at its ceiling of %u sessions of server %s (the manifest's "
+                 "pool.max_per_tenant); retry later",
+                 t->name, m->pool_max_per_tenant, m->name);
+    } else if (nstarting >= lim->max_spawns_in_flight) {
+        why->status = 503;
+        why->retry_after_s = 1;
+        snprintf(why->message, sizeof(why->message),
+                 "too many servers starting at once (limits.max_spawns_in_flight); retry later");
+    } else if (tenant_starting[ti] >= lim->max_spawns_in_flight_per_tenant) {
+        why->retry_after_s = 1;
+        snprintf(why->message, sizeof(why->message),
+                 "tenant %s has %u servers starting (limits.max_spawns_in_flight_per_tenant); "
+                 "retry later",
+                 t->name, tenant_starting[ti]);
+    } else {
+        return 0;
+    }
+    return -1;
 }
 
 size_t session_pending_total(void)
@@ -1828,6 +1905,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             }
             snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
             s->ready = true;
+            starting_done(s);
             const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
             s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
             log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s", s->id,
@@ -2106,8 +2184,12 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
         goto fail;
     TAILQ_INSERT_TAIL(&all_sessions, s, link);
     nsessions++;
+    tally(s, +1);
+    s->starting = true;
+    nstarting++;
+    tenant_starting[t - f->cfg->tenants]++;
     session_touch(s);
-    s->spawn = front_spawn(f, m->name, t->name, on_spawned, s);
+    s->spawn = front_spawn(f, m, t, on_spawned, s);
     if (s->spawn == NULL) {
         session_end(s, "cannot ask the spawner");
         return NULL;
@@ -2162,6 +2244,8 @@ void session_end(struct session *s, const char *why)
     idmap_del(&by_key, id_key(s->id));
     TAILQ_REMOVE(&all_sessions, s, link);
     nsessions--;
+    tally(s, -1);
+    starting_done(s);
     evtimer_del(s->idle_timer);
     evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
@@ -2206,4 +2290,8 @@ void session_module_shutdown(struct front *f, const char *why)
     while ((s = TAILQ_FIRST(&all_sessions)) != NULL)
         session_end(s, why);
     (void)f;
+    free(tenant_sessions);
+    free(tenant_starting);
+    tenant_sessions = tenant_starting = NULL;
+    idmap_free(&pair_sessions);
 }

@@ -117,6 +117,7 @@ struct session {
     const struct config_tenant *t;
     bool legacy_sse; /* 2024-11-05 HTTP+SSE transport */
     bool ready;      /* initialize answered */
+    bool starting;   /* counted among the children starting (until ready or ended) */
     bool closing;
     char proto[16]; /* negotiated protocol version */
     struct child *child;
@@ -151,6 +152,21 @@ struct session {
 void session_module_init(struct front *f);
 void session_module_shutdown(struct front *f, const char *why);
 size_t session_count(void);
+
+/* Why a new session may not start now: the HTTP status (429 when the tenant is at one of its own
+ * ceilings, 503 when the whole front is), Retry-After seconds and a message naming the key. */
+struct session_refusal {
+    int status;
+    long retry_after_s;
+    char message[256];
+};
+/* 0 when tenant t may start a session of server m now; -1 with *why filled. Ceilings:
+ * limits.max_sessions, the tenant's sessions (max_sessions, limits.max_sessions_per_tenant), its
+ * sessions of m (m's pool.max_per_tenant: with isolation "session", its children of m), and
+ * children starting — from the spawn request until the child answers initialize —
+ * (limits.max_spawns_in_flight, limits.max_spawns_in_flight_per_tenant). */
+int session_admit(const struct front *f, const struct config_manifest *m,
+                  const struct config_tenant *t, struct session_refusal *why);
 /* Requests in flight across all sessions (draining waits for 0). */
 size_t session_pending_total(void);
 /* Writes an SSE comment on every open standalone stream. */

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -193,7 +194,7 @@ class Reply:
 
 
 class Daemon:
-    def __init__(self, tmp_path, config, manifests, keys, proc_env=None):
+    def __init__(self, tmp_path, config, manifests, keys, proc_env=None, nofile=None):
         self.dir = tmp_path
         self.config = config
         self.lines = []
@@ -216,6 +217,7 @@ class Daemon:
         (tmp_path / "api-keys.json").write_text(json.dumps({"keys": records}))
         (tmp_path / "mcpvisor.json").write_text(json.dumps(config))
         self.proc_env = proc_env
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) to start the daemon under
         # HTTPS listeners: set tls_context (an ssl.SSLContext) and conn() speaks TLS to tls_host
         self.tls_context = None
         self.tls_host = "127.0.0.1"
@@ -227,10 +229,16 @@ class Daemon:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         if self.proc_env:
             env.update(self.proc_env)
+        limit = self.nofile
+
+        def preexec():
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen(
             [MCPVISOR, "run", "-c", self.config_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, cwd=str(self.dir))
+            env=env, cwd=str(self.dir), preexec_fn=preexec)
         self.reader = threading.Thread(target=self._read_log, daemon=True)
         self.reader.start()
         self.wait_log(r"msg=ready\b", timeout)
@@ -537,13 +545,13 @@ def make_daemon(tmp_path):
     counter = [0]
 
     def make(limits=None, config=None, manifests=None, keys=("alice", "bob", "carol"), start=True,
-             proc_env=None, **extra):
+             proc_env=None, nofile=None, **extra):
         counter[0] += 1
         d_dir = tmp_path / ("d%d" % counter[0])
         d_dir.mkdir()
         cfg = config if config is not None else base_config(limits, **extra)
         d = Daemon(d_dir, cfg, manifests if manifests is not None else default_manifests(), keys,
-                   proc_env=proc_env)
+                   proc_env=proc_env, nofile=nofile)
         started.append(d)
         if start:
             d.start()

@@ -334,8 +334,8 @@ static void wrong_types_and_ranges_are_errors(void **state)
     assert_load_fails(f, "manifests/echo.json: /sandbox/read_only/0: expected an absolute path "
                          "without . or .. components");
     write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
-                                      "\"pool\": {\"min_idle\": 9}}");
-    assert_load_fails(f, "manifests/echo.json: /pool/min_idle: must not exceed max_per_tenant (8)");
+                                      "\"pool\": {\"min_idle\": 65}}");
+    assert_load_fails(f, "manifests/echo.json: /pool/min_idle: must not exceed max_per_tenant (64)");
 }
 
 static void manifest_name_must_match_its_file(void **state)
@@ -660,7 +660,7 @@ static void defaults_are_filled_in(void **state)
     assert_int_equal(m->nsecrets, 0);
     assert_int_equal(m->isolation, CONFIG_ISOLATION_SESSION);
     assert_int_equal(m->pool_min_idle, 0);
-    assert_int_equal(m->pool_max_per_tenant, 8);
+    assert_int_equal(m->pool_max_per_tenant, 64);
     assert_int_equal(m->pool_idle_timeout_s, 300);
     assert_false(m->sandbox.network);
     assert_int_equal(m->sandbox.nread_only, 0);

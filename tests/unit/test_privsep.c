@@ -14,10 +14,12 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "privsep.h"
+#include "testchild.h"
 
 struct pair {
     int a, b; /* a sends, b receives */
@@ -546,6 +548,59 @@ static void name_ok_bounds(void **state)
     assert_int_equal(privsep_name_ok(wider, CONFIG_NAME_MAX), -1);
 }
 
+/* The receiver out of descriptors (EMFILE): the kernel truncates the control message. The
+ * message is one failed operation for the front, not a broken channel. */
+static int lost_rx = -1; /* the receiving end, for the clean child */
+
+static int receive_while_out_of_fds(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return 10;
+    rl.rlim_cur = 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return 11;
+    while (open("/dev/null", O_RDONLY) != -1) /* fill every slot below the limit */
+        ;
+    if (errno != EMFILE)
+        return 12;
+    union privsep_msg got;
+    int fds[3] = {-1, -1, -1};
+    size_t nfds = 9;
+    int r = privsep_recv(lost_rx, &got, fds, &nfds);
+    if (r != PRIVSEP_LOST_FDS)
+        return 13;
+    if (nfds != 0 || got.type != PRIVSEP_SPAWNED || got.spawned.pid != 4242 || got.spawned.req != 7)
+        return 14;
+    /* the next message is received normally: the channel is intact */
+    r = privsep_recv(lost_rx, &got, fds, &nfds);
+    if (r != 1 || got.type != PRIVSEP_KILL || got.kill.pid != 4243)
+        return 15;
+    return 0;
+}
+
+static void spawned_without_room_for_its_fds_is_lost_fds(void **state)
+{
+    struct pair *p = *state;
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    union privsep_msg m;
+    memset(&m, 0, sizeof(m));
+    m.spawned.type = PRIVSEP_SPAWNED;
+    m.spawned.pid = 4242;
+    m.spawned.req = 7;
+    int sent[3] = {pp[0], pp[1], pp[0]};
+    assert_int_equal(privsep_send(p->a, &m, sent, 3), 0);
+    memset(&m, 0, sizeof(m));
+    m.kill.type = PRIVSEP_KILL;
+    m.kill.pid = 4243;
+    assert_int_equal(privsep_send(p->a, &m, NULL, 0), 0);
+    close(pp[0]);
+    close(pp[1]);
+    lost_rx = p->b;
+    assert_int_equal(test_child_status(receive_while_out_of_fds), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -560,6 +615,7 @@ int main(void)
         T(kill_round_trip),
         T(messages_keep_their_boundaries),
         T(spawned_carries_three_usable_cloexec_fds),
+        T(spawned_without_room_for_its_fds_is_lost_fds),
         T(message_shorter_than_its_type_is_eproto),
         T(message_longer_than_its_type_is_eproto),
         T(message_longer_than_any_type_is_eproto),
