@@ -143,6 +143,29 @@ uint64_t front_audit(struct front *f, cJSON *ev)
     return audit_record(f->audit, ev, NULL, NULL, 0);
 }
 
+struct front_audit_burst front_quota_refused_burst = {"\x1e"
+                                                      "quota_refused",
+                                                      0};
+
+uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON *ev)
+{
+    if (f->audit == NULL) {
+        cJSON_Delete(ev);
+        return 0;
+    }
+    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, front_now_ms(),
+                        NULL) != QUOTA_OK) {
+        b->suppressed++;
+        cJSON_Delete(ev);
+        return 0;
+    }
+    if (b->suppressed > 0) {
+        cJSON_AddNumberToObject(ev, "suppressed_before", (double)b->suppressed);
+        b->suppressed = 0;
+    }
+    return front_audit(f, ev);
+}
+
 int64_t front_now_ms(void)
 {
     struct timespec ts;

@@ -80,6 +80,22 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
  * an audit log or when it could not be queued. */
 uint64_t front_audit(struct front *f, cJSON *ev);
 
+/* Records anyone can cause in a loop (auth_failure, quota_refused): up to
+ * FRONT_AUDIT_BURST at once and FRONT_AUDIT_RATE per second are written; beyond that they are
+ * counted, and the next one written carries "suppressed_before". Without the ceiling a loop of
+ * refused requests would fill the disk, and then every caller's calls would be refused for want
+ * of an audit log. One per kind of record (a static at the call site). */
+#define FRONT_AUDIT_RATE  20.0
+#define FRONT_AUDIT_BURST 100
+struct front_audit_burst {
+    const char *key; /* the kind's bucket in the quota table */
+    uint64_t suppressed;
+};
+/* quota_refused records, from the principal rate and from tool quotas alike. */
+extern struct front_audit_burst front_quota_refused_burst;
+/* Appends ev (taken) within b's ceiling; returns its seq, or 0 when suppressed or not written. */
+uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON *ev);
+
 /* Monotonic milliseconds, for quotas and latencies. */
 int64_t front_now_ms(void);
 

@@ -692,30 +692,17 @@ static void add_challenge(const struct http_listener *l, struct hreq *req, const
 
 /* An auth_failure audit record: why, from where, and which credential (by a hash prefix only;
  * a token that failed is never written down). */
-#define AUTH_AUDIT_RATE  20.0 /* auth_failure records per second, beyond which they are counted */
-#define AUTH_AUDIT_BURST 100
-
 static void audit_auth_failure(struct front *f, struct hreq *req, const char *server,
                                const char *reason)
 {
-    /* Anyone can fail to authenticate: without a ceiling, a loop of bad requests would fill
-     * the disk and then every caller's calls would be refused for want of an audit log. */
-    static uint64_t suppressed;
+    /* Anyone can fail to authenticate. */
+    static struct front_audit_burst burst = {"\x1e"
+                                             "auth_failure",
+                                             0};
     if (f->audit == NULL)
         return;
-    if (quota_admit_key(f->quotas,
-                        "\x1e"
-                        "auth_failure",
-                        AUTH_AUDIT_RATE, AUTH_AUDIT_BURST, front_now_ms(), NULL) != QUOTA_OK) {
-        suppressed++;
-        return;
-    }
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "event", "auth_failure");
-    if (suppressed > 0) {
-        cJSON_AddNumberToObject(ev, "suppressed_before", (double)suppressed);
-        suppressed = 0;
-    }
     cJSON_AddStringToObject(ev, "reason", reason);
     cJSON_AddStringToObject(ev, "server", server);
     cJSON_AddStringToObject(ev, "remote", hreq_peer(req));
@@ -731,7 +718,7 @@ static void audit_auth_failure(struct front *f, struct hreq *req, const char *se
             cJSON_AddStringToObject(ev, "token_sha256_prefix", hex);
         }
     }
-    front_audit(f, ev);
+    front_audit_limited(f, &burst, ev);
 }
 
 /* limits.principal_rate: every request of one (tenant, user) draws from one bucket. Returns
@@ -766,7 +753,7 @@ static bool principal_admit(struct front *f, struct hreq *req, const struct prin
         cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "");
         cJSON_AddStringToObject(ev, "reason", "principal request ceiling");
         cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
-        front_audit(f, ev);
+        front_audit_limited(f, &front_quota_refused_burst, ev);
     }
     char *text = jsonrpc_error_text(NULL, ERR_QUOTA_EXCEEDED, msg, "quota_exceeded", retry);
     if (text == NULL) {

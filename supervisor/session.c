@@ -1511,7 +1511,7 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
         cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
         if (retry >= 0)
             cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
-        front_audit(s->f, ev);
+        front_audit_limited(s->f, &front_quota_refused_burst, ev);
     }
     *refused = "quota_exceeded";
     cJSON *extra = cJSON_CreateObject();

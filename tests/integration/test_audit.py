@@ -367,6 +367,42 @@ def test_auth_failure_records_are_rate_limited_and_counted(make_daemon, tmp_path
     assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
 
 
+def test_quota_refused_records_are_rate_limited_and_counted(make_daemon, tmp_path):
+    """A caller over limits.principal_rate gets 429 for every request; the quota_refused records
+    of such a flood are bounded like auth_failure: a burst, then counted in the next record."""
+    path = tmp_path / "audit.jsonl"
+    d = _daemon(make_daemon, path, limits={"principal_rate": "1/min", "principal_burst": 1})
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    conn = d.conn()
+    sent = 0
+    t0 = time.monotonic()
+    while sent < 400 and time.monotonic() - t0 < 3:
+        resp = d.open(conn, "POST", "/servers/ts/mcp", json.dumps(ping),
+                      {"Content-Type": "application/json"})
+        resp.read()
+        if resp.status == 429:
+            sent += 1
+    conn.close()
+    elapsed = time.monotonic() - t0
+    wait_for(lambda: len(find(records(path), event="quota_refused")) >= 100, timeout=5,
+             what="the burst of quota_refused records")
+    written = len(find(records(path), event="quota_refused"))
+    assert written <= 100 + 20 * elapsed + 5, (written, sent, elapsed)
+    assert written < sent, (written, sent)
+    before = written
+    late = [0]
+
+    def flushed():
+        late[0] += 1
+        assert d.request("POST", "/servers/ts/mcp", ping).status == 429
+        recs = find(records(path), event="quota_refused")
+        return len(recs) > before and recs[-1].get("suppressed_before", 0) > 0
+    wait_for(flushed, timeout=5, interval=0.1, what="a quota_refused record counting the rest")
+    recs = find(records(path), event="quota_refused")
+    counted = sum(r.get("suppressed_before", 0) for r in recs)
+    assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
+
+
 def test_held_calls_answered_without_forwarding_are_recorded(make_daemon, tmp_path):
     """A call waiting for the tools to be verified, then answered because the session ends, is
     recorded like other refusals: a call record with forwarded false and its outcome."""
