@@ -1462,6 +1462,14 @@ static int parse_pool(struct ctx *c, const cJSON *v, const struct loc *at,
     if (m->pool_min_idle > m->pool_max_per_tenant)
         return fail(c, KEY(at, "min_idle"), "must not exceed max_per_tenant (%" PRIu32 ")",
                     m->pool_max_per_tenant);
+    /* Keys of features not built yet are refused, never accepted and ignored. */
+    if (m->pool_min_idle > 0)
+        return fail(c, KEY(at, "min_idle"),
+                    "warm children are not supported yet: use 0 (each session starts its own)");
+    if (member(v, "idle_timeout_s") != NULL)
+        return fail(c, KEY(at, "idle_timeout_s"),
+                    "is not supported yet: it applies to warm children, which are not built; "
+                    "leave it out");
     return 0;
 }
 
@@ -1670,7 +1678,12 @@ static int parse_tool(struct ctx *c, const cJSON *v, const struct loc *at, struc
         return -1;
     if ((m = member(v, "quota")) != NULL && parse_quota(c, m, KEY(at, "quota"), &t->quota) == -1)
         return -1;
-    return get_u32(c, v, at, "cache_ttl_s", 0, 86400, &t->cache_ttl_s);
+    if (get_u32(c, v, at, "cache_ttl_s", 0, 86400, &t->cache_ttl_s) == -1)
+        return -1;
+    if (t->cache_ttl_s > 0)
+        return fail(c, KEY(at, "cache_ttl_s"),
+                    "result caching is not supported yet: use 0 or leave it out");
+    return 0;
 }
 
 static int parse_tools(struct ctx *c, const cJSON *v, struct config_manifest *m)
@@ -1744,6 +1757,10 @@ static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
         if (get_enum(c, v, KEY(NULL, "isolation"), isolations, &e) == -1)
             return -1;
         m->isolation = (enum config_isolation)e;
+        if (m->isolation != CONFIG_ISOLATION_SESSION)
+            return fail(c, KEY(NULL, "isolation"),
+                        "\"tenant\" is not supported yet: every session gets its own child "
+                        "(use \"session\")");
     }
     if ((v = member(root, "pool")) != NULL && parse_pool(c, v, KEY(NULL, "pool"), m) == -1)
         return -1;

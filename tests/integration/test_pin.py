@@ -197,7 +197,7 @@ def test_tool_no_longer_served_is_missing(tmp_path, ts_pins):
 def test_write_then_pin_again(tmp_path, ts_pins):
     m = ts_manifest({"add": {"version": "3", "sha256": "0" * 64, "scopes": ["math"],
                              "quota": {"rate": "5/s", "timeout_ms": 2000}},
-                     "echo": {"version": "2", "cache_ttl_s": 30}},
+                     "echo": {"version": "2", "cache_ttl_s": 0}},
                     env={"FOO": "bar"}, pin_mode="warn", unlisted_tools="allow",
                     sandbox={"tmpfs": ["/tmp"], "limits": {"nofile": 128}})
     s = Setup(tmp_path, m)
@@ -221,7 +221,7 @@ def test_write_then_pin_again(tmp_path, ts_pins):
                                                              if k != "tools"}
     assert w["tools"]["add"] == {"version": "3", "sha256": ts_pins["add"], "scopes": ["math"],
                                  "quota": {"rate": "5/s", "timeout_ms": 2000}}
-    assert w["tools"]["echo"] == {"version": "2", "cache_ttl_s": 30, "sha256": ts_pins["echo"]}
+    assert w["tools"]["echo"] == {"version": "2", "cache_ttl_s": 0, "sha256": ts_pins["echo"]}
     assert list(w["tools"])[:2] == ["add", "echo"]
     for name, pin in ts_pins.items():
         if name not in ("add", "echo"):
