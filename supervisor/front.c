@@ -97,15 +97,19 @@ int front_fit_descriptors(struct config_limits *lim, uint64_t nofile)
     uint64_t avail = nofile - FRONT_FD_RESERVE;
     /* a quarter for connections, the rest for sessions: each session also holds a connection
      * while it streams */
-    if (lim->max_connections > avail / 4)
-        lim->max_connections = (uint32_t)(avail / 4 > 0 ? avail / 4 : 1);
-    uint64_t sessions = (avail - lim->max_connections) / 3;
+    uint32_t conns = lim->max_connections;
+    if (conns > avail / 4)
+        conns = (uint32_t)(avail / 4 > 0 ? avail / 4 : 1);
+    uint64_t sessions = (avail - conns) / 3;
     if (lim->max_sessions > sessions)
         lim->max_sessions = (uint32_t)(sessions > 0 ? sessions : 1);
-    /* one address keeps the share of the whole it had by default */
-    uint32_t share = lim->max_connections / 4 > 0 ? lim->max_connections / 4 : 1;
-    if (lim->max_connections_per_address > share)
-        lim->max_connections_per_address = share;
+    if (conns < lim->max_connections) {
+        /* one address keeps the share of the whole it had */
+        uint64_t per = (uint64_t)lim->max_connections_per_address * conns / lim->max_connections;
+        if (per < lim->max_connections_per_address)
+            lim->max_connections_per_address = (uint32_t)(per > 0 ? per : 1);
+        lim->max_connections = conns;
+    }
     return 1;
 }
 
