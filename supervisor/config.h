@@ -138,6 +138,7 @@ struct config_limits {
     uint32_t header_timeout_ms;           /* 10000; absolute deadline for a request head */
     uint32_t body_timeout_ms;             /* 30000; absolute deadline for a request body */
     uint32_t keepalive_timeout_ms;        /* 60000; idle connection between requests */
+    size_t max_stream_buffer_bytes;       /* 4 MiB untaken by one client; its stream ends beyond */
     uint32_t max_sessions;                /* 10000; 503 beyond */
     uint32_t max_sessions_per_tenant;     /* 1000; 429 beyond (a tenant's max_sessions overrides) */
     uint32_t max_spawns_in_flight;        /* 32 children starting at once; 503 beyond */

@@ -582,6 +582,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
         .header_timeout_ms = cfg->limits.header_timeout_ms,
         .body_timeout_ms = cfg->limits.body_timeout_ms,
         .idle_timeout_ms = cfg->limits.keepalive_timeout_ms,
+        .max_output_bytes = cfg->limits.max_stream_buffer_bytes,
     };
     f.httpd = httpd_new(f.base, &hl);
     if (f.httpd == NULL)

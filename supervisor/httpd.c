@@ -1226,11 +1226,22 @@ void hreq_stream_start(struct hreq *r, int status)
 void hreq_stream_send(struct hreq *r, struct evbuffer *b)
 {
     size_t n = evbuffer_get_length(b);
-    if (r->c == NULL || !r->streaming || n == 0 || r->h.method == HM_HEAD) {
+    if (r->c == NULL || r->c->aborting || !r->streaming || n == 0 || r->h.method == HM_HEAD) {
         evbuffer_drain(b, n);
         return;
     }
     struct evbuffer *out = conn_out(r->c);
+    if (evbuffer_get_length(out) + n > r->c->d->lim.max_output_bytes) {
+        /* A client that does not read must not make the front buffer without bound: its
+         * stream ends; what it missed stays with its session (Last-Event-ID replay). */
+        log_warn("stream_dropped peer=%s pending=%zu limit=%zu note=\"the client is not reading "
+                 "(limits.max_stream_buffer_bytes)\"",
+                 r->c->peer, evbuffer_get_length(out), r->c->d->lim.max_output_bytes);
+        evbuffer_drain(b, n);
+        r->c->aborting = true;
+        conn_schedule(r->c);
+        return;
+    }
     if (r->h.minor == 1)
         evbuffer_add_printf(out, "%zx\r\n", n);
     evbuffer_add_buffer(out, b);

@@ -32,6 +32,7 @@ struct httpd_limits {
     uint32_t header_timeout_ms; /* absolute: accept (or a request's first byte) to end of head */
     uint32_t body_timeout_ms;   /* absolute: end of head to end of body */
     uint32_t idle_timeout_ms;   /* keep-alive: end of a response to the next request's first byte */
+    size_t max_output_bytes;    /* a streamed answer the client does not take ends beyond this */
 };
 
 enum hmethod { HM_GET = 1, HM_HEAD, HM_POST, HM_PUT, HM_DELETE, HM_OPTIONS, HM_PATCH };
@@ -75,7 +76,8 @@ void hreq_add_header(struct hreq *r, const char *name, const char *value);
 void hreq_reply(struct hreq *r, int status, const char *body, size_t len);
 /* Starts an answer whose body follows in pieces (chunked; HTTP/1.0: ends with the connection). */
 void hreq_stream_start(struct hreq *r, int status);
-/* Sends what b holds (drained) as the next piece. */
+/* Sends what b holds (drained) as the next piece. When the client has left more than
+ * max_output_bytes untaken, the connection is ended instead (the close callback runs). */
 void hreq_stream_send(struct hreq *r, struct evbuffer *b);
 /* Ends a streamed answer and finishes r. */
 void hreq_stream_end(struct hreq *r);

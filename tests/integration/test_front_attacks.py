@@ -1,12 +1,13 @@
 """Attacks on the shared front by one party, each checked from the side of a well-behaved client
 of another tenant: it keeps being served within a latency bound while the attack runs, and the
 daemon never exits."""
+import json
 import os
 import resource
 import socket
 import time
 
-from conftest import McpClient, pid_alive, tool_text
+from conftest import McpClient, bearer, pid_alive, tool_text
 
 # p99 bound for the bystander; sanitizer builds are several times slower
 P99_MS = 1000 if os.environ.get("MCPVISOR_ASAN") else 250
@@ -81,3 +82,44 @@ def test_drip_fed_connections_under_a_1024_descriptor_limit(make_daemon):
     assert _p99(lat) < P99_MS, (_p99(lat), len(lat))
     # the dripping heads were cut at their deadline, not kept alive by each byte
     assert d.log_lines("msg=http_refused status=408") or d.log_lines("suppressed_before"), d.log
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
+    """A tool streams 100,000 progress notifications to a client that reads nothing: the front
+    ends that stream at limits.max_stream_buffer_bytes instead of buffering it all, its memory
+    stays bounded, and another tenant is served meanwhile."""
+    d = make_daemon(limits={"max_stream_buffer_bytes": 65536})
+    front = d.front_pid
+    c = McpClient(d)
+    c.initialize()
+    rss0 = _rss_kb(front)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                       "params": {"name": "progress", "arguments": {"steps": 100000},
+                                  "_meta": {"progressToken": "p"}}})
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+    head = ("POST /servers/ts/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            "Mcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n" % (bearer("alice"), c.sid,
+                                                                  len(body)))
+    s.sendall(head.encode() + body.encode())
+    try:
+        lat = _bystander_rounds(d, 2.0)
+        d.wait_log(r"msg=stream_dropped", timeout=20)
+        peak = _rss_kb(front)
+    finally:
+        s.close()
+    print("front rss_kb before=%d after=%d bystander p99_ms=%.1f" % (rss0, peak, _p99(lat)))
+    assert pid_alive(front)
+    assert peak - rss0 < 32 * 1024, (rss0, peak)
+    assert _p99(lat) < P99_MS, _p99(lat)
+    # the session itself lives on: its next call is answered
+    assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
