@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "caps.h"
@@ -513,11 +515,33 @@ int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
         goto kill_child;
     }
 
-    /* EOF on the status pipe means execve closed it: the program runs. */
+    /* EOF on the status pipe means execve closed it: the program runs. A child stuck in set-up
+     * (a hung mount source, a stopped process) must not stop the spawner: it gets a deadline. */
     ssize_t n;
-    do {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (plan->setup_timeout_ms > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long spent =
+                (long long)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+            long long left = (long long)plan->setup_timeout_ms - spent;
+            struct pollfd pfd = {.fd = status[0], .events = POLLIN};
+            int pr = poll(&pfd, 1, left > 0 ? (int)left : 0);
+            if (pr == -1 && errno == EINTR)
+                continue;
+            if (pr == 0) {
+                res->err = ETIMEDOUT;
+                snprintf(res->step, sizeof(res->step), "setup");
+                goto kill_child;
+            }
+        }
         n = read(status[0], &st, sizeof(st));
-    } while (n == -1 && errno == EINTR);
+        if (n == -1 && errno == EINTR)
+            continue;
+        break;
+    }
     if (n != 0) {
         if (n == (ssize_t)sizeof(st)) {
             st.step[sizeof(st.step) - 1] = '\0';

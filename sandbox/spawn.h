@@ -68,6 +68,9 @@ struct spawn_plan {
      * with errno to abort the spawn (the child is killed). */
     int (*before_go)(void *arg, pid_t pid);
     void *before_go_arg;
+    /* Time the child may take from "go" to execve; beyond it, it is killed and the spawn fails
+     * with step "setup" and ETIMEDOUT. 0: no deadline. */
+    uint32_t setup_timeout_ms;
 };
 
 struct spawn_result {

@@ -155,6 +155,7 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         .landlock_abi = features->landlock_abi,
         .before_go = features->cgroup.available ? cgroup_enter : NULL,
         .before_go_arg = &cgx,
+        .setup_timeout_ms = cfg->limits.spawn_timeout_ms,
     };
     if (spawn_start(&plan, &res) == -1) {
         step = res.step;
