@@ -8,7 +8,7 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS      := libevent libevent_openssl libcjson openssl libseccomp libcap
+PKGS      := libevent libevent_openssl libcjson openssl libseccomp libcap libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -27,7 +27,7 @@ LDLIBS  += $(PKG_LIBS)
 # Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
 # (interop tests) are checked as commands, since they may come from another packaging of Node.
 DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
-            libcmocka-dev python3-pytest python3-jwt python3-cryptography clang-format \
+            libcmocka-dev libpcre2-dev python3-pytest python3-jwt python3-cryptography clang-format \
             apache2-utils json-schema-test-suite
 
 LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))

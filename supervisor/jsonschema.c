@@ -17,9 +17,9 @@
 #include "jsonschema.h"
 #include "strbuf.h"
 
-#include <locale.h>
 #include <math.h>
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,9 +54,15 @@ struct js_node;
 
 struct js_pattern {
     char *source; /* the ECMA-262 text, for messages */
-    regex_t re;
-    bool compiled;
+    pcre2_code *code;
+    pcre2_match_data *md;
 };
+
+/* Matching is bounded: a pattern and a string from outside must not hold the event loop.
+ * Backtracking steps, nesting depth and heap per match; beyond them the match is refused. */
+#define RE_MATCH_LIMIT 1000000u
+#define RE_DEPTH_LIMIT 10000u
+#define RE_HEAP_KIB    8192u
 
 struct js_prop {
     char *name;
@@ -130,7 +136,6 @@ struct jsonschema {
     struct js_node **nodes; /* every node, owned here; the graph's edges are borrowed */
     size_t nnodes, capnodes;
     enum js_draft draft;
-    locale_t utf8; /* for regcomp/regexec; (locale_t)0 when the schema has no pattern */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -509,14 +514,22 @@ static enum re_atom re_class_atom(const char *src, size_t *ip, uint32_t *cp, cha
  * so the ASCII part of a range stays a range and the rest is listed, up to RE_MAX_LISTED code
  * points.
  */
+/* A code point inside a class: PCRE reads a backslash there as an escape. */
+static void re_class_cp(struct strbuf *body, uint32_t cp)
+{
+    if (cp == '\\')
+        strbuf_putc(body, '\\');
+    sb_put_cp(body, cp);
+}
+
 static int re_put_range(struct strbuf *body, uint32_t lo, uint32_t hi, const char **why)
 {
     if (lo < 0x80) {
         uint32_t top = hi < 0x80 ? hi : 0x7F;
-        sb_put_cp(body, lo);
+        re_class_cp(body, lo);
         if (top > lo) {
             strbuf_putc(body, '-');
-            sb_put_cp(body, top);
+            re_class_cp(body, top);
         }
         if (hi < 0x80)
             return 0;
@@ -624,7 +637,7 @@ static int re_class(const char *src, size_t *ip, struct strbuf *b, const char **
         else if (lo == '^' && body.len == 0)
             caret = true;
         else
-            sb_put_cp(&body, lo);
+            re_class_cp(&body, lo);
     }
     if (body.failed)
         goto out;
@@ -682,10 +695,19 @@ static char *re_translate(const char *src, const char **why)
 {
     struct strbuf b = {0};
     size_t i = 0;
+    bool quantified = false; /* the last thing emitted was a quantifier */
     *why = NULL;
     strbuf_puts(&b, "");
     while (src[i] != '\0' && !b.failed) {
         char ch = src[i];
+        bool is_quantifier =
+            ch == '*' || ch == '+' || ch == '?' || (ch == '{' && re_quantifier_len(src + i) > 0);
+        if (is_quantifier && quantified) {
+            /* "a++" or "a{2}*": a syntax error in ECMA-262 (PCRE would read some as possessive) */
+            *why = "a quantifier follows a quantifier (not valid ECMA-262)";
+            goto fail;
+        }
+        quantified = is_quantifier;
         switch (ch) {
         case '\\': {
             uint32_t cp;
@@ -924,8 +946,8 @@ static void pattern_free(struct js_pattern *p)
 {
     if (p == NULL)
         return;
-    if (p->compiled)
-        regfree(&p->re);
+    pcre2_match_data_free(p->md);
+    pcre2_code_free(p->code);
     free(p->source);
     free(p);
 }
@@ -1051,32 +1073,36 @@ static int pattern_compile(struct cctx *c, const char *keyword, const char *src,
         unsupported(c, keyword, msg);
         return 1;
     }
-    if (c->s->utf8 == (locale_t)0) {
-        c->s->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-        if (c->s->utf8 == (locale_t)0) {
-            free(ere);
-            return cfail(c, "patterns need the C.UTF-8 locale, which is not available");
-        }
-    }
     struct js_pattern *p = calloc(1, sizeof *p);
     if (p == NULL || (p->source = strdup(src)) == NULL) {
         free(p);
         free(ere);
         return oom(c);
     }
-    locale_t old = uselocale(c->s->utf8);
-    int rc = regcomp(&p->re, ere, REG_EXTENDED | REG_NOSUB);
-    uselocale(old);
+    /* The translation keeps POSIX ERE syntax, which PCRE2 reads the same way once "." may match
+     * anything ("[^]"; ECMA's "." is translated to a class), "$" is only the end, and strings
+     * that are not UTF-8 simply do not match. PCRE2 bounds its compiled size; a pattern over it
+     * is one mcpvisor cannot validate. */
+    int err;
+    PCRE2_SIZE off;
+    p->code = pcre2_compile((PCRE2_SPTR)ere, PCRE2_ZERO_TERMINATED,
+                            PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOTALL |
+                                PCRE2_DOLLAR_ENDONLY | PCRE2_NO_AUTO_CAPTURE,
+                            &err, &off, NULL);
     free(ere);
-    if (rc != 0) {
+    if (p->code == NULL) {
         char reason[128], msg[256];
-        regerror(rc, &p->re, reason, sizeof reason);
-        snprintf(msg, sizeof msg, "pattern \"%.100s\": regcomp: %s", src, reason);
+        pcre2_get_error_message(err, (PCRE2_UCHAR *)reason, sizeof reason);
+        snprintf(msg, sizeof msg, "pattern \"%.100s\": %s", src, reason);
         pattern_free(p);
         unsupported(c, keyword, msg);
         return 1;
     }
-    p->compiled = true;
+    p->md = pcre2_match_data_create(1, NULL);
+    if (p->md == NULL) {
+        pattern_free(p);
+        return oom(c);
+    }
     *out = p;
     return 0;
 }
@@ -1898,8 +1924,6 @@ void jsonschema_free(struct jsonschema *s)
     for (size_t i = 0; i < s->nnodes; i++)
         node_free(s->nodes[i]);
     free(s->nodes);
-    if (s->utf8 != (locale_t)0)
-        freelocale(s->utf8);
     free(s);
 }
 
@@ -2141,9 +2165,22 @@ static size_t eval_number(struct vctx *c, const struct js_node *n, double d)
     return e;
 }
 
-static bool pattern_match(const struct js_pattern *p, const char *s)
+/* 1: s matches; 0: it does not; -1: the match ran into a limit (or out of memory). */
+static int pattern_match(const struct js_pattern *p, const char *s)
 {
-    return regexec(&p->re, s, 0, NULL, 0) == 0;
+    static pcre2_match_context *mctx;
+    if (mctx == NULL) {
+        mctx = pcre2_match_context_create(NULL);
+        if (mctx == NULL)
+            return -1;
+        pcre2_set_match_limit(mctx, RE_MATCH_LIMIT);
+        pcre2_set_depth_limit(mctx, RE_DEPTH_LIMIT);
+        pcre2_set_heap_limit(mctx, RE_HEAP_KIB);
+    }
+    int rc = pcre2_match(p->code, (PCRE2_SPTR)s, strlen(s), 0, 0, p->md, mctx);
+    if (rc >= 0)
+        return 1;
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
 static size_t eval_string(struct vctx *c, const struct js_node *n, const char *s)
@@ -2158,8 +2195,14 @@ static size_t eval_string(struct vctx *c, const struct js_node *n, const char *s
             e += emit(c, "maxLength", "string is %zu characters long; the maximum is %zu", len,
                       n->max_length);
     }
-    if (n->pattern != NULL && !stop(c, e) && !pattern_match(n->pattern, s))
+    int m = n->pattern != NULL && !stop(c, e) ? pattern_match(n->pattern, s) : 1;
+    if (m == 0)
         e += emit(c, "pattern", "string does not match the pattern \"%s\"", n->pattern->source);
+    else if (m < 0)
+        e += emit(c, "pattern",
+                  "string could not be matched against the pattern \"%s\" within mcpvisor's "
+                  "matching limits",
+                  n->pattern->source);
     return e;
 }
 
@@ -2277,11 +2320,21 @@ static size_t eval_object(struct vctx *c, const struct js_node *n, const cJSON *
                 matched = true;
                 e += eval_child(c, n->props[i].schema, m, m->string, 0, "properties");
             }
-        for (size_t i = 0; i < n->npatprops && !stop(c, e); i++)
-            if (pattern_match(n->patprops[i].pattern, m->string)) {
+        for (size_t i = 0; i < n->npatprops && !stop(c, e); i++) {
+            int pm = pattern_match(n->patprops[i].pattern, m->string);
+            if (pm < 0) {
+                matched = true; /* refused below, not let through as "additional" */
+                size_t mark = path_push(&c->path, m->string);
+                e += emit(c, "patternProperties",
+                          "property name could not be matched against the pattern \"%s\" "
+                          "within mcpvisor's matching limits",
+                          n->patprops[i].pattern->source);
+                path_pop(&c->path, mark);
+            } else if (pm == 1) {
                 matched = true;
                 e += eval_child(c, n->patprops[i].schema, m, m->string, 0, "patternProperties");
             }
+        }
         if (!matched && n->additional_props != NULL && !stop(c, e)) {
             if (n->additional_props->boolean == 0) {
                 size_t mark = path_push(&c->path, m->string);
@@ -2386,11 +2439,6 @@ size_t jsonschema_validate(const struct jsonschema *s, const cJSON *instance,
                            struct jsonschema_error *errs, size_t max)
 {
     struct vctx c = {.errs = errs, .max = errs != NULL ? max : 0};
-    locale_t old = (locale_t)0;
-    if (s->utf8 != (locale_t)0)
-        old = uselocale(s->utf8);
     eval(&c, s->root, instance, "");
-    if (s->utf8 != (locale_t)0)
-        uselocale(old);
     return c.count;
 }

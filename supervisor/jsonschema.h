@@ -35,17 +35,19 @@
  * in the schema, so `mcpvisor check` can report them.
  *
  * pattern and patternProperties: ECMA-262 patterns are translated to POSIX extended regular
- * expressions (regcomp(REG_EXTENDED | REG_NOSUB)) matched in the C.UTF-8 locale, unanchored like
- * ECMA's RegExp.test. Translated: \d \D \w \W (ASCII, as in ECMA), \s \S (ECMA's white space
- * and line terminators), "." (any code point but a line terminator), \n \t \r \f \v \cX \xHH
- * \uHHHH \u{H...} and escaped punctuation, classes with escapes inside ("]", "^" and "-" moved
- * to where POSIX reads them literally; ranges beyond ASCII listed code point by code point, up
- * to 1024, since glibc cannot compile multibyte ranges; [^] as any code point), (?:...) and
- * (?<name>...) as plain groups, lazy quantifiers as greedy ones (the same answer when only asking
- * whether a match exists), a "{" that starts no quantifier as a literal. Refused at compile time as
- * unsupported: lookahead and lookbehind, backreferences, \b \B, \p{...}, inline flags, NUL outside
- * a class, \D \W \S inside a class, the empty class [], and anything regcomp rejects after
- * translation.
+ * expression syntax and matched by PCRE2 (UTF-8, "$" only at the end, "." as any code point for
+ * the translated [^]), unanchored like ECMA's RegExp.test. Translated: \d \D \w \W (ASCII, as
+ * in ECMA), \s \S (ECMA's white space and line terminators), "." (any code point but a line
+ * terminator), \n \t \r \f \v \cX \xHH \uHHHH \u{H...} and escaped punctuation, classes with
+ * escapes inside ("]", "^" and "-" moved to where they read literally; ranges beyond ASCII listed
+ * code point by code point, up to 1024; [^] as any code point), (?:...) and (?<name>...) as plain
+ * groups, lazy quantifiers as greedy ones (the same answer when only asking whether a match
+ * exists), a "{" that starts no quantifier as a literal. Refused at compile time as unsupported:
+ * lookahead and lookbehind, backreferences, \b \B, \p{...}, inline flags, NUL outside a class,
+ * \D \W \S inside a class, the empty class [], a quantifier after a quantifier (invalid ECMA-262),
+ * and anything PCRE2 rejects after translation (including a pattern whose compiled form is too
+ * large). A match is bounded in backtracking steps, depth and heap; one that reaches a bound is
+ * a validation error with keyword "pattern" (or "patternProperties"), never a stall.
  *
  * Bounded work: validation descends at most JSONSCHEMA_MAX_DEPTH levels into the instance (a
  * deeper value a schema would look into is an error with keyword "depth"), applies at most
