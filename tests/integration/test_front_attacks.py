@@ -7,7 +7,7 @@ import resource
 import socket
 import time
 
-from conftest import McpClient, bearer, pid_alive, tool_text
+from conftest import McpClient, bearer, default_manifests, manifest, pid_alive, tool_text
 
 # p99 bound for the bystander; sanitizer builds are several times slower
 P99_MS = 1000 if os.environ.get("MCPVISOR_ASAN") else 250
@@ -123,3 +123,53 @@ def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
     assert _p99(lat) < P99_MS, _p99(lat)
     # the session itself lives on: its next call is answered
     assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
+
+
+
+def _timed_call(c, name, args):
+    t0 = time.monotonic()
+    msg = c.call_tool(name, args)
+    return msg, (time.monotonic() - t0) * 1000
+
+
+def test_runaway_patterns_in_input_and_output_schemas_are_bounded(make_daemon):
+    """A server whose schemas carry a pattern that backtracks without end: a caller's argument
+    and the server's own structuredContent are each refused with a typed error within the
+    matching limits, and another tenant is served meanwhile."""
+    d = make_daemon(manifests=dict(default_manifests(),
+                                   ts=manifest("ts", ["--pattern", "^(a+)+$"])))
+    c = McpClient(d)
+    c.initialize()
+    evil = "a" * 3000 + "b"
+    lat = []
+
+    def attack():
+        msg, ms = _timed_call(c, "match_in", {"s": evil})
+        assert msg["error"]["code"] == -32602, msg
+        assert "matching limits" in json.dumps(msg["error"]), msg
+        lat.append(ms)
+        msg, ms = _timed_call(c, "match_out", {"s": evil})
+        assert msg["error"]["code"] == -32012, msg
+        lat.append(ms)
+
+    others = _bystander_rounds(d, 2.0, between=attack)
+    print("attack call max_ms=%.1f bystander p99_ms=%.1f" % (max(lat), _p99(others)))
+    assert max(lat) < 2000, lat
+    assert _p99(others) < P99_MS + max(lat), _p99(others)
+    assert tool_text(c.call_tool("match_in", {"s": "aaa"})) == "aaa"  # the pattern still works
+
+
+def test_invalid_pattern_in_a_listing_is_refused_at_once(make_daemon):
+    """Stacked quantifiers (not ECMA-262; regcomp once spent 45 s on them) in a server's
+    listing: the tools are ones mcpvisor cannot validate, hidden under enforce, at once."""
+    d = make_daemon(manifests=dict(default_manifests(),
+                                   ts=manifest("ts", ["--pattern", "^a" + "+" * 100])))
+    c = McpClient(d)
+    t0 = time.monotonic()
+    c.initialize()
+    names = [t["name"] for t in c.request("tools/list")["result"]["tools"]]
+    assert time.monotonic() - t0 < 5
+    assert "match_in" not in names and "match_out" not in names and "echo" in names, names
+    msg = c.call_tool("match_in", {"s": "a"})
+    assert msg["error"]["code"] == -32006, msg
+    assert tool_text(c.call_tool("echo", {"text": "ok"})) == "ok"

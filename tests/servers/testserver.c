@@ -23,6 +23,8 @@
  *   --list-error-first N    answer the first N tools/list requests with that error
  *   --list-storm            send notifications/tools/list_changed before every tools/list answer
  *   --list-delay MS         sleep MS milliseconds (reading nothing) before the first tools/list
+ *   --pattern P             also list match_in (argument s must match P) and match_out (its
+ *                           structuredContent.s, the argument echoed, must match P)
  *                           answer, so requests that arrive meanwhile wait for the listing
  * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
  * trusts its input and dies on allocation failure.
@@ -569,6 +571,37 @@ static void tool_structured(const cJSON *id, const cJSON *params, const cJSON *a
     send_result(id, result);
 }
 
+/* match_in / match_out: answer with s as text and as structuredContent.s. */
+static void tool_match(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(args, "s");
+    if (!cJSON_IsString(s)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid arguments: \"s\" must be a string");
+        return;
+    }
+    cJSON *result = text_result(s->valuestring);
+    cJSON *sc = need(cJSON_AddObjectToObject(result, "structuredContent"));
+    need(cJSON_AddStringToObject(sc, "s", s->valuestring));
+    send_result(id, result);
+}
+
+/* {"type":"object","properties":{"s":{"type":"string"[,"pattern":P]}},"required":["s"]} */
+static char *string_schema(const char *pattern)
+{
+    cJSON *o = need(cJSON_CreateObject());
+    need(cJSON_AddStringToObject(o, "type", "object"));
+    cJSON *props = need(cJSON_AddObjectToObject(o, "properties"));
+    cJSON *s = need(cJSON_AddObjectToObject(props, "s"));
+    need(cJSON_AddStringToObject(s, "type", "string"));
+    if (pattern != NULL)
+        need(cJSON_AddStringToObject(s, "pattern", pattern));
+    cJSON *req = need(cJSON_AddArrayToObject(o, "required"));
+    cJSON_AddItemToArray(req, need(cJSON_CreateString("s")));
+    char *text = need(cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    return text;
+}
+
 static void tool_shape(const cJSON *id, const cJSON *params, const cJSON *args)
 {
     static const struct {
@@ -704,6 +737,12 @@ static struct tool tools[] = {
     {"weird", "Has an inputSchema keyword mcpvisor does not support (--unsupported-schema).",
      "{\"type\":\"object\",\"unevaluatedProperties\":false}", tool_weird, NULL, true},
     {"added", "Added at run time.", "{\"type\":\"object\"}", tool_added, NULL, true},
+    {"match_in", "Echoes s, which its inputSchema constrains with --pattern.", NULL, tool_match,
+     NULL, true},
+    {"match_out",
+     "Echoes s as structuredContent.s, which its outputSchema constrains with "
+     "--pattern.",
+     NULL, tool_match, NULL, true},
 };
 
 #define N_TOOLS (sizeof(tools) / sizeof(tools[0]))
@@ -1022,6 +1061,14 @@ int main(int argc, char **argv)
             list_storm = true;
         else if (strcmp(a, "--list-delay") == 0)
             list_delay_ms = count_arg(argc, argv, i++, 1, MAX_SLOW_MS);
+        else if (strcmp(a, "--pattern") == 0 && i + 1 < argc) {
+            const char *pat = argv[++i];
+            struct tool *in = find_tool("match_in"), *out = find_tool("match_out");
+            in->input_schema = string_schema(pat);
+            out->input_schema = string_schema(NULL);
+            out->output_schema = string_schema(pat);
+            in->hidden = out->hidden = false;
+        }
     }
 
     for (long long i = 1; i <= stderr_lines; i++)
