@@ -119,7 +119,10 @@ def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
         s.close()
     print("front rss_kb before=%d after=%d bystander p99_ms=%.1f" % (rss0, peak, _p99(lat)))
     assert pid_alive(front)
-    assert peak - rss0 < 32 * 1024, (rss0, peak)
+    if not os.environ.get("MCPVISOR_ASAN"):
+        # ASan keeps freed memory in quarantine (256 MB by default): RSS says nothing there,
+        # and its leak check covers what this would catch
+        assert peak - rss0 < 32 * 1024, (rss0, peak)
     assert _p99(lat) < P99_MS, _p99(lat)
     # the session itself lives on: its next call is answered
     assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
