@@ -547,44 +547,27 @@ static void req_finish(struct hreq *r)
     req_free(r);
 }
 
-/* A refusal httpd gives on its own: a JSON-RPC error, then the connection closes. */
+/* A refusal httpd gives on its own: a JSON-RPC error, then the connection closes. It needs no
+ * request: it may come before any head parsed. */
 static void conn_refuse(struct hconn *c, int status, int code, const char *message)
 {
     log_refusal(c, status, message);
     char *text = jsonrpc_error_text(NULL, code, message, NULL, -1);
-    struct hreq tmp;
-    struct hreq *r = c->req;
-    if (r == NULL) {
-        memset(&tmp, 0, sizeof(tmp)); /* a refusal before any request head parsed */
-        tmp.h.minor = 1;
-        r = &tmp;
-    }
-    if (r->out_headers == NULL)
-        r->out_headers = evbuffer_new();
-    else
-        evbuffer_drain(r->out_headers, evbuffer_get_length(r->out_headers));
-    struct hconn *saved = r->c;
-    r->c = c;
-    c->closing = true;
-    if (r->out_headers != NULL) {
-        evbuffer_add_printf(r->out_headers,
-                            "Content-Type: application/json\r\nCache-Control: no-store\r\n");
-        if (status == 503)
-            evbuffer_add_printf(r->out_headers, "Retry-After: 1\r\n");
-        size_t n = text != NULL ? strlen(text) : 0;
-        write_head(r, status, (long long)n);
-        if (n > 0)
-            evbuffer_add(conn_out(c), text, n);
-    }
+    size_t n = text != NULL ? strlen(text) : 0;
+    char date[64];
+    date_header(date, sizeof(date));
+    evbuffer_add_printf(conn_out(c),
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                        "Cache-Control: no-store\r\n%sConnection: close\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        status, reason_phrase(status), date,
+                        status == 503 ? "Retry-After: 1\r\n" : "", n);
+    if (n > 0)
+        evbuffer_add(conn_out(c), text, n);
     free(text);
-    r->c = saved;
-    if (r == &tmp) {
-        if (tmp.out_headers != NULL)
-            evbuffer_free(tmp.out_headers);
-    } else {
-        c->req = NULL;
-        req_free(r);
-    }
+    req_free(c->req); /* never reached the handler */
+    c->req = NULL;
+    c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
     c->state = C_BUSY;
     event_del(c->timer);

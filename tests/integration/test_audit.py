@@ -330,41 +330,59 @@ def test_auth_failures_are_recorded_without_the_token(make_daemon, tmp_path):
     assert token[10:30].encode() not in data  # not even a piece of it
 
 
-def test_auth_failure_records_are_rate_limited_and_counted(make_daemon, tmp_path):
-    """Anyone can fail to authenticate: a flood of 401s writes at most a burst of records, and
-    the next record says how many were left out."""
-    path = tmp_path / "audit.jsonl"
-    d = _daemon(make_daemon, path)
-    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+def _assert_flood_bounded(d, path, event, refuse_one):
+    """A flood of refusals (refuse_one(conn) sends one on conn and returns True when it was
+    refused) writes at most a burst of `event` records plus 20 a second; after a pause the next
+    record carries suppressed_before, and written plus counted equals refused."""
     conn = d.conn()
     sent = 0
     t0 = time.monotonic()
     while sent < 400 and time.monotonic() - t0 < 3:
-        resp = d.open(conn, "POST", "/servers/ts/mcp", json.dumps(ping),
-                      {"Content-Type": "application/json"}, key="mcpv_wrong_key_%d" % sent)
-        resp.read()
-        assert resp.status == 401
-        sent += 1
+        if refuse_one(conn):
+            sent += 1
     conn.close()
     elapsed = time.monotonic() - t0
-    wait_for(lambda: len(find(records(path), event="auth_failure")) >= 100, timeout=5,
-             what="the burst of auth_failure records")
-    written = len(find(records(path), event="auth_failure"))
+    wait_for(lambda: len(find(records(path), event=event)) >= 100, timeout=5,
+             what="the burst of %s records" % event)
+    written = len(find(records(path), event=event))
     assert written <= 100 + 20 * elapsed + 5, (written, sent, elapsed)
     assert written < sent, (written, sent)
-    # after a pause, the next failure is written with the count of those left out
     before = written
     late = [0]
 
     def flushed():
         late[0] += 1
-        assert d.request("POST", "/servers/ts/mcp", ping, key="mcpv_late").status == 401
-        recs = find(records(path), event="auth_failure")
+        c = d.conn()
+        try:
+            assert refuse_one(c)
+        finally:
+            c.close()
+        recs = find(records(path), event=event)
         return len(recs) > before and recs[-1].get("suppressed_before", 0) > 0
-    wait_for(flushed, timeout=5, interval=0.1, what="an auth_failure record counting the rest")
-    recs = find(records(path), event="auth_failure")
+    wait_for(flushed, timeout=5, interval=0.1, what="a %s record counting the rest" % event)
+    recs = find(records(path), event=event)
     counted = sum(r.get("suppressed_before", 0) for r in recs)
     assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
+
+
+PING = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+
+
+def test_auth_failure_records_are_rate_limited_and_counted(make_daemon, tmp_path):
+    """Anyone can fail to authenticate: a flood of 401s writes at most a burst of records, and
+    the next record says how many were left out."""
+    path = tmp_path / "audit.jsonl"
+    d = _daemon(make_daemon, path)
+    n = [0]
+
+    def refuse_one(conn):
+        n[0] += 1
+        resp = d.open(conn, "POST", "/servers/ts/mcp", PING,
+                      {"Content-Type": "application/json"}, key="mcpv_wrong_key_%d" % n[0])
+        resp.read()
+        assert resp.status == 401
+        return True
+    _assert_flood_bounded(d, path, "auth_failure", refuse_one)
 
 
 def test_quota_refused_records_are_rate_limited_and_counted(make_daemon, tmp_path):
@@ -372,35 +390,12 @@ def test_quota_refused_records_are_rate_limited_and_counted(make_daemon, tmp_pat
     of such a flood are bounded like auth_failure: a burst, then counted in the next record."""
     path = tmp_path / "audit.jsonl"
     d = _daemon(make_daemon, path, limits={"principal_rate": "1/min", "principal_burst": 1})
-    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    conn = d.conn()
-    sent = 0
-    t0 = time.monotonic()
-    while sent < 400 and time.monotonic() - t0 < 3:
-        resp = d.open(conn, "POST", "/servers/ts/mcp", json.dumps(ping),
-                      {"Content-Type": "application/json"})
-        resp.read()
-        if resp.status == 429:
-            sent += 1
-    conn.close()
-    elapsed = time.monotonic() - t0
-    wait_for(lambda: len(find(records(path), event="quota_refused")) >= 100, timeout=5,
-             what="the burst of quota_refused records")
-    written = len(find(records(path), event="quota_refused"))
-    assert written <= 100 + 20 * elapsed + 5, (written, sent, elapsed)
-    assert written < sent, (written, sent)
-    before = written
-    late = [0]
 
-    def flushed():
-        late[0] += 1
-        assert d.request("POST", "/servers/ts/mcp", ping).status == 429
-        recs = find(records(path), event="quota_refused")
-        return len(recs) > before and recs[-1].get("suppressed_before", 0) > 0
-    wait_for(flushed, timeout=5, interval=0.1, what="a quota_refused record counting the rest")
-    recs = find(records(path), event="quota_refused")
-    counted = sum(r.get("suppressed_before", 0) for r in recs)
-    assert len(recs) + counted == sent + late[0], (len(recs), counted, sent, late[0])
+    def refuse_one(conn):
+        resp = d.open(conn, "POST", "/servers/ts/mcp", PING, {"Content-Type": "application/json"})
+        resp.read()
+        return resp.status == 429
+    _assert_flood_bounded(d, path, "quota_refused", refuse_one)
 
 
 def test_held_calls_answered_without_forwarding_are_recorded(make_daemon, tmp_path):
