@@ -31,6 +31,7 @@
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
+#define GIB (1024ull * MIB)
 
 #define CONFIG_MAX_MANIFESTS  1024   /* *.json files in manifests_dir */
 #define CONFIG_MAX_TENANTS    4096   /* uid uniqueness is checked pairwise */
@@ -1000,6 +1001,14 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(sse_replay_events, 0, 65536, 256),
     LIMIT(stderr_lines_per_s, 1, 1000000, 50),
     LIMIT(spawn_timeout_ms, 1, 600000, 10000),
+    LIMIT(max_listing_tools, 1, 100000, 1000),
+    LIMIT(max_listing_pages, 1, 10000, 20),
+    LIMIT(max_listing_schema_nodes, 100, 100000000, 100000),
+    LIMIT(max_schema_nodes_per_tenant, 100, 1000000000, 1000000),
+    LIMIT(max_schema_nodes, 100, 1000000000, 4000000),
+    LIMIT(listing_tools_per_minute, 1, 100000000, 10000),
+    LIMIT(listing_bytes_per_minute, KIB, 1024 * GIB, 32 * MIB),
+    LIMIT(listing_schema_nodes_per_minute, 100, 1000000000, 400000),
 };
 
 static void limit_store(struct config_limits *lim, const struct limit_spec *spec, uint64_t v)
@@ -1075,6 +1084,23 @@ static int parse_limits(struct ctx *c, const cJSON *v)
             return -1;
         limit_store(&c->cfg->limits, spec, u);
     }
+    /* A budget smaller than one listing would refuse a server whose every listing is legal. */
+    const struct config_limits *lim = &c->cfg->limits;
+    if (lim->listing_tools_per_minute < lim->max_listing_tools)
+        return fail(c, KEY(at, "listing_tools_per_minute"),
+                    "must be at least /limits/max_listing_tools (%u)", lim->max_listing_tools);
+    if (lim->listing_schema_nodes_per_minute < lim->max_listing_schema_nodes)
+        return fail(c, KEY(at, "listing_schema_nodes_per_minute"),
+                    "must be at least /limits/max_listing_schema_nodes (%zu)",
+                    lim->max_listing_schema_nodes);
+    if (lim->listing_bytes_per_minute < lim->max_line_bytes)
+        return fail(c, KEY(at, "listing_bytes_per_minute"),
+                    "must be at least /limits/max_line_bytes (%zu)", lim->max_line_bytes);
+    if (lim->max_schema_nodes_per_tenant < lim->max_listing_schema_nodes ||
+        lim->max_schema_nodes < lim->max_schema_nodes_per_tenant)
+        return fail(c, KEY(at, "max_schema_nodes_per_tenant"),
+                    "needs max_listing_schema_nodes <= max_schema_nodes_per_tenant <= "
+                    "max_schema_nodes");
     return parse_principal_rate(c, v, at);
 }
 

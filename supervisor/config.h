@@ -151,8 +151,18 @@ struct config_limits {
     uint32_t sse_replay_events;               /* 256 events kept per session for Last-Event-ID */
     uint32_t stderr_lines_per_s;              /* 50 stderr lines logged per child per second */
     uint32_t spawn_timeout_ms;                /* 10000; spawn + initialize */
-    double principal_rate_per_s; /* 0 = off; HTTP requests per principal (tenant+user) */
-    uint32_t principal_burst;    /* default: one second of the rate, at least 1 */
+    /* What listing a child's tools may cost the front (the ceilings of one listing, the compiled
+     * schemas held per tenant and in all, and a child's budget per minute). */
+    uint32_t max_listing_tools;             /* 1000 tools in one listing */
+    uint32_t max_listing_pages;             /* 20 pages */
+    size_t max_listing_schema_nodes;        /* 100000 compiled schema nodes in one listing */
+    size_t max_schema_nodes_per_tenant;     /* 1000000 held by one tenant's children */
+    size_t max_schema_nodes;                /* 4000000 held in all */
+    uint32_t listing_tools_per_minute;      /* 10000 definitions listed per child */
+    size_t listing_bytes_per_minute;        /* 32 MiB of tools/list answers per child */
+    size_t listing_schema_nodes_per_minute; /* 400000 nodes compiled per child */
+    double principal_rate_per_s;            /* 0 = off; HTTP requests per principal (tenant+user) */
+    uint32_t principal_burst;               /* default: one second of the rate, at least 1 */
 };
 
 struct config {

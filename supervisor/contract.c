@@ -69,6 +69,11 @@ void contract_schemas_unref(struct contract_schemas *s)
     free(s);
 }
 
+size_t contract_schemas_nodes(const struct contract_schemas *s)
+{
+    return s != NULL ? jsonschema_nodes(s->input) + jsonschema_nodes(s->output) : 0;
+}
+
 size_t contract_cache_size(void)
 {
     return cache_len;
@@ -98,8 +103,10 @@ static int compile_one(struct contract_schemas *s, const cJSON *tool, const char
     return 0;
 }
 
-struct contract_schemas *contract_schemas_get(const cJSON *tool, const char *pin)
+/* As contract_schemas_get; *compiled tells whether it was compiled now (a cache miss). */
+static struct contract_schemas *schemas_get(const cJSON *tool, const char *pin, bool *compiled)
 {
+    *compiled = false;
     if (!cache_ready) {
         idmap_init(&cache);
         cache_ready = true;
@@ -114,6 +121,7 @@ struct contract_schemas *contract_schemas_get(const cJSON *tool, const char *pin
         return NULL;
     memcpy(s->pin, pin, JCS_PIN_HEX);
     s->refs = 1;
+    *compiled = true;
     if (compile_one(s, tool, "inputSchema", &s->input) == -1 ||
         compile_one(s, tool, "outputSchema", &s->output) == -1) {
         contract_schemas_unref(s);
@@ -126,13 +134,22 @@ struct contract_schemas *contract_schemas_get(const cJSON *tool, const char *pin
     return s;
 }
 
+struct contract_schemas *contract_schemas_get(const cJSON *tool, const char *pin)
+{
+    bool compiled;
+    return schemas_get(tool, pin, &compiled);
+}
+
 /* ---- listings ---------------------------------------------------------------------------- */
 
 struct contract *contract_new(const struct config_manifest *m)
 {
     struct contract *c = calloc(1, sizeof(*c));
-    if (c != NULL)
+    if (c != NULL) {
         c->m = m;
+        c->max_tools = CONTRACT_MAX_TOOLS;
+        c->max_pages = CONTRACT_MAX_PAGES;
+    }
     return c;
 }
 
@@ -216,8 +233,9 @@ int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t 
         return -1;
     }
     c->sorted = false; /* contract_finish sorts again */
-    if (++c->pages > CONTRACT_MAX_PAGES) {
-        snprintf(err, errlen, "tools/list: more than %d pages", CONTRACT_MAX_PAGES);
+    if (++c->pages > c->max_pages) {
+        snprintf(err, errlen, "tools/list: more than %u pages (limits.max_listing_pages)",
+                 c->max_pages);
         return -1;
     }
     const cJSON *t;
@@ -228,8 +246,9 @@ int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t 
             snprintf(err, errlen, "tools/list: a tool without a name");
             return -1;
         }
-        if (c->n == CONTRACT_MAX_TOOLS) {
-            snprintf(err, errlen, "tools/list: more than %d tools", CONTRACT_MAX_TOOLS);
+        if (c->n >= c->max_tools) {
+            snprintf(err, errlen, "tools/list: more than %zu tools (limits.max_listing_tools)",
+                     c->max_tools);
             return -1;
         }
         struct contract_tool ct = {0};
@@ -239,19 +258,35 @@ int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t 
                      name->valuestring);
             return -1;
         }
-        struct contract_tool *grown = realloc(c->tools, (c->n + 1) * sizeof(*grown));
-        if (grown == NULL)
-            goto oom;
-        c->tools = grown;
+        if (c->n == c->cap) {
+            size_t cap = c->cap < 16 ? 16 : 2 * c->cap;
+            struct contract_tool *grown = realloc(c->tools, cap * sizeof(*grown));
+            if (grown == NULL)
+                goto oom;
+            c->tools = grown;
+            c->cap = cap;
+        }
+        bool compiled = false;
         ct.name = strdup(name->valuestring);
-        ct.schemas = ct.name != NULL ? contract_schemas_get(t, ct.pin) : NULL;
+        ct.schemas = ct.name != NULL ? schemas_get(t, ct.pin, &compiled) : NULL;
         if (ct.schemas == NULL) {
             free(ct.name);
             goto oom;
         }
+        size_t nodes = contract_schemas_nodes(ct.schemas);
+        c->nodes += nodes;
+        if (compiled)
+            c->nodes_compiled += nodes;
         ct.cfg = config_tool_find(c->m, ct.name);
         ct.verdict = contract_judge(c->m, ct.cfg, ct.pin, ct.schemas->error == NULL);
         c->tools[c->n++] = ct;
+        if (c->max_nodes != 0 && c->nodes > c->max_nodes) {
+            snprintf(err, errlen,
+                     "tools/list: the tools' schemas compile to more than %zu nodes "
+                     "(limits.max_listing_schema_nodes)",
+                     c->max_nodes);
+            return -1;
+        }
     }
     return 0;
 oom:

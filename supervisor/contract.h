@@ -18,9 +18,9 @@
 #include "jcs.h"
 #include "jsonschema.h"
 
-#define CONTRACT_MAX_TOOLS  10000 /* tools in one listing */
-#define CONTRACT_MAX_PAGES  100   /* tools/list pages in one listing */
-#define CONTRACT_MAX_ERRORS 16    /* validation errors reported to a caller */
+#define CONTRACT_MAX_TOOLS  1000 /* tools in one listing, unless the contract says otherwise */
+#define CONTRACT_MAX_PAGES  20   /* tools/list pages in one listing, likewise */
+#define CONTRACT_MAX_ERRORS 16   /* validation errors reported to a caller */
 
 enum contract_verdict {
     CONTRACT_PINNED = 0, /* in the manifest, matches its sha256 */
@@ -45,16 +45,23 @@ struct contract {
     const struct config_manifest *m; /* borrowed */
     struct contract_tool *tools;
     size_t n;
+    size_t cap;
     unsigned pages;
     bool sorted; /* contract_finish sorted tools by name: lookups are binary searches */
+    /* Ceilings (contract_new sets the defaults above; 0 nodes = no ceiling). */
+    size_t max_tools;
+    unsigned max_pages;
+    size_t max_nodes;
+    size_t nodes;          /* compiled schema nodes its tools hold (shared ones counted too) */
+    size_t nodes_compiled; /* of those, compiled for this listing (not found in the cache) */
 };
 
 struct contract *contract_new(const struct config_manifest *m);
 void contract_free(struct contract *c);
 
 /* Adds the tools of one tools/list page (`tools`, borrowed: result.tools). Returns 0, or -1 with
- * a message naming the problem (not an array, a tool without a name, more than
- * CONTRACT_MAX_TOOLS or CONTRACT_MAX_PAGES, a definition that cannot be canonicalized). */
+ * a message naming the problem (not an array, a tool without a name, more than max_tools tools,
+ * max_pages pages or max_nodes schema nodes, a definition that cannot be canonicalized). */
 int contract_add_page(struct contract *c, const cJSON *tools, char *err, size_t errlen);
 
 /* The listing is complete: sorts it by name (O(n log n), so a long listing cannot stall the
@@ -98,6 +105,9 @@ size_t contract_check_arguments(const struct contract_schemas *s, const cJSON *a
  */
 int contract_check_result(const struct contract_schemas *s, const cJSON *msg, char *why,
                           size_t whylen, struct jsonschema_error *errs, size_t max, size_t *nerrs);
+
+/* Schema nodes of one tool's compiled schemas (input and output together). */
+size_t contract_schemas_nodes(const struct contract_schemas *s);
 
 /* The number of distinct compiled definitions alive (for tests and metrics). */
 size_t contract_cache_size(void);

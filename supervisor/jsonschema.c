@@ -1917,6 +1917,11 @@ struct jsonschema *jsonschema_compile(const cJSON *schema, char *err, size_t err
     return c.s;
 }
 
+size_t jsonschema_nodes(const struct jsonschema *s)
+{
+    return s != NULL ? s->nnodes : 0;
+}
+
 void jsonschema_free(struct jsonschema *s)
 {
     if (s == NULL)

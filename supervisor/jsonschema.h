@@ -82,6 +82,10 @@ struct jsonschema *jsonschema_compile(const cJSON *schema, char *err, size_t err
 
 void jsonschema_free(struct jsonschema *s);
 
+/* Subschemas compiled (at most JSONSCHEMA_MAX_NODES): the measure of its memory, about half a
+ * KiB each. 0 for NULL. */
+size_t jsonschema_nodes(const struct jsonschema *s);
+
 /* One validation error. `instance` is a JSON pointer into the instance ("" = the whole value;
  * cut short and ended with "..." past 255 bytes); `keyword` the schema keyword that failed;
  * `message` a sentence for people and models. All three are NUL-terminated UTF-8. */

@@ -54,6 +54,8 @@ static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
 static uint32_t *tenant_sessions; /* per tenant (index in cfg->tenants) */
 static uint32_t *tenant_starting; /* children starting, per tenant */
+static size_t *tenant_nodes;      /* compiled schema nodes its sessions' listings hold */
+static size_t total_nodes;        /* the same, all tenants */
 static size_t nstarting;
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
@@ -90,7 +92,8 @@ void session_module_init(struct front *f)
     idmap_init(&pair_sessions);
     tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
-    if (tenant_sessions == NULL || tenant_starting == NULL)
+    tenant_nodes = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(size_t));
+    if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL)
         fatalx("out of memory");
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -1022,13 +1025,16 @@ static void tools_verify_start(struct session *s)
         s->relist = true;
         return;
     }
-    int64_t since = front_now_ms() - s->list_started_ms;
-    if (s->list_started_ms != 0 && since < SESSION_LIST_MIN_MS) {
+    int64_t now = front_now_ms();
+    if (now < s->over_budget_until_ms)
+        return; /* listed again on the first tool request after the budget's window */
+    int64_t ms = listing_wait_ms(&s->budget, now);
+    if (ms > 0) {
         /* A child announcing changes faster than this would keep the event loop listing for
-         * it alone: tool requests wait (bounded by the hold timer), the listing starts soon. */
+         * it alone: tool requests wait (bounded by the hold timer), the listing starts later,
+         * and later again after each change (listing.h). */
         s->tools_state = TOOLS_LISTING;
         s->relist = false;
-        int64_t ms = SESSION_LIST_MIN_MS - since;
         struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
         evtimer_add(s->list_timer, &tv);
         return;
@@ -1036,13 +1042,94 @@ static void tools_verify_start(struct session *s)
     tools_list_now(s);
 }
 
+/* Counts a listing's compiled schema nodes (*slot: s->contract_nodes or s->listing_nodes) in
+ * its tenant's and the front's tallies. */
+static void nodes_set(struct session *s, size_t *slot, size_t n)
+{
+    if (tenant_nodes != NULL) {
+        size_t ti = (size_t)(s->t - s->f->cfg->tenants);
+        tenant_nodes[ti] = tenant_nodes[ti] - *slot + n;
+        total_nodes = total_nodes - *slot + n;
+    }
+    *slot = n;
+}
+
+static void listing_drop(struct session *s)
+{
+    contract_free(s->listing);
+    s->listing = NULL;
+    nodes_set(s, &s->listing_nodes, 0);
+}
+
+/* The child's listings cost more than its budget (or its schemas more memory than its tenant
+ * or the front may hold): its tools are refused until retry_ms from now, then listed again on
+ * demand. Nobody else's listings or calls are affected. */
+static void tools_over_budget(struct session *s, const char *why, int64_t retry_ms)
+{
+    char qw[384], msg[512];
+    listing_drop(s);
+    s->over_budget_until_ms = front_now_ms() + retry_ms;
+    snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
+    s->tools_state = TOOLS_FAILED;
+    s->tools_failed_ms = front_now_ms();
+    s->relist = false;
+    evtimer_del(s->list_timer);
+    log_warn("listing_over_budget session=%.8s server=%s tenant=%s retry_after_ms=%lld reason=%s",
+             s->id, s->m->name, s->t->name, (long long)retry_ms, quoted(qw, sizeof(qw), why));
+    snprintf(msg, sizeof(msg), "server unavailable: %s; its tools are refused for %lld s", why,
+             (long long)((retry_ms + 999) / 1000));
+    held_refuse_all(s, msg);
+}
+
+/* Counts one tools/list answer against the child's budget; -1 after tools_over_budget. */
+static int listing_spend(struct session *s, size_t bytes, size_t tools, size_t nodes)
+{
+    char why[256];
+    int64_t retry = 0;
+    if (listing_charge(&s->budget, &s->f->cfg->limits, front_now_ms(), bytes, tools, nodes, why,
+                       sizeof(why), &retry) == 0)
+        return 0;
+    tools_over_budget(s, why, retry);
+    return -1;
+}
+
+/* The listing being collected holds more compiled schemas than its tenant or the front may:
+ * -1 after tools_over_budget. */
+static int listing_memory_check(struct session *s)
+{
+    const struct config_limits *lim = &s->f->cfg->limits;
+    nodes_set(s, &s->listing_nodes, s->listing->nodes);
+    size_t ti = (size_t)(s->t - s->f->cfg->tenants);
+    char why[256];
+    if (tenant_nodes[ti] > lim->max_schema_nodes_per_tenant)
+        snprintf(why, sizeof(why),
+                 "the compiled tool schemas of tenant %s would exceed "
+                 "limits.max_schema_nodes_per_tenant (%zu nodes)",
+                 s->t->name, lim->max_schema_nodes_per_tenant);
+    else if (total_nodes > lim->max_schema_nodes)
+        snprintf(why, sizeof(why),
+                 "the compiled tool schemas of all servers would exceed limits.max_schema_nodes "
+                 "(%zu nodes)",
+                 lim->max_schema_nodes);
+    else
+        return 0;
+    tools_over_budget(s, why, LISTING_WINDOW_MS);
+    return -1;
+}
+
 static void tools_list_now(struct session *s)
 {
+    const struct config_limits *lim = &s->f->cfg->limits;
     s->tools_state = TOOLS_LISTING;
     s->relist = false;
-    s->list_started_ms = front_now_ms();
-    contract_free(s->listing);
+    listing_started(&s->budget, front_now_ms());
+    listing_drop(s);
     s->listing = contract_new(s->m);
+    if (s->listing != NULL) {
+        s->listing->max_tools = lim->max_listing_tools;
+        s->listing->max_pages = lim->max_listing_pages;
+        s->listing->max_nodes = lim->max_listing_schema_nodes;
+    }
     if (s->listing == NULL) {
         tools_verify_fail(s, "out of memory");
         return;
@@ -1053,6 +1140,7 @@ static void tools_list_now(struct session *s)
         s->listing = NULL;
         contract_free(s->contract);
         s->contract = c;
+        nodes_set(s, &s->contract_nodes, 0);
         s->tools_state = TOOLS_READY;
         held_release(s);
         return;
@@ -1063,8 +1151,7 @@ static void tools_list_now(struct session *s)
 
 static void tools_verify_fail(struct session *s, const char *why)
 {
-    contract_free(s->listing);
-    s->listing = NULL;
+    listing_drop(s);
     snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
     s->tools_state = TOOLS_FAILED;
     s->tools_failed_ms = front_now_ms();
@@ -1127,7 +1214,7 @@ static void tools_report(struct session *s, const struct contract *c)
 }
 
 /* One page of the broker's own tools/list came back. Takes msg. */
-static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
+static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg, size_t len)
 {
     char err[256];
     pending_free(p);
@@ -1146,9 +1233,20 @@ static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
         return;
     }
     const cJSON *next = cJSON_GetObjectItemCaseSensitive(result, "nextCursor");
-    if (!cJSON_IsObject(result) ||
-        contract_add_page(s->listing, cJSON_GetObjectItemCaseSensitive(result, "tools"), err,
-                          sizeof(err)) == -1) {
+    size_t tools_before = s->listing->n, compiled_before = s->listing->nodes_compiled;
+    int added =
+        cJSON_IsObject(result)
+            ? contract_add_page(s->listing, cJSON_GetObjectItemCaseSensitive(result, "tools"), err,
+                                sizeof(err))
+            : -1;
+    /* What the page cost is charged whether or not it was acceptable. */
+    if (listing_spend(s, len, s->listing->n - tools_before,
+                      s->listing->nodes_compiled - compiled_before) == -1 ||
+        listing_memory_check(s) == -1) {
+        cJSON_Delete(msg);
+        return;
+    }
+    if (added == -1) {
         if (!cJSON_IsObject(result))
             snprintf(err, sizeof(err), "tools/list: the result is not an object");
         cJSON_Delete(msg);
@@ -1170,9 +1268,12 @@ static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg)
     contract_free(s->contract);
     s->contract = s->listing;
     s->listing = NULL;
+    nodes_set(s, &s->contract_nodes, s->listing_nodes);
+    nodes_set(s, &s->listing_nodes, 0);
     s->tools_state = TOOLS_READY;
     tools_report(s, s->contract);
-    log_debug("tools_verified session=%.8s server=%s tools=%zu", s->id, s->m->name, s->contract->n);
+    log_debug("tools_verified session=%.8s server=%s tools=%zu schema_nodes=%zu", s->id, s->m->name,
+              s->contract->n, s->contract_nodes);
     /* Held requests are judged against this complete listing even when the child already
      * announced another change: a child that keeps announcing must not starve them. */
     bool again = s->relist;
@@ -1305,7 +1406,8 @@ static size_t filter_listing(struct session *s, cJSON *result)
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         char pin[JCS_PIN_HEX];
         bool hide;
-        if (++seen > CONTRACT_MAX_TOOLS || !cJSON_IsString(name) || jcs_tool_pin(it, pin) == -1) {
+        if (++seen > s->f->cfg->limits.max_listing_tools || !cJSON_IsString(name) ||
+            jcs_tool_pin(it, pin) == -1) {
             hide = true;
         } else {
             const struct contract_tool *ct = contract_find(s->contract, name->valuestring);
@@ -1464,7 +1566,7 @@ static void on_call_audited(void *ctx, uint64_t bid, bool ok)
         pending_fail(p, ERR_SERVER_UNAVAILABLE,
                      "server unavailable: its tools changed while the call was being recorded, "
                      "so it was not forwarded; retry",
-                     "server_unavailable", SESSION_LIST_MIN_MS);
+                     "server_unavailable", LISTING_MIN_GAP_MS);
         return;
     }
     pending_send(p, line, len);
@@ -1579,6 +1681,14 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
                     "too many requests in progress on this session "
                     "(limits.max_pending_per_session)",
                     "quota_exceeded", 1000);
+        goto out;
+    }
+    if (is_tool_method(method) && front_now_ms() < s->over_budget_until_ms) {
+        char why[512];
+        snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
+        refused = "server_unavailable";
+        rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
+                    (long)(s->over_budget_until_ms - front_now_ms()));
         goto out;
     }
     if (is_tool_method(method) && s->tools_state == TOOLS_FAILED && s->ready &&
@@ -1864,7 +1974,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         return;
     }
     if (p->kind == PENDING_TOOLS_LIST) {
-        tools_list_answer(s, p, msg);
+        tools_list_answer(s, p, msg, len);
         return;
     }
     size_t max_result = p->tool_cfg != NULL ? p->tool_cfg->quota.max_result_bytes : 0;
@@ -1917,6 +2027,16 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     size_t outlen = 0;
     if (p->filter_for != NULL) {
         cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        const cJSON *listed = cJSON_GetObjectItemCaseSensitive(result, "tools");
+        /* A client's own listing costs the front as much as the broker's: the same budget. */
+        if (listing_spend(s, len, (size_t)cJSON_GetArraySize(listed), 0) == -1) {
+            char why[512];
+            snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
+            cJSON_Delete(msg);
+            pending_fail(p, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
+                         (long)(s->over_budget_until_ms - front_now_ms()));
+            return;
+        }
         size_t changed = auth_filter_tools(s->m, p->filter_for, result);
         changed += filter_listing(s, result);
         changed += annotate_versions(s->m, result);
@@ -2227,6 +2347,8 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     idmap_clear(&s->srvreqs, srvreq_free);
     contract_free(s->contract);
     contract_free(s->listing);
+    nodes_set(s, &s->contract_nodes, 0);
+    nodes_set(s, &s->listing_nodes, 0);
     event_free(s->held_timer);
     event_free(s->list_timer);
     event_free(s->idle_timer);
@@ -2292,6 +2414,9 @@ void session_module_shutdown(struct front *f, const char *why)
     (void)f;
     free(tenant_sessions);
     free(tenant_starting);
+    free(tenant_nodes);
     tenant_sessions = tenant_starting = NULL;
+    tenant_nodes = NULL;
+    total_nodes = 0;
     idmap_free(&pair_sessions);
 }

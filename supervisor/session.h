@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "idmap.h"
+#include "listing.h"
 #include "sse.h"
 
 struct front;
@@ -36,7 +37,6 @@ struct quota_slot;
 #define SESSION_REPLAY_MAX_BYTES (8u << 20)
 #define SESSION_PRESPAWN_MAX     16   /* messages queued before the child runs */
 #define SESSION_RELIST_MS        5000 /* a failed listing is tried again after this */
-#define SESSION_LIST_MIN_MS      250  /* listings of one child start at most this often */
 
 enum stream_kind { STREAM_POST = 0, STREAM_GET, STREAM_LEGACY };
 
@@ -137,11 +137,14 @@ struct session {
     int64_t tools_failed_ms;   /* when it failed (a tool request after SESSION_RELIST_MS retries) */
     struct held_list held;
     unsigned nheld;
-    struct event *held_timer; /* held requests are refused when the verdict takes too long */
-    int64_t list_started_ms;  /* when the last listing started */
-    uint64_t contract_gen;    /* bumped whenever the tools may have changed */
-    struct event *list_timer; /* a listing put off: list_changed comes faster than allowed */
-    struct idmap srvreqs;     /* our id for a server→client request → struct srvreq */
+    struct event *held_timer;     /* held requests are refused when the verdict takes too long */
+    struct listing_budget budget; /* what listing its tools costs, and the back-off */
+    int64_t over_budget_until_ms; /* its tools are refused until then (budget or memory spent) */
+    size_t contract_nodes;        /* compiled schema nodes of contract, and of listing, as */
+    size_t listing_nodes;         /* counted against the tenant's and the front's ceilings */
+    uint64_t contract_gen;        /* bumped whenever the tools may have changed */
+    struct event *list_timer;     /* a listing put off: list_changed comes faster than allowed */
+    struct idmap srvreqs;         /* our id for a server→client request → struct srvreq */
     uint64_t next_srvreq, next_stream;
     struct sse_ring replay;
     struct event *idle_timer;

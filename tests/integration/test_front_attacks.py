@@ -176,3 +176,76 @@ def test_invalid_pattern_in_a_listing_is_refused_at_once(make_daemon):
     msg = c.call_tool("match_in", {"s": "a"})
     assert msg["error"]["code"] == -32006, msg
     assert tool_text(c.call_tool("echo", {"text": "ok"})) == "ok"
+
+
+def _cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_listing_storm_is_held_to_the_childs_budget(make_daemon):
+    """A server announces list_changed before every listing and changes 3,000 definitions each
+    time. The front lists it less and less often, stops at the child's budget for the minute
+    (its tools then get -32015), spends little CPU on it, and another tenant never notices."""
+    d = make_daemon(limits={"max_listing_tools": 5000},
+                    manifests=dict(default_manifests(),
+                                   crashy=manifest("crashy", ["--list-storm", "--generated",
+                                                              "3000"])))
+    front = d.front_pid
+    rss0 = _rss_kb(front)
+    # The storm alone, until its budget is spent: what it costs the front.
+    cpu0, t0 = _cpu_s(front), time.monotonic()
+    first = McpClient(d, server="crashy")
+    first.initialize()
+    d.wait_log(r"msg=listing_over_budget .*listing_tools_per_minute", timeout=20)
+    cpu, wall = _cpu_s(front) - cpu0, time.monotonic() - t0
+    err = first.call_tool("echo", {"text": "a"})["error"]
+    assert err["code"] == -32015, err
+    assert "listing_tools_per_minute" in err["message"], err
+    # A second storm (a new child, its own budget) while another tenant works.
+    mark = len(d.log_lines())
+    second = McpClient(d, server="crashy")
+    second.initialize()
+    served = []
+    lat = _bystander_rounds(d, 5.0, between=lambda: served.append(
+        "result" in second.call_tool("echo", {"text": "b"})))
+    d.wait_log(r"msg=listing_over_budget", timeout=20, start=mark)
+    peak = _rss_kb(front)
+    print("storm front cpu_s=%.2f wall_s=%.1f rss_kb before=%d after=%d bystander "
+          "p99_ms=%.1f" % (cpu, wall, rss0, peak, _p99(lat)))
+    assert pid_alive(front)
+    assert any(served), "no call of the storming server was served before its budget ran out"
+    assert cpu < (4.0 if os.environ.get("MCPVISOR_ASAN") else 1.0), (cpu, wall)
+    if not os.environ.get("MCPVISOR_ASAN"):
+        assert peak - rss0 < 256 * 1024, (rss0, peak)
+    assert _p99(lat) < P99_MS, _p99(lat)
+
+
+def test_compiled_schemas_are_capped_per_tenant(make_daemon):
+    """Each session of one tenant holds its server's compiled schemas: past the tenant's
+    ceiling a new listing is refused (-32015) and logged, while another tenant's listing of the
+    same size is accepted."""
+    d = make_daemon(limits={"max_listing_schema_nodes": 4000,
+                            "max_schema_nodes_per_tenant": 4000},
+                    manifests=dict(default_manifests(),
+                                   ts=manifest("ts", ["--generated", "500"])))
+    first = McpClient(d)
+    first.initialize()
+    assert tool_text(first.call_tool("echo", {"text": "1"})) == "1"
+    second = McpClient(d)
+    second.initialize()
+    err = second.call_tool("echo", {"text": "2"})["error"]
+    assert err["code"] == -32015, err
+    assert "max_schema_nodes_per_tenant" in err["message"], err
+    d.wait_log(r"msg=listing_over_budget .*tenant=acme")
+    other = McpClient(d, key="carol")
+    other.initialize()
+    assert tool_text(other.call_tool("echo", {"text": "3"})) == "3"
+    # the first session keeps its verified tools
+    assert tool_text(first.call_tool("echo", {"text": "4"})) == "4"
+    # and a session that ends gives its share back
+    first.delete()
+    third = McpClient(d)
+    third.initialize()
+    assert tool_text(third.call_tool("echo", {"text": "5"})) == "5"

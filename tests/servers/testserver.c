@@ -23,6 +23,9 @@
  *   --list-error-first N    answer the first N tools/list requests with that error
  *   --list-storm            send notifications/tools/list_changed before every tools/list answer
  *   --list-delay MS         sleep MS milliseconds (reading nothing) before the first tools/list
+ *   --generated N           list N more tools, gen0 …, on the last page, each with a small
+ *                           inputSchema; their descriptions carry a counter that every
+ *                           listing bumps, so every listing is new (with --list-storm: a storm)
  *   --pattern P             also list match_in (argument s must match P) and match_out (its
  *                           structuredContent.s, the argument echoed, must match P)
  *                           answer, so requests that arrive meanwhile wait for the listing
@@ -67,11 +70,13 @@ static char **server_argv;
 static bool exit_after_init;
 static bool init_answered;
 static unsigned long sample_seq;
-static bool no_tools;           /* --no-tools */
-static bool list_hang;          /* --list-hang */
-static bool list_error;         /* --list-error */
-static long long list_errors;   /* --list-error-first N: errors left to give */
-static bool list_storm;         /* --list-storm */
+static bool no_tools;         /* --no-tools */
+static bool list_hang;        /* --list-hang */
+static bool list_error;       /* --list-error */
+static long long list_errors; /* --list-error-first N: errors left to give */
+static bool list_storm;       /* --list-storm */
+static long long generated;   /* --generated */
+static unsigned long long generation;
 static long long page_size;     /* --page-size; 0: one page */
 static long long list_delay_ms; /* --list-delay; spent on the first tools/list */
 static unsigned long typed_seq; /* calls to `typed` */
@@ -833,6 +838,24 @@ static void method_tools_list(const cJSON *id, const cJSON *params)
         if (tools[i].output_schema != NULL)
             cJSON_AddItemToObject(t, "outputSchema", need(cJSON_Parse(tools[i].output_schema)));
     }
+    if (generated > 0 && page == pages) {
+        generation++;
+        for (long long g = 0; g < generated; g++) {
+            char name[32], desc[96];
+            snprintf(name, sizeof(name), "gen%lld", g);
+            snprintf(desc, sizeof(desc), "Generated tool, listing %llu.", generation);
+            cJSON *t = need(cJSON_CreateObject());
+            cJSON_AddItemToArray(list, t);
+            need(cJSON_AddStringToObject(t, "name", name));
+            need(cJSON_AddStringToObject(t, "description", desc));
+            cJSON_AddItemToObject(
+                t, "inputSchema",
+                need(cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
+                                 "\"string\",\"maxLength\":64},\"b\":{\"type\":\"integer\","
+                                 "\"minimum\":0},\"c\":{\"type\":\"array\",\"items\":{"
+                                 "\"type\":\"string\"}}},\"required\":[\"a\"]}")));
+        }
+    }
     if (page < pages) {
         char next[32];
         snprintf(next, sizeof(next), "p%zu", page + 1);
@@ -1057,6 +1080,8 @@ int main(int argc, char **argv)
             list_error = true;
         else if (strcmp(a, "--list-error-first") == 0)
             list_errors = count_arg(argc, argv, i++, 1, 1000);
+        else if (strcmp(a, "--generated") == 0)
+            generated = count_arg(argc, argv, i++, 1, 100000);
         else if (strcmp(a, "--list-storm") == 0)
             list_storm = true;
         else if (strcmp(a, "--list-delay") == 0)

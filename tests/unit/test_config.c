@@ -1174,6 +1174,26 @@ static void bad_principal_rate_and_burst_are_errors(void **state)
     assert_load_fails(f, "mcpvisor.json: /limits/principal_burst: needs /limits/principal_rate");
 }
 
+static void listing_budgets_must_hold_one_listing(void **state)
+{
+    struct fixture *f = *state;
+
+    write_echo();
+    write_file("mcpvisor.json", "{\"limits\": {\"max_listing_tools\": 20000}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/listing_tools_per_minute: must be at least "
+                         "/limits/max_listing_tools (20000)");
+    write_file("mcpvisor.json", "{\"limits\": {\"max_listing_schema_nodes\": 500000}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/listing_schema_nodes_per_minute: must be at "
+                         "least /limits/max_listing_schema_nodes (500000)");
+    write_file("mcpvisor.json", "{\"limits\": {\"listing_bytes_per_minute\": 1048576}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/listing_bytes_per_minute: must be at least "
+                         "/limits/max_line_bytes (4194304)");
+    write_file("mcpvisor.json", "{\"limits\": {\"max_schema_nodes_per_tenant\": 5000000}}");
+    assert_load_fails(f, "mcpvisor.json: /limits/max_schema_nodes_per_tenant: needs "
+                         "max_listing_schema_nodes <= max_schema_nodes_per_tenant <= "
+                         "max_schema_nodes");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1204,6 +1224,7 @@ int main(void)
         T(principal_rate_is_off_unless_given),
         T(principal_rate_and_burst_are_parsed),
         T(bad_principal_rate_and_burst_are_errors),
+        T(listing_budgets_must_hold_one_listing),
 #undef T
     };
 

@@ -146,6 +146,21 @@ static void test_malformed_pages_are_refused(void **state)
     assert_non_null(strstr(err, "pages"));
     cJSON_Delete(empty);
     contract_free(c);
+
+    /* So are tools and compiled schema nodes, by the contract's own ceilings. */
+    struct contract *few = contract_new(&m);
+    few->max_tools = 1;
+    cJSON *two = cJSON_Parse("[" ECHO "," STRUCT "]");
+    assert_int_equal(contract_add_page(few, two, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "more than 1 tools (limits.max_listing_tools)"));
+    contract_free(few);
+    struct contract *small = contract_new(&m);
+    small->max_nodes = 3;
+    assert_int_equal(contract_add_page(small, two, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "limits.max_listing_schema_nodes"));
+    assert_true(small->nodes > 3);
+    contract_free(small);
+    cJSON_Delete(two);
 }
 
 static void test_schemas_are_compiled_once_per_definition(void **state)
