@@ -896,7 +896,7 @@ bad:
 static int parse_listener(struct ctx *c, const cJSON *v, const struct loc *at,
                           struct config_listener *l)
 {
-    static const char *const keys[] = {"address", "tls", "admin", NULL};
+    static const char *const keys[] = {"address", "tls", "admin", "max_connections", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     const cJSON *addr, *tls, *admin;
 
@@ -918,6 +918,8 @@ static int parse_listener(struct ctx *c, const cJSON *v, const struct loc *at,
     }
     if ((admin = member(v, "admin")) != NULL &&
         get_bool(c, admin, KEY(at, "admin"), &l->admin) == -1)
+        return -1;
+    if (get_u32(c, v, at, "max_connections", 1, 1000000, &l->max_connections) == -1)
         return -1;
     return 0;
 }
@@ -989,6 +991,7 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(body_timeout_ms, 100, 3600000, 30000),
     LIMIT(keepalive_timeout_ms, 100, 3600000, 60000),
     LIMIT(max_stream_buffer_bytes, 64 * KIB, 1024 * MIB, 4 * MIB),
+    LIMIT(max_buffered_bytes, MIB, 64 * GIB, 256 * MIB),
     LIMIT(max_sessions, 1, 1000000, 10000),
     LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
     LIMIT(max_spawns_in_flight, 1, 4096, 32),
@@ -997,6 +1000,8 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(max_line_bytes, KIB, 64 * MIB, 4 * MIB),
     LIMIT(request_timeout_ms, 1, 86400000, 60000),
     LIMIT(max_pending_per_session, 1, 65536, 64),
+    LIMIT(max_requests_in_flight_per_principal, 1, 1000000, 256),
+    LIMIT(max_requests_in_flight_per_tenant, 1, 1000000, 1024),
     LIMIT(max_child_write_bytes, KIB, 1024 * MIB, 8 * MIB),
     LIMIT(sse_replay_events, 0, 65536, 256),
     LIMIT(stderr_lines_per_s, 1, 1000000, 50),

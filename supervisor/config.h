@@ -41,7 +41,8 @@ struct config_listener {
     char *tls_key;      /* absolute path or NULL */
     char *tls_cert_pem; /* the files' contents, read at load time (the front cannot read them) */
     char *tls_key_pem;
-    bool loopback; /* host is 127.0.0.0/8 or ::1 */
+    bool loopback;            /* host is 127.0.0.0/8 or ::1 */
+    uint32_t max_connections; /* its own ceiling; 0: limits.max_connections alone */
 };
 
 struct config_principal {
@@ -139,18 +140,21 @@ struct config_limits {
     uint32_t body_timeout_ms;             /* 30000; absolute deadline for a request body */
     uint32_t keepalive_timeout_ms;        /* 60000; idle connection between requests */
     size_t max_stream_buffer_bytes;       /* 4 MiB untaken by one client; its stream ends beyond */
+    size_t max_buffered_bytes;            /* 256 MiB untaken by all clients together */
     uint32_t max_sessions;                /* 10000; 503 beyond */
     uint32_t max_sessions_per_tenant;     /* 1000; 429 beyond (a tenant's max_sessions overrides) */
     uint32_t max_spawns_in_flight;        /* 32 children starting at once; 503 beyond */
-    uint32_t max_spawns_in_flight_per_tenant; /* 8 for one tenant; 429 beyond */
-    uint32_t session_idle_s;                  /* 900; idle sessions end with their child */
-    size_t max_line_bytes;                    /* 4 MiB; one JSON-RPC line from a child */
-    uint32_t request_timeout_ms;              /* 60000 */
-    uint32_t max_pending_per_session;         /* 64 in-flight client requests per session */
-    size_t max_child_write_bytes;             /* 8 MiB queued towards one child's stdin */
-    uint32_t sse_replay_events;               /* 256 events kept per session for Last-Event-ID */
-    uint32_t stderr_lines_per_s;              /* 50 stderr lines logged per child per second */
-    uint32_t spawn_timeout_ms;                /* 10000; spawn + initialize */
+    uint32_t max_spawns_in_flight_per_tenant;      /* 8 for one tenant; 429 beyond */
+    uint32_t session_idle_s;                       /* 900; idle sessions end with their child */
+    size_t max_line_bytes;                         /* 4 MiB; one JSON-RPC line from a child */
+    uint32_t request_timeout_ms;                   /* 60000 */
+    uint32_t max_pending_per_session;              /* 64 in-flight client requests per session */
+    uint32_t max_requests_in_flight_per_principal; /* 256 over all its sessions */
+    uint32_t max_requests_in_flight_per_tenant;    /* 1024 */
+    size_t max_child_write_bytes;                  /* 8 MiB queued towards one child's stdin */
+    uint32_t sse_replay_events;  /* 256 events kept per session for Last-Event-ID */
+    uint32_t stderr_lines_per_s; /* 50 stderr lines logged per child per second */
+    uint32_t spawn_timeout_ms;   /* 10000; spawn + initialize */
     /* What listing a child's tools may cost the front (the ceilings of one listing, the compiled
      * schemas held per tenant and in all, and a child's budget per minute). */
     uint32_t max_listing_tools;             /* 1000 tools in one listing */

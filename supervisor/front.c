@@ -583,6 +583,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
         .body_timeout_ms = cfg->limits.body_timeout_ms,
         .idle_timeout_ms = cfg->limits.keepalive_timeout_ms,
         .max_output_bytes = cfg->limits.max_stream_buffer_bytes,
+        .max_output_total = cfg->limits.max_buffered_bytes,
     };
     f.httpd = httpd_new(f.base, &hl);
     if (f.httpd == NULL)
@@ -601,7 +602,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
                 fatalx("listener %s: %s", cfg->listeners[i].address, err);
             http_listener_set_tls(ctx, tls);
         }
-        if (httpd_listen(f.httpd, lfds[i], http_handle,
+        if (httpd_listen(f.httpd, lfds[i], cfg->listeners[i].max_connections, http_handle,
                          cfg->listeners[i].tls_cert_pem != NULL ? http_listener_new_ssl : NULL,
                          ctx) == -1)
             fatalx("cannot accept on listener %s", cfg->listeners[i].address);

@@ -55,6 +55,8 @@ struct hlistener {
     httpd_handler handler;
     httpd_new_ssl new_ssl;
     void *arg;
+    uint32_t max_conns; /* 0: only the global ceiling */
+    size_t nconns;      /* admitted on this listener */
 };
 
 struct hconn;
@@ -85,6 +87,7 @@ struct hconn {
     SSL *ssl;
     evutil_socket_t fd;
     uint64_t addr_key;
+    size_t out_seen; /* its output buffer's length when last looked at (d->out_bytes) */
     char peer[INET6_ADDRSTRLEN];
     enum cstate state;
     bool refusing; /* over a ceiling: its first request is answered 503 */
@@ -109,6 +112,7 @@ struct httpd {
     struct event *resume; /* re-enables listeners paused on EMFILE */
     struct hconn_list conns;
     size_t nconns;         /* admitted */
+    size_t out_bytes;      /* sum of every connection's out_seen */
     size_t nrefusing;      /* kept only to be refused */
     struct idmap per_addr; /* addr_key → count (as a pointer) */
     uint64_t accept_errors;
@@ -489,6 +493,14 @@ static struct evbuffer *conn_out(const struct hconn *c)
     return bufferevent_get_output(c->bev);
 }
 
+/* Brings the connection's share of d->out_bytes up to date with its output buffer. */
+static void out_sync(struct hconn *c)
+{
+    size_t now = c->bev != NULL ? evbuffer_get_length(conn_out(c)) : 0;
+    c->d->out_bytes = c->d->out_bytes - c->out_seen + now;
+    c->out_seen = now;
+}
+
 #define BODY_STREAMED (-1) /* write_head: a streamed body follows */
 #define BODY_NONE     (-2) /* write_head: no body and no length (204, 304) */
 
@@ -613,10 +625,13 @@ static void conn_free(struct hconn *c)
         /* else: the handler still holds r and finishes it later */
     }
     TAILQ_REMOVE(&d->conns, c, link);
+    d->out_bytes -= c->out_seen;
+    c->out_seen = 0;
     if (c->refusing) {
         d->nrefusing--;
     } else {
         d->nconns--;
+        c->l->nconns--;
         addr_count(d, c->addr_key, -1);
     }
     event_free(c->timer);
@@ -749,8 +764,9 @@ static void dispatch(struct hconn *c)
     event_del(c->timer);
     if (c->refusing) {
         conn_refuse(c, 503, ERR_SERVER_UNAVAILABLE,
-                    "Service Unavailable: too many connections (limits.max_connections or "
-                    "limits.max_connections_per_address); retry later");
+                    "Service Unavailable: too many connections (limits.max_connections, "
+                    "limits.max_connections_per_address or the listener's max_connections); "
+                    "retry later");
         return;
     }
     /* A pipelined next request may wait in the input, up to the head limit. */
@@ -878,6 +894,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct hconn *c = arg;
+    out_sync(c);
     conn_schedule(c); /* output drained: close, or read the next request */
 }
 
@@ -977,7 +994,8 @@ static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sock
     char peer[INET6_ADDRSTRLEN];
     uint64_t key = address_key(sa, peer, sizeof(peer));
     uintptr_t from_addr = (uintptr_t)idmap_get(&d->per_addr, key);
-    bool refusing = d->nconns >= d->lim.max_connections || from_addr >= d->lim.max_per_address;
+    bool refusing = d->nconns >= d->lim.max_connections || from_addr >= d->lim.max_per_address ||
+                    (l->max_conns != 0 && l->nconns >= l->max_conns);
     if (refusing && d->nrefusing >= HTTPD_REFUSING_MAX) {
         evutil_closesocket(fd); /* over every ceiling: not even an answer */
         return;
@@ -1026,6 +1044,7 @@ static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sock
         d->nrefusing++;
     } else {
         d->nconns++;
+        l->nconns++;
         addr_count(d, key, +1);
     }
     c->state = C_HEAD;
@@ -1084,7 +1103,8 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_limits *lim)
     return d;
 }
 
-int httpd_listen(struct httpd *d, int fd, httpd_handler handler, httpd_new_ssl tls, void *arg)
+int httpd_listen(struct httpd *d, int fd, uint32_t max_conns, httpd_handler handler,
+                 httpd_new_ssl tls, void *arg)
 {
     if (d->nlisteners == sizeof(d->listeners) / sizeof(d->listeners[0]))
         return -1;
@@ -1095,6 +1115,7 @@ int httpd_listen(struct httpd *d, int fd, httpd_handler handler, httpd_new_ssl t
     l->handler = handler;
     l->new_ssl = tls;
     l->arg = arg;
+    l->max_conns = max_conns;
     l->el = evconnlistener_new(d->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                0, fd);
     if (l->el == NULL) {
@@ -1126,6 +1147,11 @@ void httpd_free(struct httpd *d)
 size_t httpd_connections(const struct httpd *d)
 {
     return d->nconns;
+}
+
+size_t httpd_output_buffered(const struct httpd *d)
+{
+    return d->out_bytes;
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
@@ -1194,6 +1220,7 @@ void hreq_reply(struct hreq *r, int status, const char *body, size_t len)
         write_head(r, status, status == 204 || status == 304 ? BODY_NONE : (long long)len);
         if (!bodyless && len > 0)
             evbuffer_add(conn_out(r->c), body, len);
+        out_sync(r->c);
     }
     req_finish(r);
 }
@@ -1214,6 +1241,19 @@ void hreq_stream_send(struct hreq *r, struct evbuffer *b)
         return;
     }
     struct evbuffer *out = conn_out(r->c);
+    struct httpd *d = r->c->d;
+    out_sync(r->c);
+    if (d->lim.max_output_total != 0 && d->out_bytes + n > d->lim.max_output_total) {
+        /* Every client together may not make the front hold more than this either: the
+         * stream that would pass it ends, as below. */
+        log_warn("stream_dropped peer=%s pending=%zu all_connections=%zu limit=%zu "
+                 "note=\"answers not taken by all clients (limits.max_buffered_bytes)\"",
+                 r->c->peer, evbuffer_get_length(out), d->out_bytes, d->lim.max_output_total);
+        evbuffer_drain(b, n);
+        r->c->aborting = true;
+        conn_schedule(r->c);
+        return;
+    }
     if (evbuffer_get_length(out) + n > r->c->d->lim.max_output_bytes) {
         /* A client that does not read must not make the front buffer without bound: its
          * stream ends; what it missed stays with its session (Last-Event-ID replay). */
@@ -1230,6 +1270,7 @@ void hreq_stream_send(struct hreq *r, struct evbuffer *b)
     evbuffer_add_buffer(out, b);
     if (r->h.minor == 1)
         evbuffer_add(out, "\r\n", 2);
+    out_sync(r->c);
 }
 
 void hreq_stream_end(struct hreq *r)

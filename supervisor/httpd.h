@@ -33,6 +33,7 @@ struct httpd_limits {
     uint32_t body_timeout_ms;   /* absolute: end of head to end of body */
     uint32_t idle_timeout_ms;   /* keep-alive: end of a response to the next request's first byte */
     size_t max_output_bytes;    /* a streamed answer the client does not take ends beyond this */
+    size_t max_output_total;    /* the same, answers toward all connections together */
 };
 
 enum hmethod { HM_GET = 1, HM_HEAD, HM_POST, HM_PUT, HM_DELETE, HM_OPTIONS, HM_PATCH };
@@ -48,11 +49,16 @@ typedef void (*hreq_close_cb)(struct hreq *r, void *arg);
 
 /* lim is copied. */
 struct httpd *httpd_new(struct event_base *base, const struct httpd_limits *lim);
-/* Serves the listening socket fd (ownership passes); tls NULL for plain HTTP. */
-int httpd_listen(struct httpd *d, int fd, httpd_handler handler, httpd_new_ssl tls, void *arg);
+/* Serves the listening socket fd (ownership passes); tls NULL for plain HTTP. max_conns: its own
+ * ceiling on admitted connections (0: only the global one). */
+int httpd_listen(struct httpd *d, int fd, uint32_t max_conns, httpd_handler handler,
+                 httpd_new_ssl tls, void *arg);
 /* Closes every listener and connection; unfinished requests get their close callback. */
 void httpd_free(struct httpd *d);
 size_t httpd_connections(const struct httpd *d);
+/* Bytes of answers written toward all connections and not yet taken by their clients (as last
+ * seen: a connection's share is updated when it writes or drains). */
+size_t httpd_output_buffered(const struct httpd *d);
 
 /* ---- one request ---------------------------------------------------------------------- */
 

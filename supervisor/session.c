@@ -59,7 +59,17 @@ static size_t total_nodes;        /* the same, all tenants */
 static size_t nstarting;
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
-static char call_nonce[17];        /* this process's: audit call ids stay unique across restarts */
+static uint32_t *tenant_inflight;  /* the same per tenant */
+
+/* Requests in flight of one principal (tenant and user), shared by its sessions. */
+struct ptally {
+    char *tenant, *user;
+    uint32_t inflight;
+    unsigned refs;
+    struct ptally *next; /* same hash */
+};
+static struct idmap ptallies; /* FNV-1a of tenant and user → chain of struct ptally */
+static char call_nonce[17];   /* this process's: audit call ids stay unique across restarts */
 static uint64_t next_call_id;
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
@@ -93,7 +103,10 @@ void session_module_init(struct front *f)
     tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_nodes = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(size_t));
-    if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL)
+    tenant_inflight = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
+    idmap_init(&ptallies);
+    if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL ||
+        tenant_inflight == NULL)
         fatalx("out of memory");
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -124,6 +137,94 @@ static void tally(const struct session *s, int delta)
     else if (idmap_put(&pair_sessions, key, (void *)n) == -1)
         log_warn("session_tally_lost tenant=%s server=%s", s->t->name, s->m->name);
     tenant_sessions[s->t - s->f->cfg->tenants] += (uint32_t)delta;
+}
+
+static uint64_t ptally_key(const char *tenant, const char *user)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *q = (const unsigned char *)tenant; *q != '\0'; q++)
+        h = (h ^ *q) * 0x100000001b3ull;
+    h = (h ^ 0xff) * 0x100000001b3ull; /* a byte no name holds */
+    for (const unsigned char *q = (const unsigned char *)user; *q != '\0'; q++)
+        h = (h ^ *q) * 0x100000001b3ull;
+    return h;
+}
+
+/* The tally of p's tenant and user, created on first use; NULL when out of memory. Names are
+ * compared in full: principals whose hashes collide keep separate tallies. */
+static struct ptally *ptally_get(const struct principal *p)
+{
+    uint64_t key = ptally_key(p->tenant, p->user);
+    struct ptally *head = idmap_get(&ptallies, key);
+    for (struct ptally *t = head; t != NULL; t = t->next) {
+        if (strcmp(t->tenant, p->tenant) == 0 && strcmp(t->user, p->user) == 0) {
+            t->refs++;
+            return t;
+        }
+    }
+    struct ptally *t = calloc(1, sizeof(*t));
+    if (t == NULL || (t->tenant = strdup(p->tenant)) == NULL ||
+        (t->user = strdup(p->user)) == NULL || idmap_put(&ptallies, key, t) == -1) {
+        if (t != NULL) {
+            free(t->tenant);
+            free(t->user);
+            free(t);
+        }
+        return NULL;
+    }
+    t->refs = 1;
+    t->next = head;
+    return t;
+}
+
+static void ptally_put(struct ptally *t)
+{
+    if (t == NULL || --t->refs > 0)
+        return;
+    uint64_t key = ptally_key(t->tenant, t->user);
+    struct ptally *head = idmap_get(&ptallies, key), *prev = NULL;
+    for (struct ptally *q = head; q != NULL; prev = q, q = q->next) {
+        if (q != t)
+            continue;
+        if (prev != NULL)
+            prev->next = q->next;
+        else if (q->next != NULL)
+            idmap_put(&ptallies, key, q->next); /* replaces the value: cannot fail */
+        else
+            idmap_del(&ptallies, key);
+        break;
+    }
+    free(t->tenant);
+    free(t->user);
+    free(t);
+}
+
+/* A client request of s starts (+1) or ends (-1): its principal's and tenant's tallies. */
+static void inflight(struct session *s, int delta)
+{
+    if (s->pt != NULL)
+        s->pt->inflight += (uint32_t)delta;
+    if (tenant_inflight != NULL)
+        tenant_inflight[s->t - s->f->cfg->tenants] += (uint32_t)delta;
+}
+
+/* 0 when s may take one more request in; -1 with a sentence in why. */
+static int inflight_admit(const struct session *s, char *why, size_t whylen)
+{
+    const struct config_limits *lim = &s->f->cfg->limits;
+    if (s->pt != NULL && s->pt->inflight >= lim->max_requests_in_flight_per_principal)
+        snprintf(why, whylen,
+                 "too many requests in progress for this user of tenant %s "
+                 "(limits.max_requests_in_flight_per_principal: %u); retry when some finish",
+                 s->t->name, lim->max_requests_in_flight_per_principal);
+    else if (tenant_inflight[s->t - s->f->cfg->tenants] >= lim->max_requests_in_flight_per_tenant)
+        snprintf(why, whylen,
+                 "too many requests in progress for tenant %s "
+                 "(limits.max_requests_in_flight_per_tenant: %u); retry when some finish",
+                 s->t->name, lim->max_requests_in_flight_per_tenant);
+    else
+        return 0;
+    return -1;
 }
 
 /* The session's child has answered initialize, or the session ended before it did. */
@@ -468,6 +569,7 @@ static void pending_free(struct pending *p)
     if (p->kind == PENDING_CLIENT) { /* the broker's own listing holds neither drain nor idle */
         s->npending--;
         npending_total--;
+        inflight(s, -1);
     }
     if (p->timer != NULL)
         event_free(p->timer);
@@ -819,6 +921,7 @@ static void held_free(struct session *s, struct held *h)
     TAILQ_REMOVE(&s->held, h, link);
     s->nheld--;
     npending_total--;
+    inflight(s, -1);
     cJSON_Delete(h->msg);
     free(h->text);
     principal_free(h->caller);
@@ -868,6 +971,7 @@ static int hold_request(struct session *s, cJSON *msg, struct stream *st, const 
     s->nheld++;
     log_debug("tool_request_held session=%.8s held=%u", s->id, s->nheld);
     npending_total++;
+    inflight(s, +1);
     return 0;
 }
 
@@ -1683,6 +1787,12 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
                     "quota_exceeded", 1000);
         goto out;
     }
+    char busy[256];
+    if (inflight_admit(s, busy, sizeof(busy)) == -1) {
+        refused = "quota_exceeded";
+        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED, busy, "quota_exceeded", 1000);
+        goto out;
+    }
     if (is_tool_method(method) && front_now_ms() < s->over_budget_until_ms) {
         char why[512];
         snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
@@ -1800,6 +1910,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
     s->npending++;
     npending_total++;
+    inflight(s, +1);
 
     uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
     if (tc != NULL && tc->quota.timeout_ms > 0)
@@ -2278,7 +2389,9 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     s->m = m;
     s->t = t;
     s->principal = principal_dup(p);
-    if (s->principal == NULL) {
+    s->pt = s->principal != NULL ? ptally_get(s->principal) : NULL;
+    if (s->pt == NULL) {
+        principal_free(s->principal);
         free(s);
         return NULL;
     }
@@ -2333,6 +2446,7 @@ fail:
     if (s->list_timer != NULL)
         event_free(s->list_timer);
     sse_ring_free(&s->replay);
+    ptally_put(s->pt);
     principal_free(s->principal);
     free(s);
     return NULL;
@@ -2349,6 +2463,7 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     contract_free(s->listing);
     nodes_set(s, &s->contract_nodes, 0);
     nodes_set(s, &s->listing_nodes, 0);
+    ptally_put(s->pt);
     event_free(s->held_timer);
     event_free(s->list_timer);
     event_free(s->idle_timer);
@@ -2415,7 +2530,8 @@ void session_module_shutdown(struct front *f, const char *why)
     free(tenant_sessions);
     free(tenant_starting);
     free(tenant_nodes);
-    tenant_sessions = tenant_starting = NULL;
+    free(tenant_inflight);
+    tenant_sessions = tenant_starting = tenant_inflight = NULL;
     tenant_nodes = NULL;
     total_nodes = 0;
     idmap_free(&pair_sessions);

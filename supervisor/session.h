@@ -32,6 +32,7 @@ struct event;
 struct contract;
 struct contract_schemas;
 struct quota_slot;
+struct ptally;
 
 #define SESSION_ID_LEN           32 /* hex of 128 random bits */
 #define SESSION_REPLAY_MAX_BYTES (8u << 20)
@@ -113,6 +114,7 @@ struct session {
     struct front *f;
     char id[SESSION_ID_LEN + 1];
     struct principal *principal; /* owned: a copy of the creator's */
+    struct ptally *pt;           /* its principal's requests in flight, shared */
     const struct config_manifest *m;
     const struct config_tenant *t;
     bool legacy_sse; /* 2024-11-05 HTTP+SSE transport */

@@ -119,3 +119,44 @@ def test_spawns_in_flight_are_bounded_per_tenant(make_daemon):
     assert all("limits.max_spawns_in_flight_per_tenant" in m for m in refused), results
     assert len(d.spawned_pids()) == 2
     _other_tenant_works(d, server="ts2")
+
+
+def test_requests_in_flight_are_capped_per_principal_and_per_tenant(make_daemon):
+    """One user's requests in flight over all its sessions are bounded
+    (limits.max_requests_in_flight_per_principal), then its tenant's
+    (limits.max_requests_in_flight_per_tenant); another tenant is not affected, and the slots
+    come back when the calls end."""
+    d = make_daemon(limits={"max_requests_in_flight_per_principal": 2,
+                            "max_requests_in_flight_per_tenant": 3})
+    slow = [McpClient(d) for _ in range(2)] + [McpClient(d, key="bob")]
+    probe, bob_probe = McpClient(d), McpClient(d, key="bob")
+    for c in slow + [probe, bob_probe]:
+        c.initialize()
+    with ThreadPoolExecutor(3) as pool:
+        calls = [pool.submit(c.call_tool, "slow", {"ms": 4000}) for c in slow[:2]]
+
+        def alice_refused():
+            for i in (0, 1):  # refused: the probe's own call held alice's last slot
+                if calls[i].done():
+                    calls[i] = pool.submit(slow[i].call_tool, "slow", {"ms": 4000})
+            m = probe.call_tool("echo", {"text": "p"})
+            return "error" in m and m
+        err = wait_for(alice_refused, 10, interval=0.05, what="alice at her ceiling")["error"]
+        assert err["code"] == -32013, err
+        assert "max_requests_in_flight_per_principal" in err["message"], err
+        # bob, same tenant: one more fits the tenant's 3, then the tenant is full
+        calls.append(pool.submit(slow[2].call_tool, "slow", {"ms": 4000}))
+
+        def bob_refused():
+            if calls[2].done():  # refused: the probe's own call held the tenant's last slot
+                calls[2] = pool.submit(slow[2].call_tool, "slow", {"ms": 4000})
+            m = bob_probe.call_tool("echo", {"text": "p"})
+            return "error" in m and m
+        err = wait_for(bob_refused, 10, interval=0.05, what="acme at its ceiling")["error"]
+        assert err["code"] == -32013, err
+        assert "max_requests_in_flight_per_tenant" in err["message"], err
+        _other_tenant_works(d)
+        for f in calls:
+            assert "result" in f.result(timeout=20), f.result()
+    assert tool_text(probe.call_tool("echo", {"text": "back"})) == "back"
+    assert tool_text(bob_probe.call_tool("echo", {"text": "back"})) == "back"

@@ -92,6 +92,22 @@ def _rss_kb(pid):
     return 0
 
 
+def _non_reading_flood(d, c, steps=100000):
+    """POSTs a tools/call that streams `steps` progress notifications on c's session, on a
+    socket that never reads; returns the socket."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                       "params": {"name": "progress", "arguments": {"steps": steps},
+                                  "_meta": {"progressToken": "p"}}})
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+    head = ("POST /servers/ts/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            "Mcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n" % (bearer(c.key), c.sid,
+                                                                  len(body)))
+    s.sendall(head.encode() + body.encode())
+    return s
+
+
 def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
     """A tool streams 100,000 progress notifications to a client that reads nothing: the front
     ends that stream at limits.max_stream_buffer_bytes instead of buffering it all, its memory
@@ -101,16 +117,7 @@ def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
     c = McpClient(d)
     c.initialize()
     rss0 = _rss_kb(front)
-    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                       "params": {"name": "progress", "arguments": {"steps": 100000},
-                                  "_meta": {"progressToken": "p"}}})
-    s = socket.create_connection(("127.0.0.1", d.port))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
-    head = ("POST /servers/ts/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
-            "Mcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n" % (bearer("alice"), c.sid,
-                                                                  len(body)))
-    s.sendall(head.encode() + body.encode())
+    s = _non_reading_flood(d, c)
     try:
         lat = _bystander_rounds(d, 2.0)
         d.wait_log(r"msg=stream_dropped", timeout=20)
@@ -126,6 +133,32 @@ def test_a_client_that_does_not_read_cannot_grow_the_front(make_daemon):
     assert _p99(lat) < P99_MS, _p99(lat)
     # the session itself lives on: its next call is answered
     assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
+
+
+def test_non_reading_clients_together_are_held_to_the_fronts_ceiling(make_daemon):
+    """Three clients that read nothing, each under its own connection's ceiling, together pass
+    limits.max_buffered_bytes: the stream that would pass it ends, the front's memory stays
+    bounded, and another tenant is served meanwhile."""
+    d = make_daemon(limits={"max_stream_buffer_bytes": 1 << 20, "max_buffered_bytes": 1 << 20})
+    front = d.front_pid
+    clients = [McpClient(d) for _ in range(3)]
+    for c in clients:
+        c.initialize()
+    rss0 = _rss_kb(front)
+    socks = [_non_reading_flood(d, c) for c in clients]
+    try:
+        lat = _bystander_rounds(d, 2.0)
+        d.wait_log(r"msg=stream_dropped .*limits\.max_buffered_bytes", timeout=20)
+        peak = _rss_kb(front)
+    finally:
+        for s in socks:
+            s.close()
+    print("front rss_kb before=%d after=%d bystander p99_ms=%.1f" % (rss0, peak, _p99(lat)))
+    assert pid_alive(front)
+    if not os.environ.get("MCPVISOR_ASAN"):
+        assert peak - rss0 < 32 * 1024, (rss0, peak)
+    assert _p99(lat) < P99_MS, _p99(lat)
+    assert tool_text(clients[0].call_tool("echo", {"text": "after"})) == "after"
 
 
 

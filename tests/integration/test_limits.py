@@ -1,5 +1,6 @@
 """Bounds: body and header size, connections, sessions, idle expiry, pending requests, child
 write buffer, SSE replay buffer."""
+import http.client
 import json
 import time
 
@@ -62,6 +63,33 @@ def test_max_connections(make_daemon):
         held.append(c)  # keep-alive: the connection stays open and counted
     r = d.request("GET", "/healthz", key=None)
     assert r.status == 503, r
+    for c in held:
+        c.close()
+    wait_for(lambda: d.request("GET", "/healthz", key=None).status == 200, 5,
+             what="connections released")
+
+
+def test_a_listeners_own_connection_ceiling_keeps_room_on_another(make_daemon):
+    """A listener's max_connections fills without touching the admin listener's room."""
+    d = make_daemon(listen=[{"address": "127.0.0.1:0", "max_connections": 2},
+                            {"address": "127.0.0.1:0", "admin": True}])
+    admin = next(p for p, a in d.listeners if a)
+    held = []
+    for _ in range(2):
+        c = d.conn(5)
+        resp = d.open(c, "GET", "/healthz", key=None)
+        assert resp.status == 200
+        resp.read()
+        held.append(c)
+    r = d.request("GET", "/healthz", key=None)
+    assert r.status == 503, r
+    assert "max_connections" in r.json()["error"]["message"], r
+    for _ in range(3):  # the admin listener is not counted against the first one's ceiling
+        ac = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+        resp = d.open(ac, "GET", "/healthz", key=None)
+        assert resp.status == 200
+        resp.read()
+        held.append(ac)
     for c in held:
         c.close()
     wait_for(lambda: d.request("GET", "/healthz", key=None).status == 200, 5,

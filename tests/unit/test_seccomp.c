@@ -202,18 +202,43 @@ static uint32_t filter_decides(const struct sandbox_seccomp *f, long nr, const l
             break;
         case BPF_ALU:
             switch (BPF_OP(in->code)) {
-            case BPF_ADD: A += src; break;
-            case BPF_SUB: A -= src; break;
-            case BPF_MUL: A *= src; break;
-            case BPF_DIV: assert_true(src != 0); A /= src; break;
-            case BPF_MOD: assert_true(src != 0); A %= src; break;
-            case BPF_AND: A &= src; break;
-            case BPF_OR: A |= src; break;
-            case BPF_XOR: A ^= src; break;
-            case BPF_LSH: A = src < 32 ? A << src : 0; break;
-            case BPF_RSH: A = src < 32 ? A >> src : 0; break;
-            case BPF_NEG: A = -A; break;
-            default: fail_msg("unexpected ALU op at %u", pc);
+            case BPF_ADD:
+                A += src;
+                break;
+            case BPF_SUB:
+                A -= src;
+                break;
+            case BPF_MUL:
+                A *= src;
+                break;
+            case BPF_DIV:
+                assert_true(src != 0);
+                A /= src;
+                break;
+            case BPF_MOD:
+                assert_true(src != 0);
+                A %= src;
+                break;
+            case BPF_AND:
+                A &= src;
+                break;
+            case BPF_OR:
+                A |= src;
+                break;
+            case BPF_XOR:
+                A ^= src;
+                break;
+            case BPF_LSH:
+                A = src < 32 ? A << src : 0;
+                break;
+            case BPF_RSH:
+                A = src < 32 ? A >> src : 0;
+                break;
+            case BPF_NEG:
+                A = -A;
+                break;
+            default:
+                fail_msg("unexpected ALU op at %u", pc);
             }
             break;
         case BPF_JMP: {
@@ -223,11 +248,21 @@ static uint32_t filter_decides(const struct sandbox_seccomp *f, long nr, const l
             }
             bool t;
             switch (BPF_OP(in->code)) {
-            case BPF_JEQ: t = A == src; break;
-            case BPF_JGT: t = A > src; break;
-            case BPF_JGE: t = A >= src; break;
-            case BPF_JSET: t = (A & src) != 0; break;
-            default: fail_msg("unexpected jump at %u", pc); return 0;
+            case BPF_JEQ:
+                t = A == src;
+                break;
+            case BPF_JGT:
+                t = A > src;
+                break;
+            case BPF_JGE:
+                t = A >= src;
+                break;
+            case BPF_JSET:
+                t = (A & src) != 0;
+                break;
+            default:
+                fail_msg("unexpected jump at %u", pc);
+                return 0;
             }
             pc += t ? in->jt : in->jf;
             break;
