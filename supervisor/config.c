@@ -996,6 +996,8 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
     LIMIT(max_spawns_in_flight, 1, 4096, 32),
     LIMIT(max_spawns_in_flight_per_tenant, 1, 4096, 8),
+    LIMIT(spawns_per_minute, 1, 1000000, 3000),
+    LIMIT(spawns_per_minute_per_tenant, 1, 1000000, 600),
     LIMIT(session_idle_s, 1, 604800, 900),
     LIMIT(max_line_bytes, KIB, 64 * MIB, 4 * MIB),
     LIMIT(request_timeout_ms, 1, 86400000, 60000),

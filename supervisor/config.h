@@ -145,6 +145,8 @@ struct config_limits {
     uint32_t max_sessions_per_tenant;     /* 1000; 429 beyond (a tenant's max_sessions overrides) */
     uint32_t max_spawns_in_flight;        /* 32 children starting at once; 503 beyond */
     uint32_t max_spawns_in_flight_per_tenant;      /* 8 for one tenant; 429 beyond */
+    uint32_t spawns_per_minute;                    /* 3000, bursts of a sixth of it; 503 beyond */
+    uint32_t spawns_per_minute_per_tenant;         /* 600 for one tenant; 429 beyond */
     uint32_t session_idle_s;                       /* 900; idle sessions end with their child */
     size_t max_line_bytes;                         /* 4 MiB; one JSON-RPC line from a child */
     uint32_t request_timeout_ms;                   /* 60000 */

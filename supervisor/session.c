@@ -237,6 +237,38 @@ static void starting_done(struct session *s)
     tenant_starting[s->t - s->f->cfg->tenants]--;
 }
 
+/* Spawn rate, last: a token is taken only for a session every other ceiling admits. The
+ * tenant's bucket first, so a tenant over its own rate takes nothing from the others' share.
+ * Keys start with a byte no tenant name holds, apart from the principal keys. */
+static int spawn_rate_admit(const struct front *f, const struct config_tenant *t,
+                            struct session_refusal *why)
+{
+    const struct config_limits *lim = &f->cfg->limits;
+    char key[CONFIG_NAME_MAX + 16];
+    long retry = -1;
+    int64_t now = front_now_ms();
+    snprintf(key, sizeof(key), "\x1espawns\x1f%s", t->name);
+    uint32_t tb = lim->spawns_per_minute_per_tenant / 6, gb = lim->spawns_per_minute / 6;
+    if (quota_admit_key(f->quotas, key, lim->spawns_per_minute_per_tenant / 60.0, tb ? tb : 1, now,
+                        &retry) != QUOTA_OK) {
+        why->status = 429;
+        snprintf(why->message, sizeof(why->message),
+                 "tenant %s is starting servers faster than limits.spawns_per_minute_per_tenant "
+                 "(%u); retry later",
+                 t->name, lim->spawns_per_minute_per_tenant);
+    } else if (quota_admit_key(f->quotas, "\x1espawns", lim->spawns_per_minute / 60.0, gb ? gb : 1,
+                               now, &retry) != QUOTA_OK) {
+        why->status = 503;
+        snprintf(why->message, sizeof(why->message),
+                 "servers are starting faster than limits.spawns_per_minute (%u); retry later",
+                 lim->spawns_per_minute);
+    } else {
+        return 0;
+    }
+    why->retry_after_s = retry > 0 ? (retry + 999) / 1000 : 1;
+    return -1;
+}
+
 int session_admit(const struct front *f, const struct config_manifest *m,
                   const struct config_tenant *t, struct session_refusal *why)
 {
@@ -272,7 +304,7 @@ int session_admit(const struct front *f, const struct config_manifest *m,
                  "retry later",
                  t->name, tenant_starting[ti]);
     } else {
-        return 0;
+        return spawn_rate_admit(f, t, why);
     }
     return -1;
 }

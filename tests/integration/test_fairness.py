@@ -160,3 +160,18 @@ def test_requests_in_flight_are_capped_per_principal_and_per_tenant(make_daemon)
             assert "result" in f.result(timeout=20), f.result()
     assert tool_text(probe.call_tool("echo", {"text": "back"})) == "back"
     assert tool_text(bob_probe.call_tool("echo", {"text": "back"})) == "back"
+
+
+def test_spawn_rate_per_tenant_and_in_all(make_daemon):
+    """A tenant starting servers faster than limits.spawns_per_minute_per_tenant gets 429 while
+    another tenant still starts; limits.spawns_per_minute bounds every tenant together (503)."""
+    d = make_daemon(limits={"spawns_per_minute_per_tenant": 12, "spawns_per_minute": 60})
+    assert _init(d).status == 200
+    assert _init(d, key="bob").status == 200  # a burst of a sixth: 2
+    r = _init(d)
+    _assert_refused(r, 429, "limits.spawns_per_minute_per_tenant")
+    _other_tenant_works(d)
+
+    d = make_daemon(limits={"spawns_per_minute": 6})
+    assert _init(d).status == 200
+    _assert_refused(_init(d, key="carol"), 503, "limits.spawns_per_minute")
