@@ -207,6 +207,17 @@ static int sandbox_setup(const struct config *cfg, struct sandbox_features *feat
             sandbox_features_cleanup(feat);
             return -1;
         }
+        /* A child cannot be given more descriptors than the daemon's hard limit (its set-up
+         * would fail with EPERM at every spawn): it gets that limit, and the operator hears. */
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY &&
+            prof[i].rl.nofile > (uint64_t)nofile.rlim_max) {
+            log_warn("sandbox_nofile_lowered server=%s asked=%llu to=%llu note=\"the daemon's "
+                     "hard RLIMIT_NOFILE is lower; raise LimitNOFILE=\"",
+                     cfg->manifests[i].name, (unsigned long long)prof[i].rl.nofile,
+                     (unsigned long long)nofile.rlim_max);
+            prof[i].rl.nofile = (uint64_t)nofile.rlim_max;
+        }
         sandbox_missing(feat, &cfg->manifests[i], missing, sizeof(missing));
         if (missing[0] != '\0')
             log_warn("sandbox_not_in_force server=%s missing=\"%s\"", cfg->manifests[i].name,

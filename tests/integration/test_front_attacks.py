@@ -282,3 +282,55 @@ def test_compiled_schemas_are_capped_per_tenant(make_daemon):
     third = McpClient(d)
     third.initialize()
     assert tool_text(third.call_tool("echo", {"text": "5"})) == "5"
+
+
+def test_spawns_while_descriptors_run_short(make_daemon):
+    """The front holds 256 descriptors, its ceilings fitted to them (32 connections, 32 sessions):
+    idle connections from many addresses and 60 concurrent initialize requests press on them
+    while children are spawned. Each spawn is answered (a
+    session, or 429/503 with Retry-After), no descriptor is lost, the daemon never exits, and
+    another tenant starts a session once the pressure is gone."""
+    from concurrent.futures import ThreadPoolExecutor
+    d = make_daemon(nofile=256, limits={"spawns_per_minute_per_tenant": 100000,
+                                        "spawns_per_minute": 100000})
+    assert d.log_lines("msg=descriptors_short"), "the ceilings were not fitted to 256"
+    # the children's default of 1024 cannot be given under a hard limit of 256
+    assert d.log_lines("msg=sandbox_nofile_lowered server=ts asked=1024 to=256"), d.log
+    front = d.front_pid
+    idle = []
+    for i in range(16):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.%d" % (2 + i % 8), 0))
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", d.port))
+        except BlockingIOError:
+            pass
+        idle.append(s)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "pytest", "version": "1"}}}
+
+    def one(i):
+        try:
+            r = d.request("POST", "/servers/ts/mcp", init, key=("alice", "bob")[i % 2])
+            return r.status, r.header("Retry-After")
+        except OSError as e:
+            return repr(e), None
+
+    try:
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            results = list(pool.map(one, range(60)))
+    finally:
+        for s in idle:
+            s.close()
+    statuses = [s for s, _ in results]
+    print("statuses", {s: statuses.count(s) for s in set(statuses)})
+    assert pid_alive(front), d.log
+    assert all(s in (200, 429, 503) for s in statuses), statuses
+    assert statuses.count(200) > 0, statuses
+    assert all(ra is not None for s, ra in results if s in (429, 503)), results
+    assert d.log_lines("level=error") == [], d.log_lines("level=error")
+    c = McpClient(d, key="carol")
+    c.initialize()
+    assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
