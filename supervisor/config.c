@@ -992,6 +992,8 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(keepalive_timeout_ms, 100, 3600000, 60000),
     LIMIT(max_stream_buffer_bytes, 64 * KIB, 1024 * MIB, 4 * MIB),
     LIMIT(max_buffered_bytes, MIB, 64 * GIB, 256 * MIB),
+    LIMIT(max_buffered_bytes_per_principal, 64 * KIB, 64 * GIB, 32 * MIB),
+    LIMIT(max_buffered_bytes_per_tenant, 64 * KIB, 64 * GIB, 64 * MIB),
     LIMIT(max_sessions, 1, 1000000, 10000),
     LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
     LIMIT(max_spawns_in_flight, 1, 4096, 32),

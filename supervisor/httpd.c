@@ -75,6 +75,8 @@ struct hreq {
     bool finished_head; /* the answer's head was written */
     hreq_close_cb closecb;
     void *closearg;
+    struct httpd_account *acct[2];
+    size_t acct_seen; /* the connection's untaken bytes last counted in acct */
 };
 
 enum { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
@@ -499,6 +501,13 @@ static void out_sync(struct hconn *c)
     size_t now = c->bev != NULL ? evbuffer_get_length(conn_out(c)) : 0;
     c->d->out_bytes = c->d->out_bytes - c->out_seen + now;
     c->out_seen = now;
+    struct hreq *r = c->req;
+    if (r != NULL) {
+        for (int i = 0; i < 2; i++)
+            if (r->acct[i] != NULL)
+                r->acct[i]->bytes = r->acct[i]->bytes - r->acct_seen + now;
+        r->acct_seen = now;
+    }
 }
 
 #define BODY_STREAMED (-1) /* write_head: a streamed body follows */
@@ -529,10 +538,21 @@ static void write_head(struct hreq *r, int status, long long length)
     r->finished_head = true;
 }
 
+/* r no longer speaks for its connection's output. */
+static void req_unaccount(struct hreq *r)
+{
+    for (int i = 0; i < 2; i++)
+        if (r->acct[i] != NULL)
+            r->acct[i]->bytes -= r->acct_seen;
+    r->acct[0] = r->acct[1] = NULL;
+    r->acct_seen = 0;
+}
+
 static void req_free(struct hreq *r)
 {
     if (r == NULL)
         return;
+    req_unaccount(r);
     if (r->body != NULL)
         evbuffer_free(r->body);
     if (r->out_headers != NULL)
@@ -617,6 +637,7 @@ static void conn_free(struct hconn *c)
     struct hreq *r = c->req;
     c->req = NULL;
     if (r != NULL) {
+        req_unaccount(r);
         r->c = NULL;
         if (r->closecb != NULL)
             r->closecb(r, r->closearg); /* the callee finishes or drops r */
@@ -1206,6 +1227,15 @@ void hreq_set_closecb(struct hreq *r, hreq_close_cb cb, void *arg)
     r->closearg = arg;
 }
 
+void hreq_account(struct hreq *r, struct httpd_account *a, struct httpd_account *b)
+{
+    req_unaccount(r);
+    r->acct[0] = a;
+    r->acct[1] = b;
+    if (r->c != NULL && r->c->req == r)
+        out_sync(r->c);
+}
+
 void hreq_add_header(struct hreq *r, const char *name, const char *value)
 {
     if (strpbrk(name, "\r\n") != NULL || strpbrk(value, "\r\n") != NULL)
@@ -1249,6 +1279,18 @@ void hreq_stream_send(struct hreq *r, struct evbuffer *b)
         log_warn("stream_dropped peer=%s pending=%zu all_connections=%zu limit=%zu "
                  "note=\"answers not taken by all clients (limits.max_buffered_bytes)\"",
                  r->c->peer, evbuffer_get_length(out), d->out_bytes, d->lim.max_output_total);
+        evbuffer_drain(b, n);
+        r->c->aborting = true;
+        conn_schedule(r->c);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct httpd_account *a = r->acct[i];
+        if (a == NULL || a->max == 0 || a->bytes + n <= a->max)
+            continue;
+        log_warn("stream_dropped peer=%s pending=%zu account=%zu limit=%zu note=\"answers not "
+                 "taken by one party's clients (limits.%s)\"",
+                 r->c->peer, evbuffer_get_length(out), a->bytes, a->max, a->what);
         evbuffer_drain(b, n);
         r->c->aborting = true;
         conn_schedule(r->c);

@@ -36,6 +36,14 @@ struct httpd_limits {
     size_t max_output_total;    /* the same, answers toward all connections together */
 };
 
+/* Bytes of answers untaken by clients, summed over the requests tied to one party (a principal,
+ * a tenant): a streamed answer that would pass max ends like one past max_output_bytes. */
+struct httpd_account {
+    size_t bytes;
+    size_t max;       /* 0: no ceiling */
+    const char *what; /* the key named in the log line */
+};
+
 enum hmethod { HM_GET = 1, HM_HEAD, HM_POST, HM_PUT, HM_DELETE, HM_OPTIONS, HM_PATCH };
 
 /* Called once per complete request (head and body read). The request stays valid until the
@@ -75,6 +83,9 @@ bool hreq_connected(const struct hreq *r);
 /* Bytes of answers written but not yet taken by the client. */
 size_t hreq_output_pending(const struct hreq *r);
 void hreq_set_closecb(struct hreq *r, hreq_close_cb cb, void *arg);
+/* Counts what r's connection holds untaken, while r is its request, in a and b (either may be
+ * NULL; both must outlive r or be detached by ending r). */
+void hreq_account(struct hreq *r, struct httpd_account *a, struct httpd_account *b);
 
 /* Adds a response header field (copied). name and value must hold no CR, LF or NUL. */
 void hreq_add_header(struct hreq *r, const char *name, const char *value);

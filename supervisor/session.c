@@ -60,11 +60,15 @@ static size_t nstarting;
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
 static uint32_t *tenant_inflight;  /* the same per tenant */
+/* Answers a tenant's clients have not taken. Never freed: a request may be unaccounted after
+ * the module shut down. */
+static struct httpd_account *tenant_out;
 
 /* Requests in flight of one principal (tenant and user), shared by its sessions. */
 struct ptally {
     char *tenant, *user;
     uint32_t inflight;
+    struct httpd_account out; /* answers its clients have not taken */
     unsigned refs;
     struct ptally *next; /* same hash */
 };
@@ -104,9 +108,14 @@ void session_module_init(struct front *f)
     tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_nodes = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(size_t));
     tenant_inflight = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
+    tenant_out = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(*tenant_out));
+    for (size_t i = 0; tenant_out != NULL && i < f->cfg->ntenants; i++) {
+        tenant_out[i].max = f->cfg->limits.max_buffered_bytes_per_tenant;
+        tenant_out[i].what = "max_buffered_bytes_per_tenant";
+    }
     idmap_init(&ptallies);
     if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL ||
-        tenant_inflight == NULL)
+        tenant_inflight == NULL || tenant_out == NULL)
         fatalx("out of memory");
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -152,7 +161,7 @@ static uint64_t ptally_key(const char *tenant, const char *user)
 
 /* The tally of p's tenant and user, created on first use; NULL when out of memory. Names are
  * compared in full: principals whose hashes collide keep separate tallies. */
-static struct ptally *ptally_get(const struct principal *p)
+static struct ptally *ptally_get(const struct front *f, const struct principal *p)
 {
     uint64_t key = ptally_key(p->tenant, p->user);
     struct ptally *head = idmap_get(&ptallies, key);
@@ -174,6 +183,8 @@ static struct ptally *ptally_get(const struct principal *p)
     }
     t->refs = 1;
     t->next = head;
+    t->out.max = f->cfg->limits.max_buffered_bytes_per_principal;
+    t->out.what = "max_buffered_bytes_per_principal";
     return t;
 }
 
@@ -363,8 +374,10 @@ struct stream *stream_new(struct session *s, enum stream_kind kind, struct hreq 
     st->kind = kind;
     st->req = req;
     TAILQ_INSERT_TAIL(&s->streams, st, link);
-    if (req != NULL)
+    if (req != NULL) {
         http_conn_bind(s->f, req, st);
+        hreq_account(req, &s->pt->out, &tenant_out[s->t - s->f->cfg->tenants]);
+    }
     return st;
 }
 
@@ -586,6 +599,7 @@ int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint
     live->req = req;
     live->sse = true;
     http_conn_bind(s->f, req, live);
+    hreq_account(req, &s->pt->out, &tenant_out[s->t - s->f->cfg->tenants]);
     if (live->kind == STREAM_GET)
         s->get_stream = live;
     return 0;
@@ -2421,7 +2435,7 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     s->m = m;
     s->t = t;
     s->principal = principal_dup(p);
-    s->pt = s->principal != NULL ? ptally_get(s->principal) : NULL;
+    s->pt = s->principal != NULL ? ptally_get(f, s->principal) : NULL;
     if (s->pt == NULL) {
         principal_free(s->principal);
         free(s);

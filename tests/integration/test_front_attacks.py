@@ -7,6 +7,8 @@ import resource
 import socket
 import time
 
+import pytest
+
 from conftest import McpClient, bearer, default_manifests, manifest, pid_alive, tool_text
 
 # p99 bound for the bystander; sanitizer builds are several times slower
@@ -166,6 +168,28 @@ def _timed_call(c, name, args):
     t0 = time.monotonic()
     msg = c.call_tool(name, args)
     return msg, (time.monotonic() - t0) * 1000
+
+
+@pytest.mark.parametrize("key,keys", [("max_buffered_bytes_per_principal", ("alice", "alice")),
+                                      ("max_buffered_bytes_per_tenant", ("alice", "bob"))])
+def test_non_reading_clients_of_one_party_are_held_to_its_ceiling(make_daemon, key, keys):
+    """Two clients of one principal (or of two users of one tenant) read nothing: past the
+    party's own ceiling its stream ends, while another tenant keeps being served."""
+    d = make_daemon(limits={key: 1 << 20})
+    front = d.front_pid
+    clients = [McpClient(d, key=k) for k in keys]
+    for c in clients:
+        c.initialize()
+    socks = [_non_reading_flood(d, c) for c in clients]
+    try:
+        lat = _bystander_rounds(d, 1.0)
+        d.wait_log(r"msg=stream_dropped .*limits\.%s" % key, timeout=20)
+    finally:
+        for s in socks:
+            s.close()
+    assert pid_alive(front)
+    assert _p99(lat) < P99_MS, _p99(lat)
+    assert tool_text(clients[1].call_tool("echo", {"text": "after"})) == "after"
 
 
 def test_runaway_patterns_in_input_and_output_schemas_are_bounded(make_daemon):
