@@ -1142,8 +1142,15 @@ static int parse_audit(struct ctx *c, const cJSON *v)
 static int parse_tenant(struct ctx *c, const cJSON *v, const struct loc *at,
                         struct config_tenant *t)
 {
-    static const char *const keys[] = {"uid",         "gid",          "servers", "quota_scale",
-                                       "secrets_dir", "max_sessions", NULL};
+    static const char *const keys[] = {"uid",
+                                       "gid",
+                                       "servers",
+                                       "quota_scale",
+                                       "secrets_dir",
+                                       "max_sessions",
+                                       "max_requests_in_flight",
+                                       "max_buffered_bytes",
+                                       NULL};
     const cJSON *uid = member(v, "uid"), *gid = member(v, "gid"), *m;
 
     t->quota_scale = 1.0;
@@ -1181,7 +1188,12 @@ static int parse_tenant(struct ctx *c, const cJSON *v, const struct loc *at,
     if ((m = member(v, "secrets_dir")) != NULL &&
         dup_path(c, m, KEY(at, "secrets_dir"), &t->secrets_dir) == -1)
         return -1;
-    if (get_u32(c, v, at, "max_sessions", 1, 1000000, &t->max_sessions) == -1)
+    if (get_u32(c, v, at, "max_sessions", 1, 1000000, &t->max_sessions) == -1 ||
+        get_u32(c, v, at, "max_requests_in_flight", 1, 1000000, &t->max_requests_in_flight) == -1)
+        return -1;
+    const cJSON *mb = member(v, "max_buffered_bytes");
+    if (mb != NULL && get_uint(c, mb, KEY(at, "max_buffered_bytes"), 64 * KIB, 64 * GIB,
+                               &t->max_buffered_bytes) == -1)
         return -1;
     return 0;
 }

@@ -65,9 +65,11 @@ struct config_tenant {
     gid_t gid;
     char **servers; /* names of manifests this tenant may use */
     size_t nservers;
-    double quota_scale;    /* default 1.0 */
-    uint32_t max_sessions; /* 0: limits.max_sessions_per_tenant */
-    char *secrets_dir;     /* absolute path or NULL */
+    double quota_scale;              /* default 1.0 */
+    uint32_t max_sessions;           /* 0: limits.max_sessions_per_tenant */
+    uint32_t max_requests_in_flight; /* 0: limits.max_requests_in_flight_per_tenant */
+    uint64_t max_buffered_bytes;     /* 0: limits.max_buffered_bytes_per_tenant */
+    char *secrets_dir;               /* absolute path or NULL */
 };
 
 struct config_quota {

@@ -1289,7 +1289,7 @@ void hreq_stream_send(struct hreq *r, struct evbuffer *b)
         if (a == NULL || a->max == 0 || a->bytes + n <= a->max)
             continue;
         log_warn("stream_dropped peer=%s pending=%zu account=%zu limit=%zu note=\"answers not "
-                 "taken by one party's clients (limits.%s)\"",
+                 "taken by one party's clients (%s)\"",
                  r->c->peer, evbuffer_get_length(out), a->bytes, a->max, a->what);
         evbuffer_drain(b, n);
         r->c->aborting = true;

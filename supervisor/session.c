@@ -110,8 +110,12 @@ void session_module_init(struct front *f)
     tenant_inflight = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_out = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(*tenant_out));
     for (size_t i = 0; tenant_out != NULL && i < f->cfg->ntenants; i++) {
-        tenant_out[i].max = f->cfg->limits.max_buffered_bytes_per_tenant;
-        tenant_out[i].what = "max_buffered_bytes_per_tenant";
+        const struct config_tenant *t = &f->cfg->tenants[i];
+        tenant_out[i].max = t->max_buffered_bytes != 0
+                                ? t->max_buffered_bytes
+                                : f->cfg->limits.max_buffered_bytes_per_tenant;
+        tenant_out[i].what = t->max_buffered_bytes != 0 ? "the tenant's max_buffered_bytes"
+                                                        : "limits.max_buffered_bytes_per_tenant";
     }
     idmap_init(&ptallies);
     if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL ||
@@ -184,7 +188,7 @@ static struct ptally *ptally_get(const struct front *f, const struct principal *
     t->refs = 1;
     t->next = head;
     t->out.max = f->cfg->limits.max_buffered_bytes_per_principal;
-    t->out.what = "max_buffered_bytes_per_principal";
+    t->out.what = "limits.max_buffered_bytes_per_principal";
     return t;
 }
 
@@ -228,11 +232,16 @@ static int inflight_admit(const struct session *s, char *why, size_t whylen)
                  "too many requests in progress for this user of tenant %s "
                  "(limits.max_requests_in_flight_per_principal: %u); retry when some finish",
                  s->t->name, lim->max_requests_in_flight_per_principal);
-    else if (tenant_inflight[s->t - s->f->cfg->tenants] >= lim->max_requests_in_flight_per_tenant)
+    else if (tenant_inflight[s->t - s->f->cfg->tenants] >=
+             (s->t->max_requests_in_flight != 0 ? s->t->max_requests_in_flight
+                                                : lim->max_requests_in_flight_per_tenant))
         snprintf(why, whylen,
-                 "too many requests in progress for tenant %s "
-                 "(limits.max_requests_in_flight_per_tenant: %u); retry when some finish",
-                 s->t->name, lim->max_requests_in_flight_per_tenant);
+                 "too many requests in progress for tenant %s (%s: %u); retry when some finish",
+                 s->t->name,
+                 s->t->max_requests_in_flight != 0 ? "the tenant's max_requests_in_flight"
+                                                   : "limits.max_requests_in_flight_per_tenant",
+                 s->t->max_requests_in_flight != 0 ? s->t->max_requests_in_flight
+                                                   : lim->max_requests_in_flight_per_tenant);
     else
         return 0;
     return -1;

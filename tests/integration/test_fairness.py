@@ -175,3 +175,24 @@ def test_spawn_rate_per_tenant_and_in_all(make_daemon):
     d = make_daemon(limits={"spawns_per_minute": 6})
     assert _init(d).status == 200
     _assert_refused(_init(d, key="carol"), 503, "limits.spawns_per_minute")
+
+
+def test_a_tenant_overrides_its_requests_in_flight(make_daemon):
+    cfg = base_config()
+    cfg["tenants"]["acme"]["max_requests_in_flight"] = 1
+    d = make_daemon(config=cfg)
+    busy, probe = McpClient(d), McpClient(d, key="bob")
+    busy.initialize()
+    probe.initialize()
+    with ThreadPoolExecutor(1) as pool:
+        calls = [pool.submit(busy.call_tool, "slow", {"ms": 3000})]
+
+        def refused():
+            if calls[0].done():  # it lost its slot to the probe's own call: again
+                calls[0] = pool.submit(busy.call_tool, "slow", {"ms": 3000})
+            m = probe.call_tool("echo", {"text": "p"})
+            return "error" in m and m
+        err = wait_for(refused, 10, interval=0.05, what="acme at its own ceiling")["error"]
+        assert err["code"] == -32013, err
+        assert "the tenant's max_requests_in_flight" in err["message"], err
+        _other_tenant_works(d)
