@@ -616,7 +616,9 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
     }
 
     /* The front is gone (or misbehaved): nothing may run unsupervised. */
-    size_t killed = nchildren + npending;
+    size_t killed = npending;
+    for (size_t i = 0; i < nchildren; i++)
+        killed += !children[i].quiet; /* a failed spawn's child was killed already */
     abort_all_pending();
     kill_all_children();
     free(pfd);
