@@ -5,13 +5,17 @@
  *
  * Step order (DESIGN.md "Sandbox", SANDBOX-NOTES.md A.5), each checked, each failure reported as
  * {step, errno} before _exit:
- *   pdeathsig → sync → signals → setsid → stdio → hostname → lo → mounts → pivot_root →
- *   rlimits → caps (bounding, securebits) → ids → caps verified empty → no_new_privs →
+ *   pdeathsig → other fds closed → sync → signals → setsid → stdio → hostname → lo → mounts →
+ * pivot_root → rlimits → caps (bounding, securebits) → ids → caps verified empty → no_new_privs →
  *   landlock → init fork → fds → seccomp → exec
  * The namespaces (mount, pid, ipc, uts, cgroup, net unless "host"; user when unprivileged) come
  * from clone itself, so the child is pid 1 of its pid namespace: it stays as a tiny init that
  * reaps, and forks the server, which becomes pid 2. PDEATHSIG comes before the sync read: if the
  * spawner died between clone and prctl, the sync pipe reads EOF instead of "go".
+ *
+ * The parent side does not wait for the set-up (spawn_begin, then spawn_complete when the status
+ * pipe is readable): the spawner has other spawns in flight meanwhile, which is why a new child
+ * first closes every descriptor that is not its own.
  */
 #include "spawn.h"
 
@@ -81,6 +85,41 @@ static int cloexec_from(int lowfd)
             return -1;
     }
     return 0;
+}
+
+/* Closes fds lo..hi (inclusive) without allocating. */
+static void close_between(unsigned lo, unsigned hi)
+{
+    if (lo > hi || syscall(SYS_close_range, lo, hi, 0U) == 0)
+        return;
+    struct rlimit rl;
+    rlim_t max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max = rl.rlim_cur;
+    for (rlim_t fd = lo; fd <= hi && fd < max; fd++)
+        close((int)fd);
+}
+
+/* Closes every fd >= 3 but the n in keep: the spawner's other spawns in flight must not have
+ * their pipe ends (a stdin write end above all) held open by this child while it sets up. */
+static void close_others(int *keep, int n)
+{
+    for (int i = 1; i < n; i++) {
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    }
+    unsigned lo = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < (int)lo)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            close_between(lo, (unsigned)keep[i] - 1);
+        lo = (unsigned)keep[i] + 1;
+    }
+    close_between(lo, ~0U);
 }
 
 /* Joins root + path into buf without allocating. */
@@ -295,6 +334,8 @@ static int child_main(void *arg)
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
         child_fail(status_fd, "pdeathsig");
+    int keep[] = {a->sync_fd, status_fd, a->in_fd, a->out_fd, a->err_fd};
+    close_others(keep, 5);
     do {
         n = read(a->sync_fd, &go, 1);
     } while (n == -1 && errno == EINTR);
@@ -458,33 +499,68 @@ static pid_t server_of(pid_t init)
     return v > 0 && end != buf ? (pid_t)v : -1;
 }
 
-int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
+struct spawn_pending {
+    pid_t pid;
+    bool sandbox;
+    int sync_w;   /* held until exec: the child reads EOF here if the spawner died */
+    int status_r; /* non-blocking; EOF once the child exec'd */
+    int in_w, out_r, err_r;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC; 0: none */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_fail(struct spawn_result *res, const char *step, int err)
+{
+    res->err = err;
+    snprintf(res->step, sizeof(res->step), "%s", step);
+}
+
+static void result_init(struct spawn_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->pid = -1;
+    res->fd_stdin = res->fd_stdout = res->fd_stderr = -1;
+}
+
+static void pending_free(struct spawn_pending *p)
+{
+    int fds[] = {p->sync_w, p->status_r, p->in_w, p->out_r, p->err_r};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        if (fds[i] != -1)
+            close(fds[i]);
+    }
+    free(p);
+}
+
+int spawn_begin(const struct spawn_plan *plan, struct spawn_pending **pending,
+                struct spawn_result *res)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
     int sync_p[2] = {-1, -1}, status[2] = {-1, -1};
     int rc = -1;
     pid_t pid = -1;
-    struct spawn_status st;
     char *stack = NULL;
+    struct spawn_pending *p = NULL;
 
-    memset(res, 0, sizeof(*res));
-    res->pid = -1;
-    res->fd_stdin = res->fd_stdout = res->fd_stderr = -1;
-
-#define FAIL(stepname)                                                                             \
-    do {                                                                                           \
-        res->err = errno;                                                                          \
-        snprintf(res->step, sizeof(res->step), "%s", stepname);                                    \
-        goto out;                                                                                  \
-    } while (0)
-
+    result_init(res);
+    *pending = NULL;
     if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 || pipe2(errp, O_CLOEXEC) == -1 ||
-        pipe2(sync_p, O_CLOEXEC) == -1 || pipe2(status, O_CLOEXEC) == -1)
-        FAIL("pipe");
-
+        pipe2(sync_p, O_CLOEXEC) == -1 || pipe2(status, O_CLOEXEC) == -1) {
+        set_fail(res, "pipe", errno);
+        goto out;
+    }
+    p = calloc(1, sizeof(*p));
     stack = malloc(SPAWN_STACK);
-    if (stack == NULL)
-        FAIL("stack");
+    if (p == NULL || stack == NULL) {
+        set_fail(res, "stack", ENOMEM);
+        goto out;
+    }
     struct child_args args = {plan, sync_p[0], status[1], in[0], out[1], errp[1]};
     int flags = SIGCHLD;
     if (plan->sandbox) {
@@ -495,89 +571,57 @@ int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
             flags |= CLONE_NEWUSER;
     }
     pid = clone(child_main, stack + SPAWN_STACK, flags, &args);
-    if (pid == -1)
-        FAIL("clone");
-
-    close(status[1]);
-    status[1] = -1;
-    close(sync_p[0]);
-    sync_p[0] = -1;
-    if (plan->sandbox && plan->userns && write_maps(pid, plan) == -1)
-        goto kill_child_userns;
-    if (plan->before_go != NULL && plan->before_go(plan->before_go_arg, pid) == -1) {
-        res->err = errno;
-        snprintf(res->step, sizeof(res->step), "cgroup");
-        goto kill_child;
-    }
-    if (write(sync_p[1], "g", 1) != 1) {
-        res->err = errno;
-        snprintf(res->step, sizeof(res->step), "sync");
-        goto kill_child;
-    }
-
-    /* EOF on the status pipe means execve closed it: the program runs. A child stuck in set-up
-     * (a hung mount source, a stopped process) must not stop the spawner: it gets a deadline. */
-    ssize_t n;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        if (plan->setup_timeout_ms > 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            long long spent =
-                (long long)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-            long long left = (long long)plan->setup_timeout_ms - spent;
-            struct pollfd pfd = {.fd = status[0], .events = POLLIN};
-            int pr = poll(&pfd, 1, left > 0 ? (int)left : 0);
-            if (pr == -1 && errno == EINTR)
-                continue;
-            if (pr == 0) {
-                res->err = ETIMEDOUT;
-                snprintf(res->step, sizeof(res->step), "setup");
-                goto kill_child;
-            }
-        }
-        n = read(status[0], &st, sizeof(st));
-        if (n == -1 && errno == EINTR)
-            continue;
-        break;
-    }
-    if (n != 0) {
-        if (n == (ssize_t)sizeof(st)) {
-            st.step[sizeof(st.step) - 1] = '\0';
-            memcpy(res->step, st.step, sizeof(res->step));
-            res->err = st.err;
-        } else {
-            snprintf(res->step, sizeof(res->step), "status");
-            res->err = n == -1 ? errno : EPROTO;
-        }
-        waitpid(pid, NULL, 0);
+    if (pid == -1) {
+        set_fail(res, "clone", errno);
         goto out;
     }
 
-    if (nonblock(in[1]) == -1 || nonblock(out[0]) == -1 || nonblock(errp[0]) == -1) {
-        res->err = errno;
-        snprintf(res->step, sizeof(res->step), "nonblock");
+    /* The child has its own copy of memory and descriptors: its ends and stack go now. */
+    int *child_ends[] = {&in[0], &out[1], &errp[1], &sync_p[0], &status[1]};
+    for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++) {
+        close(*child_ends[i]);
+        *child_ends[i] = -1;
+    }
+    /* Quick writes to /proc and cgroupfs: the child waits for "go" and does nothing meanwhile. */
+    if (plan->sandbox && plan->userns && write_maps(pid, plan) == -1) {
+        set_fail(res, "userns", errno);
         goto kill_child;
     }
-    res->pid = pid;
-    res->server_pid = plan->sandbox ? server_of(pid) : pid;
-    res->fd_stdin = in[1];
-    res->fd_stdout = out[0];
-    res->fd_stderr = errp[0];
-    in[1] = out[0] = errp[0] = -1;
+    if (plan->before_go != NULL && plan->before_go(plan->before_go_arg, pid) == -1) {
+        set_fail(res, "cgroup", errno);
+        goto kill_child;
+    }
+    if (nonblock(status[0]) == -1) {
+        set_fail(res, "nonblock", errno);
+        goto kill_child;
+    }
+    /* One byte into an empty pipe: never blocks. */
+    if (write(sync_p[1], "g", 1) != 1) {
+        set_fail(res, "sync", errno);
+        goto kill_child;
+    }
+    p->pid = pid;
+    p->sandbox = plan->sandbox;
+    p->sync_w = sync_p[1];
+    p->status_r = status[0];
+    p->in_w = in[1];
+    p->out_r = out[0];
+    p->err_r = errp[0];
+    sync_p[1] = status[0] = in[1] = out[0] = errp[0] = -1;
+    p->deadline_ms = plan->setup_timeout_ms > 0 ? mono_ms() + plan->setup_timeout_ms : 0;
+    *pending = p;
+    p = NULL;
     rc = 0;
     goto out;
 
-kill_child_userns:
-    res->err = errno;
-    snprintf(res->step, sizeof(res->step), "userns");
 kill_child:
+    /* Still before "go" (or at it): the child is blocked on the sync pipe and dies at once. */
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+        ;
 out:
-#undef FAIL
     free(stack);
+    free(p);
     for (int i = 0; i < 2; i++) {
         if (in[i] != -1)
             close(in[i]);
@@ -591,4 +635,132 @@ out:
             close(status[i]);
     }
     return rc;
+}
+
+int spawn_status_fd(const struct spawn_pending *p)
+{
+    return p->status_r;
+}
+
+pid_t spawn_pid(const struct spawn_pending *p)
+{
+    return p->pid;
+}
+
+int spawn_timeout(const struct spawn_pending *p)
+{
+    if (p->deadline_ms == 0)
+        return -1;
+    int64_t left = p->deadline_ms - mono_ms();
+    if (left <= 0)
+        return 0;
+    return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* The status pipe read n (st: the record); frees p. reaped: the caller already waited for it. */
+static int finish(struct spawn_pending *p, ssize_t n, int read_errno, const struct spawn_status *st,
+                  bool reaped, struct spawn_result *res)
+{
+    if (n == 0) {
+        /* EOF: execve closed the pipe, the program runs (or ran, if reaped). */
+        if (nonblock(p->in_w) == -1 || nonblock(p->out_r) == -1 || nonblock(p->err_r) == -1) {
+            set_fail(res, "nonblock", errno);
+            goto failed;
+        }
+        res->pid = p->pid;
+        /* A reaped pid may already belong to another process: do not look at its /proc. */
+        res->server_pid = !p->sandbox ? p->pid : reaped ? -1 : server_of(p->pid);
+        res->fd_stdin = p->in_w;
+        res->fd_stdout = p->out_r;
+        res->fd_stderr = p->err_r;
+        p->in_w = p->out_r = p->err_r = -1;
+        pending_free(p);
+        return SPAWN_DONE;
+    }
+    if (n == (ssize_t)sizeof(*st)) {
+        memcpy(res->step, st->step, sizeof(res->step));
+        res->step[sizeof(res->step) - 1] = '\0';
+        res->err = st->err;
+    } else if (n == -1 && read_errno == EAGAIN) {
+        set_fail(res, "setup", ECHILD); /* reaped, yet its pipe still open: not ours to trust */
+    } else {
+        set_fail(res, "status", n == -1 ? read_errno : EPROTO);
+    }
+failed:
+    /* A failed child is exiting anyway; the kill makes sure (it may be stopped or frozen). */
+    if (!reaped) {
+        kill(p->pid, SIGKILL);
+        res->pid = p->pid;
+    }
+    pending_free(p);
+    return SPAWN_FAILED;
+}
+
+static ssize_t read_status(int fd, struct spawn_status *st, int *err)
+{
+    ssize_t n;
+    do {
+        n = read(fd, st, sizeof(*st));
+    } while (n == -1 && errno == EINTR);
+    *err = n == -1 ? errno : 0;
+    return n;
+}
+
+int spawn_complete(struct spawn_pending *p, struct spawn_result *res)
+{
+    struct spawn_status st;
+    int err;
+    result_init(res);
+    ssize_t n = read_status(p->status_r, &st, &err);
+    if (n == -1 && err == EAGAIN)
+        return SPAWN_WAITING;
+    return finish(p, n, err, &st, false, res);
+}
+
+int spawn_reaped(struct spawn_pending *p, struct spawn_result *res)
+{
+    struct spawn_status st;
+    int err;
+    result_init(res);
+    ssize_t n = read_status(p->status_r, &st, &err);
+    return finish(p, n, err, &st, true, res);
+}
+
+void spawn_abort(struct spawn_pending *p, struct spawn_result *res)
+{
+    result_init(res);
+    set_fail(res, "setup", ETIMEDOUT);
+    kill(p->pid, SIGKILL);
+    res->pid = p->pid;
+    pending_free(p);
+}
+
+int spawn_start(const struct spawn_plan *plan, struct spawn_result *res)
+{
+    struct spawn_pending *p;
+    if (spawn_begin(plan, &p, res) == -1)
+        return -1;
+    int r;
+    for (;;) {
+        struct pollfd pfd = {.fd = spawn_status_fd(p), .events = POLLIN};
+        int pr = poll(&pfd, 1, spawn_timeout(p));
+        if (pr == -1 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            spawn_abort(p, res);
+            r = SPAWN_FAILED;
+            break;
+        }
+        r = spawn_complete(p, res);
+        if (r != SPAWN_WAITING)
+            break;
+    }
+    if (r == SPAWN_DONE)
+        return 0;
+    if (res->pid > 0) {
+        while (waitpid(res->pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+        res->pid = -1;
+    }
+    return -1;
 }

@@ -6,6 +6,11 @@
  * after clone parses or allocates. The child applies each step in the fixed order of DESIGN.md;
  * a failed step is reported as {step, errno} on a close-on-exec status pipe and the child
  * _exits: it never continues half-confined, and never reaches execve with a step skipped.
+ *
+ * The parent's part is split so that the spawner never waits on one child: spawn_begin does what
+ * is quick (clone, id maps, cgroup entry, "go") and returns; the caller polls the status fd and
+ * calls spawn_complete, or spawn_abort at the deadline. A child stuck in set-up then costs only
+ * its own spawn. spawn_start is the blocking form of the same, for one-off callers.
  */
 #ifndef MCPVISOR_SPAWN_H
 #define MCPVISOR_SPAWN_H
@@ -69,7 +74,7 @@ struct spawn_plan {
     int (*before_go)(void *arg, pid_t pid);
     void *before_go_arg;
     /* Time the child may take from "go" to execve; beyond it, it is killed and the spawn fails
-     * with step "setup" and ETIMEDOUT. 0: no deadline. */
+     * with step "setup" and ETIMEDOUT (spawn_timeout, spawn_abort). 0: no deadline. */
     uint32_t setup_timeout_ms;
 };
 
@@ -83,8 +88,46 @@ struct spawn_result {
     int err;          /* on failure: its errno */
 };
 
+struct spawn_pending; /* a child between "go" and execve */
+
+enum { SPAWN_FAILED = -1, SPAWN_DONE = 0, SPAWN_WAITING = 1 };
+
 /*
- * Clones and execs per plan. Returns 0 with res->pid and the three pipe ends (close-on-exec,
+ * Clones the child, maps its ids, runs before_go and gives it the go-ahead, without waiting for
+ * its set-up. Returns 0 with *pending; -1 with res->step and res->err (the child, if any, has
+ * been reaped). The plan may be freed once this returns (the child has its own copy).
+ */
+int spawn_begin(const struct spawn_plan *plan, struct spawn_pending **pending,
+                struct spawn_result *res);
+
+/* Readable (POLLIN or POLLHUP) when the child exec'd or reported a failed step. */
+int spawn_status_fd(const struct spawn_pending *p);
+pid_t spawn_pid(const struct spawn_pending *p);
+/* Milliseconds until its set-up deadline (0: passed), or -1 without one: a poll(2) timeout. */
+int spawn_timeout(const struct spawn_pending *p);
+
+/*
+ * Reads the status fd. SPAWN_WAITING: nothing yet, p still pending. Otherwise p is freed and
+ * SPAWN_DONE: res as from spawn_start; SPAWN_FAILED: res->step and res->err, and the child has
+ * been sent SIGKILL; res->pid is its pid, for the caller to reap (it never blocks here).
+ */
+int spawn_complete(struct spawn_pending *p, struct spawn_result *res);
+
+/*
+ * The caller reaped the pending child (it died during set-up, or exec'd and died at once): as
+ * spawn_complete, from what the status pipe holds; on SPAWN_DONE res->pid is already dead (a
+ * child killed without a word before execve looks the same), on SPAWN_FAILED res->pid is -1.
+ * Frees p.
+ */
+int spawn_reaped(struct spawn_pending *p, struct spawn_result *res);
+
+/* The deadline passed: SIGKILL, res->step "setup", res->err ETIMEDOUT, res->pid for the caller
+ * to reap. Frees p. */
+void spawn_abort(struct spawn_pending *p, struct spawn_result *res);
+
+/*
+ * Clones and execs per plan, waiting for the set-up (spawn_begin, poll, spawn_complete or
+ * spawn_abort). Returns 0 with res->pid and the three pipe ends (close-on-exec,
  * non-blocking) once execve succeeded; -1 with res->step and res->err otherwise (the failed
  * child has been reaped).
  */

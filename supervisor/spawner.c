@@ -4,6 +4,12 @@
  * Never parses network input, never allocates per message beyond the child table, and refuses
  * anything that is not exactly a known message: the front is assumed compromisable. Signals
  * arrive through a signalfd so the loop is one poll(2).
+ *
+ * Spawns are asynchronous: a request starts the child (spawn_begin) and the loop goes on; the
+ * child's status pipe joins the poll set, and the reply (spawned or spawn_failed, by request id)
+ * goes out when it exec'd, reported a failed step, died, or ran out of limits.spawn_timeout_ms.
+ * A child stuck in set-up so costs only its own spawn, never another tenant's. The spawns in
+ * flight are bounded (the front bounds them too); beyond the bound a request fails as "busy".
  */
 #include "spawner.h"
 
@@ -31,6 +37,9 @@
 
 #define SPAWNER_MAX_CHILDREN 65536
 #define SPAWNER_MAX_ENV      256
+#define SPAWNER_MIN_PENDING                                                                        \
+    64 /* spawns in set-up at once, at least (else max_spawns_in_flight)                           \
+        */
 
 struct spawner_child {
     pid_t pid;
@@ -38,6 +47,16 @@ struct spawner_child {
     char tenant[CONFIG_NAME_MAX];
     char cgroup[512]; /* its cgroup leaf, or "" */
     pid_t server_pid; /* the server inside the sandbox (host pid), for seccomp reports */
+    bool quiet;       /* a failed spawn's child, killed: reaped without a report */
+};
+
+/* A spawn between "go" and its reply. */
+struct spawner_pending {
+    struct spawn_pending *sp; /* NULL: a free slot */
+    uint64_t req;
+    char server[CONFIG_NAME_MAX];
+    char tenant[CONFIG_NAME_MAX];
+    char cgroup[512];
 };
 
 static const struct sandbox_features *features;
@@ -47,8 +66,12 @@ static uint64_t spawn_seq;
 static struct spawner_child *children;
 static size_t nchildren, children_cap;
 
+static struct spawner_pending *pending; /* pending_cap slots, allocated once */
+static size_t npending, pending_cap;
+static bool front_down; /* reaped: replies have nowhere to go */
+
 static int child_add(pid_t pid, const char *server, const char *tenant, const char *cgroup,
-                     pid_t server_pid)
+                     pid_t server_pid, bool quiet)
 {
     if (nchildren == children_cap) {
         size_t cap = children_cap ? children_cap * 2 : 64;
@@ -66,6 +89,7 @@ static int child_add(pid_t pid, const char *server, const char *tenant, const ch
     snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
     snprintf(c->cgroup, sizeof(c->cgroup), "%s", cgroup);
     c->server_pid = server_pid;
+    c->quiet = quiet;
     return 0;
 }
 
@@ -97,13 +121,87 @@ static int cgroup_enter(void *arg, pid_t pid)
                                 x->pids_max, pid, x->path, sizeof(x->path));
 }
 
+/* A reply to the front. A front that went away is noticed by the loop (EOF on the socket). */
+static void reply(int sock, const union privsep_msg *msg, const int *fds, size_t nfds)
+{
+    if (front_down)
+        return;
+    if (privsep_send(sock, msg, fds, nfds) == -1) {
+        if (errno != EPIPE && errno != ECONNRESET)
+            fatal("cannot send a spawn reply to the front");
+        log_warn("spawn reply lost: the front is gone");
+    }
+}
+
+static void reply_failed(int sock, uint64_t req, const char *step, int err)
+{
+    union privsep_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
+    msg.spawn_failed.req = req;
+    msg.spawn_failed.err = err;
+    snprintf(msg.spawn_failed.step, sizeof(msg.spawn_failed.step), "%s", step);
+    reply(sock, &msg, NULL, 0);
+}
+
+/* The child of a failed spawn (already sent SIGKILL, or already reaped: pid -1) and its leaf. */
+static void failed_child(pid_t pid, const struct spawner_pending *p)
+{
+    if (pid > 0 && child_add(pid, p->server, p->tenant, p->cgroup, -1, true) == 0)
+        return; /* reap() waits for it and releases its leaf */
+    if (pid > 0) {
+        while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+    }
+    if (p->cgroup[0] != '\0')
+        sandbox_cgroup_release(p->cgroup);
+}
+
+/* A pending spawn ended (r from spawn_complete, spawn_reaped or spawn_abort): reply, free the
+ * slot. reaped: the child's pid was already waited for. */
+static void pending_done(int sock, struct spawner_pending *p, int r, struct spawn_result *res,
+                         bool reaped)
+{
+    p->sp = NULL;
+    npending--;
+    if (r == SPAWN_DONE &&
+        child_add(res->pid, p->server, p->tenant, p->cgroup, res->server_pid, false) == -1) {
+        if (!reaped)
+            kill(res->pid, SIGKILL);
+        close(res->fd_stdin);
+        close(res->fd_stdout);
+        close(res->fd_stderr);
+        failed_child(reaped ? -1 : res->pid, p);
+        reply_failed(sock, p->req, "table", ENOMEM);
+        return;
+    }
+    if (r == SPAWN_DONE) {
+        log_info("spawned server=%s tenant=%s pid=%d", p->server, p->tenant, (int)res->pid);
+        union privsep_msg msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.spawned.type = PRIVSEP_SPAWNED;
+        msg.spawned.req = p->req;
+        msg.spawned.pid = res->pid;
+        int fds[3] = {res->fd_stdin, res->fd_stdout, res->fd_stderr};
+        reply(sock, &msg, fds, 3);
+        close(res->fd_stdin);
+        close(res->fd_stdout);
+        close(res->fd_stderr);
+        return;
+    }
+    log_warn("spawn_failed server=%s tenant=%s step=%s errno=%d error=\"%s\"", p->server, p->tenant,
+             res->step, res->err, strerror(res->err));
+    failed_child(res->pid, p);
+    reply_failed(sock, p->req, res->step, res->err);
+}
+
 static void handle_spawn(const struct config *cfg, int sock, const struct privsep_spawn *req)
 {
-    union privsep_msg reply;
     const struct config_manifest *m = NULL;
     const struct config_tenant *t = NULL;
     char *envp[SPAWNER_MAX_ENV];
     struct spawn_result res;
+    struct spawn_pending *sp;
     const char *step = "policy";
     int err = EPERM;
 
@@ -117,6 +215,13 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
     if (m == NULL || t == NULL || !config_tenant_allows(t, m->name)) {
         /* A correct front never asks this: log it loudly, refuse. */
         log_warn("spawn_refused server=%s tenant=%s reason=not_allowed", req->server, req->tenant);
+        goto failed;
+    }
+    if (npending == pending_cap) {
+        log_warn("spawn_refused server=%s tenant=%s reason=busy in_setup=%zu", m->name, t->name,
+                 npending);
+        step = "busy";
+        err = EAGAIN;
         goto failed;
     }
     char why[512];
@@ -157,46 +262,59 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         .before_go_arg = &cgx,
         .setup_timeout_ms = cfg->limits.spawn_timeout_ms,
     };
-    if (spawn_start(&plan, &res) == -1) {
+    int rc = spawn_begin(&plan, &sp, &res);
+    childenv_free(envp); /* the child has its own copy */
+    envp[0] = NULL;
+    if (rc == -1) {
         step = res.step;
         err = res.err;
         log_warn("spawn_failed server=%s tenant=%s step=%s errno=%d error=\"%s\"", m->name, t->name,
                  res.step, res.err, strerror(res.err));
+        if (cgx.path[0] != '\0') /* the child was reaped: the leaf is empty */
+            sandbox_cgroup_release(cgx.path);
         goto failed;
     }
-    if (child_add(res.pid, m->name, t->name, cgx.path, res.server_pid) == -1) {
-        kill(res.pid, SIGKILL);
-        waitpid(res.pid, NULL, 0);
-        close(res.fd_stdin);
-        close(res.fd_stdout);
-        close(res.fd_stderr);
-        step = "table";
-        err = ENOMEM;
-        goto failed;
-    }
-    log_info("spawned server=%s tenant=%s pid=%d", m->name, t->name, (int)res.pid);
-    memset(&reply, 0, sizeof(reply));
-    reply.spawned.type = PRIVSEP_SPAWNED;
-    reply.spawned.req = req->req;
-    reply.spawned.pid = res.pid;
-    int fds[3] = {res.fd_stdin, res.fd_stdout, res.fd_stderr};
-    if (privsep_send(sock, &reply, fds, 3) == -1)
-        fatal("cannot send spawned message to the front");
-    close(res.fd_stdin);
-    close(res.fd_stdout);
-    close(res.fd_stderr);
-    childenv_free(envp);
+    struct spawner_pending *p = pending;
+    while (p->sp != NULL)
+        p++;
+    p->sp = sp;
+    p->req = req->req;
+    snprintf(p->server, sizeof(p->server), "%s", m->name);
+    snprintf(p->tenant, sizeof(p->tenant), "%s", t->name);
+    snprintf(p->cgroup, sizeof(p->cgroup), "%s", cgx.path);
+    npending++;
     return;
 
 failed:
     childenv_free(envp);
-    memset(&reply, 0, sizeof(reply));
-    reply.spawn_failed.type = PRIVSEP_SPAWN_FAILED;
-    reply.spawn_failed.req = req->req;
-    reply.spawn_failed.err = err;
-    snprintf(reply.spawn_failed.step, sizeof(reply.spawn_failed.step), "%s", step);
-    if (privsep_send(sock, &reply, NULL, 0) == -1)
-        fatal("cannot send spawn_failed message to the front");
+    reply_failed(sock, req->req, step, err);
+}
+
+static struct spawner_pending *pending_find(pid_t pid)
+{
+    for (size_t i = 0; i < pending_cap; i++) {
+        if (pending[i].sp != NULL && spawn_pid(pending[i].sp) == pid)
+            return &pending[i];
+    }
+    return NULL;
+}
+
+/* Shutting down: every child in set-up is killed and reaped; nobody waits for a reply. */
+static void abort_all_pending(void)
+{
+    for (size_t i = 0; i < pending_cap; i++) {
+        struct spawner_pending *p = &pending[i];
+        if (p->sp == NULL)
+            continue;
+        struct spawn_result res;
+        spawn_abort(p->sp, &res);
+        p->sp = NULL;
+        npending--;
+        while (waitpid(res.pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+        if (p->cgroup[0] != '\0')
+            sandbox_cgroup_release(p->cgroup);
+    }
 }
 
 static void kill_all_children(void)
@@ -225,12 +343,29 @@ static bool reap(int sock, pid_t front, int *front_status)
             break;
         if (p == front) {
             front_gone = true;
+            front_down = true;
             *front_status = status;
             continue;
         }
         struct spawner_child *c = child_find(p);
-        if (c == NULL)
+        if (c == NULL) {
+            /* Died in set-up, or exec'd and died before its status pipe was read: its spawn
+             * completes now, once (it is reaped: nothing waits for it again). */
+            struct spawner_pending *pp = pending_find(p);
+            if (pp == NULL)
+                continue;
+            struct spawn_result res;
+            pending_done(sock, pp, spawn_reaped(pp->sp, &res), &res, true);
+            c = child_find(p);
+            if (c == NULL)
+                continue;
+        }
+        if (c->quiet) {
+            if (c->cgroup[0] != '\0')
+                sandbox_cgroup_release(c->cgroup);
+            child_remove(c);
             continue;
+        }
         union privsep_msg msg;
         memset(&msg, 0, sizeof(msg));
         msg.exited.type = PRIVSEP_EXITED;
@@ -389,12 +524,52 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
     if (sfd == -1)
         fatal("signalfd");
 
+    pending_cap = cfg->limits.max_spawns_in_flight > SPAWNER_MIN_PENDING
+                      ? cfg->limits.max_spawns_in_flight
+                      : SPAWNER_MIN_PENDING;
+    pending = calloc(pending_cap, sizeof(*pending));
+    struct pollfd *pfd = calloc(pending_cap + 2, sizeof(*pfd));
+    size_t *slot = calloc(pending_cap + 2, sizeof(*slot));
+    if (pending == NULL || pfd == NULL || slot == NULL)
+        fatal("spawner tables");
+
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        if (poll(pfd, 2, -1) == -1) {
+        /* The front, the signals, and the status pipe of every spawn in set-up; the timeout is
+         * the nearest set-up deadline. */
+        pfd[0] = (struct pollfd){.fd = sock, .events = POLLIN};
+        pfd[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        nfds_t n = 2;
+        int timeout = -1;
+        for (size_t i = 0; i < pending_cap; i++) {
+            if (pending[i].sp == NULL)
+                continue;
+            pfd[n] = (struct pollfd){.fd = spawn_status_fd(pending[i].sp), .events = POLLIN};
+            slot[n++] = i;
+            int t = spawn_timeout(pending[i].sp);
+            if (t >= 0 && (timeout < 0 || t < timeout))
+                timeout = t;
+        }
+        if (poll(pfd, n, timeout) == -1) {
             if (errno == EINTR)
                 continue;
             fatal("poll");
+        }
+        for (nfds_t i = 2; i < n; i++) {
+            struct spawner_pending *p = &pending[slot[i]];
+            if (pfd[i].revents == 0 || p->sp == NULL)
+                continue;
+            struct spawn_result res;
+            int r = spawn_complete(p->sp, &res);
+            if (r != SPAWN_WAITING)
+                pending_done(sock, p, r, &res, false);
+        }
+        for (size_t i = 0; i < pending_cap; i++) {
+            struct spawner_pending *p = &pending[i];
+            if (p->sp == NULL || spawn_timeout(p->sp) != 0)
+                continue;
+            struct spawn_result res;
+            spawn_abort(p->sp, &res);
+            pending_done(sock, p, SPAWN_FAILED, &res, false);
         }
         if (pfd[1].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -441,8 +616,16 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
     }
 
     /* The front is gone (or misbehaved): nothing may run unsupervised. */
-    size_t n = nchildren;
+    size_t killed = npending;
+    for (size_t i = 0; i < nchildren; i++)
+        killed += !children[i].quiet; /* a failed spawn's child was killed already */
+    abort_all_pending();
     kill_all_children();
+    free(pfd);
+    free(slot);
+    free(pending);
+    pending = NULL;
+    pending_cap = 0;
     if (!front_reaped) {
         if (!stopping)
             kill(front, SIGKILL);
@@ -452,6 +635,6 @@ int spawner_run(const struct config *cfg, int sock, pid_t front, const char *pat
     int code = 1;
     if (stopping && WIFEXITED(front_status) && WEXITSTATUS(front_status) == 0)
         code = 0;
-    log_info("spawner_exit children_killed=%zu code=%d", n, code);
+    log_info("spawner_exit children_killed=%zu code=%d", killed, code);
     return code;
 }
