@@ -37,9 +37,8 @@
 
 #define SPAWNER_MAX_CHILDREN 65536
 #define SPAWNER_MAX_ENV      256
-#define SPAWNER_MIN_PENDING                                                                        \
-    64 /* spawns in set-up at once, at least (else max_spawns_in_flight)                           \
-        */
+/* Spawns in set-up at once: limits.max_spawns_in_flight, and at least this. */
+#define SPAWNER_MIN_PENDING 64
 
 struct spawner_child {
     pid_t pid;
