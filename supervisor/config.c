@@ -996,6 +996,7 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(max_buffered_bytes_per_tenant, 64 * KIB, 64 * GIB, 64 * MIB),
     LIMIT(max_sessions, 1, 1000000, 10000),
     LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
+    LIMIT(max_sessions_per_principal, 1, 1000000, 256),
     LIMIT(max_spawns_in_flight, 1, 4096, 32),
     LIMIT(max_spawns_in_flight_per_tenant, 1, 4096, 8),
     LIMIT(spawns_per_minute, 1, 1000000, 3000),

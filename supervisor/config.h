@@ -146,8 +146,9 @@ struct config_limits {
     size_t max_buffered_bytes_per_principal; /* 32 MiB by one principal's clients */
     size_t max_buffered_bytes_per_tenant;    /* 64 MiB by one tenant's */
     uint32_t max_sessions;                   /* 10000; 503 beyond */
-    uint32_t max_sessions_per_tenant; /* 1000; 429 beyond (a tenant's max_sessions overrides) */
-    uint32_t max_spawns_in_flight;    /* 32 children starting at once; 503 beyond */
+    uint32_t max_sessions_per_tenant;    /* 1000; 429 beyond (a tenant's max_sessions overrides) */
+    uint32_t max_sessions_per_principal; /* 256 of one user of a tenant; 429 beyond */
+    uint32_t max_spawns_in_flight;       /* 32 children starting at once; 503 beyond */
     uint32_t max_spawns_in_flight_per_tenant;      /* 8 for one tenant; 429 beyond */
     uint32_t spawns_per_minute;                    /* 3000, bursts of a sixth of it; 503 beyond */
     uint32_t spawns_per_minute_per_tenant;         /* 600 for one tenant; 429 beyond */

@@ -277,7 +277,7 @@ static bool refuse_if_draining(struct call *c)
 static bool refuse_if_full(struct call *c)
 {
     struct session_refusal why;
-    if (session_admit(c->f, c->m, c->t, &why) == 0)
+    if (session_admit(c->f, c->m, c->t, c->principal, &why) == 0)
         return false;
     char retry[24];
     snprintf(retry, sizeof(retry), "%ld", why.retry_after_s);

@@ -289,8 +289,19 @@ static int spawn_rate_admit(const struct front *f, const struct config_tenant *t
     return -1;
 }
 
+/* Sessions of p (each holds a reference to its tally). */
+static unsigned principal_sessions(const struct principal *p)
+{
+    for (struct ptally *t = idmap_get(&ptallies, ptally_key(p->tenant, p->user)); t != NULL;
+         t = t->next)
+        if (strcmp(t->tenant, p->tenant) == 0 && strcmp(t->user, p->user) == 0)
+            return t->refs;
+    return 0;
+}
+
 int session_admit(const struct front *f, const struct config_manifest *m,
-                  const struct config_tenant *t, struct session_refusal *why)
+                  const struct config_tenant *t, const struct principal *p,
+                  struct session_refusal *why)
 {
     const struct config_limits *lim = &f->cfg->limits;
     size_t ti = (size_t)(t - f->cfg->tenants);
@@ -302,6 +313,11 @@ int session_admit(const struct front *f, const struct config_manifest *m,
         why->status = 503;
         snprintf(why->message, sizeof(why->message),
                  "too many sessions (limits.max_sessions); retry later");
+    } else if (principal_sessions(p) >= lim->max_sessions_per_principal) {
+        snprintf(why->message, sizeof(why->message),
+                 "user %s of tenant %s is at its ceiling of %u sessions "
+                 "(limits.max_sessions_per_principal); end one or retry later",
+                 p->user, t->name, lim->max_sessions_per_principal);
     } else if (tenant_sessions[ti] >= tenant_max) {
         snprintf(
             why->message, sizeof(why->message),

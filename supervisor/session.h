@@ -165,13 +165,15 @@ struct session_refusal {
     long retry_after_s;
     char message[256];
 };
-/* 0 when tenant t may start a session of server m now; -1 with *why filled. Ceilings:
- * limits.max_sessions, the tenant's sessions (max_sessions, limits.max_sessions_per_tenant), its
- * sessions of m (m's pool.max_per_tenant: with isolation "session", its children of m), and
- * children starting — from the spawn request until the child answers initialize —
- * (limits.max_spawns_in_flight, limits.max_spawns_in_flight_per_tenant). */
+/* 0 when principal p of tenant t may start a session of server m now; -1 with *why filled.
+ * Ceilings: limits.max_sessions, the principal's sessions (limits.max_sessions_per_principal), the
+ * tenant's sessions (max_sessions, limits.max_sessions_per_tenant), its sessions of m (m's
+ * pool.max_per_tenant: with isolation "session", its children of m), and children starting — from
+ * the spawn request until the child answers initialize — (limits.max_spawns_in_flight,
+ * limits.max_spawns_in_flight_per_tenant). */
 int session_admit(const struct front *f, const struct config_manifest *m,
-                  const struct config_tenant *t, struct session_refusal *why);
+                  const struct config_tenant *t, const struct principal *p,
+                  struct session_refusal *why);
 /* Requests in flight across all sessions (draining waits for 0). */
 size_t session_pending_total(void);
 /* Writes an SSE comment on every open standalone stream. */

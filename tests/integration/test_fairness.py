@@ -196,3 +196,13 @@ def test_a_tenant_overrides_its_requests_in_flight(make_daemon):
         assert err["code"] == -32013, err
         assert "the tenant's max_requests_in_flight" in err["message"], err
         _other_tenant_works(d)
+
+
+def test_principal_session_ceiling(make_daemon):
+    """One user at limits.max_sessions_per_principal: 429 for that user, while another user of
+    the same tenant still starts sessions."""
+    d = make_daemon(limits={"max_sessions_per_principal": 2})
+    for _ in range(2):
+        McpClient(d).initialize()
+    _assert_refused(_init(d), 429, "limits.max_sessions_per_principal")
+    assert _init(d, key="bob").status == 200
