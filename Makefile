@@ -22,7 +22,7 @@ ALL_CFLAGS = $(CFLAGS) $(SAN) $(BASE_CFLAGS)
 HELPER_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 BASE_LDFLAGS = -pie -Wl,-z,relro,-z,now
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(BASE_LDFLAGS)
-LDLIBS  += $(PKG_LIBS)
+LDLIBS  += $(PKG_LIBS) -pthread
 
 # Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
 # (interop tests) are checked as commands, since they may come from another packaging of Node.
