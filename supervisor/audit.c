@@ -68,8 +68,9 @@
 #define AUDIT_SEQ_MAX     (UINT64_C(1) << 53) /* readers hold numbers as doubles */
 #define AUDIT_CUT_STRING  256 /* in a line that is too long, strings keep this many bytes */
 #define AUDIT_CUT_MARK    "...[truncated]"
-#define AUDIT_ERROR_LOG_S 60  /* at most one error line per minute */
-#define AUDIT_NAME_KEEP   128 /* an oversize record's orig_event */
+#define AUDIT_ERROR_LOG_S 60              /* at most one error line per minute */
+#define AUDIT_NAME_KEEP   128             /* an oversize record's orig_event */
+#define AUDIT_SPARE_KEEP  (1024u * 1024u) /* a written buffer up to this is reused */
 
 static const char AUDIT_ZERO_HASH[] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -773,8 +774,8 @@ static bool job_done(struct audit *a, struct audit_acks *acks)
     }
     acks_add(acks, b);
     acks_add(acks, q);
-    /* The written buffer is the next spare. */
-    if (a->spare.p == NULL) {
+    /* The written buffer is the next spare, unless a burst made it large. */
+    if (a->spare.p == NULL && a->wbuf.cap <= AUDIT_SPARE_KEEP) {
         a->spare = a->wbuf;
         a->spare.len = 0;
     } else {

@@ -1056,6 +1056,11 @@ static bool entered_once(void *arg)
     return atomic_load(&held.entered) >= 1;
 }
 
+static bool synced_twice(void *arg)
+{
+    return atomic_load(&held.syncs) >= 2;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (*(int *)arg)++;
@@ -1204,6 +1209,48 @@ static void reopen_and_free_wait_for_the_write_in_flight(void **state)
     close(held.pipe[1]);
 }
 
+static void batch_mode_periodic_sync_runs_on_the_writer_thread(void **state)
+{
+    struct fixture *f = *state;
+    struct audit *a =
+        audit_new(f->base, open_log(f->path), CONFIG_AUDIT_SYNC_BATCH, 20, f->err, sizeof f->err);
+    struct answers ans = {0};
+    struct timeval ms10 = {0, 10000};
+    struct event *tick;
+    int ticks = 0;
+
+    assert_non_null(a);
+    held_reset();
+    held.hold_sync = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    /* The audit_open record was written unsynced: the timer's fdatasync is held. */
+    run_until(f, entered_once, NULL);
+    assert_int_equal(atomic_load(&held.writes), 0);
+    tick = evtimer_new(f->base, on_tick, &ticks);
+    assert_non_null(tick);
+    assert_int_equal(evtimer_add(tick, &ms10), 0);
+    run_until(f, ticked, &ticks);
+    event_free(tick);
+    for (uint64_t i = 0; i < 5; i++)
+        assert_true(audit_record(a, event("call", "tess"), on_answer, &ans, i) > 0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(ans.n, 0);
+
+    /* Released: the queued records go out in one write, acknowledged unsynced; the next
+     * periodic sync covers them. */
+    held_release(2);
+    turn(f, a);
+    assert_int_equal(ans.ok, 5);
+    assert_int_equal(atomic_load(&held.writes), 1);
+    run_until(f, synced_twice, NULL);
+    turn(f, a);
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 6);
+    audit_free(a);
+    assert_int_equal(atomic_load(&held.syncs), 2);
+    close(held.pipe[0]);
+    close(held.pipe[1]);
+}
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static void helpers_hash_and_format_time(void **state)
@@ -1254,6 +1301,7 @@ int main(void)
         T(a_held_sync_does_not_block_the_loop_and_what_queues_shares_one_write),
         T(a_failed_write_in_flight_fails_what_is_queued_behind_it),
         T(reopen_and_free_wait_for_the_write_in_flight),
+        T(batch_mode_periodic_sync_runs_on_the_writer_thread),
         T(helpers_hash_and_format_time),
 #undef T
     };
