@@ -22,7 +22,7 @@ ALL_CFLAGS = $(CFLAGS) $(SAN) $(BASE_CFLAGS)
 HELPER_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 BASE_LDFLAGS = -pie -Wl,-z,relro,-z,now
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(BASE_LDFLAGS)
-LDLIBS  += $(PKG_LIBS)
+LDLIBS  += $(PKG_LIBS) -pthread
 
 # Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
 # (interop tests) are checked as commands, since they may come from another packaging of Node.
@@ -41,7 +41,8 @@ PROBE_SRC := $(wildcard tests/probes/*.c)
 PROBE_BIN := $(PROBE_SRC:tests/probes/%.c=$(BUILD)/tests/probes/%)
 DEMO_BIN := $(BUILD)/demo-server
 
-.PHONY: all deps run check unit integration interop asan asan-check style format install clean bench
+.PHONY: all deps run check unit integration interop asan asan-check style format install clean bench \
+	bench-audit
 
 all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN) $(PROBE_BIN)
 
@@ -123,6 +124,10 @@ check: deps
 # Figures, not pass/fail: calls/s and latency (ApacheBench), spawn time, memory per session.
 bench: deps all
 	/usr/bin/python3 tests/bench/bench.py $(BUILD)
+
+# The audit log's cost alone: calls/s and latency with sync none, batch and always.
+bench-audit: deps all
+	/usr/bin/python3 tests/bench/bench.py $(BUILD) audit
 
 install: all
 	install -D -m 0755 $(BUILD)/mcpvisor $(DESTDIR)$(PREFIX)/bin/mcpvisor

@@ -7,26 +7,43 @@
  * (the caller gets its seq at once, e.g. for a result's call_seq), so the queue is a run of
  * finished lines, hashed as they are made.
  *
+ * Writer thread: the write(2) and fdatasync(2) run on one thread per log, so a slow disk never
+ * stalls the event loop (and every other client of the front) — the loop only builds lines and
+ * the chain. At most one job is in flight: the loop hands over the whole queue (its buffer and
+ * records) and starts an empty one; the thread cuts off what a failed write left, takes the size
+ * for its own cut-back (fstat), writes, syncs as the mode says and signals the loop through an
+ * eventfd (ev_done). Only then does the loop update good_*, availability and the sync timer and
+ * run the callbacks. While a job is in flight the thread alone touches fd, regular, good_size,
+ * cut_pending and the injected I/O; the loop only the queue.
+ *
  * Group commit: the first record queued in a loop turn makes ev_flush active; libevent runs it
- * after the events already active in that turn, so their records share one write(2) and, with
- * sync "always", one fdatasync(2); then the callbacks fire and the callers forward their calls.
- * "batch" acknowledges after the write and fdatasyncs at most every batch_ms (ev_sync): a power
- * loss or kernel crash can lose the records of the last batch_ms (a crash of mcpvisor alone
- * loses nothing written). "none" never syncs: the kernel's writeback decides the window.
+ * after the events already active in that turn, so their records share one job. Whatever queues
+ * while a job is in flight goes out in the next one, started as soon as the job is back: all the
+ * records that arrive during one fdatasync share the next write and fdatasync, so with sync
+ * "always" a record waits at most about two syncs, and throughput is not capped by the disk's
+ * sync rate. "batch" acknowledges after the write and fdatasyncs at most every batch_ms
+ * (ev_sync: a sync-only job, or folded into the next write when one is in flight): a power loss
+ * or kernel crash can lose the records of the last batch_ms (a crash of mcpvisor alone loses
+ * nothing written). "none" never syncs: the kernel's writeback decides the window.
  *
  * Failure: when a write or a sync fails, the file is cut back (ftruncate) to its size before the
  * batch, so no torn or unsynced line stays and the chain goes on from the last good line; the
- * queued seqs are handed out again. Callers waiting on a callback hear ok=false (their calls are
+ * queued seqs are handed out again. The records queued behind the failed job were chained on its
+ * lines, so they fail with it. Callers waiting on a callback hear ok=false (their calls are
  * refused, never retried). Records nobody waits for (session_end, spawn...) go to a bounded retry
  * queue, re-chained in front of the next record (keeping their ts, so ts may step back); what
  * overflows it is counted and reported by an "audit_gap" record. While unavailable, ev_retry tries
  * again every AUDIT_RETRY_MS (writing an "audit_resumed" record when nothing else waits), so
  * service resumes on its own.
  *
+ * audit_new, audit_reopen and audit_free are synchronous: they wait for the job in flight (bounded
+ * by its I/O), then write what is queued through the thread and wait for that too.
+ *
  * Invariants: the file only ever holds whole lines; good_* describe its end; seq/hash describe
- * the end of the queue. Never opens a path, never blocks except in the write and fdatasync of a
- * group commit (and the tail read at start or reopen); one writer per file (the size kept for
- * the cut-back is taken from fstat just before each write).
+ * the end of the queue. Never opens a path; the loop never blocks except in audit_new, audit_reopen
+ * and audit_free (waiting for the writer, and the tail read); one writer per file (the size kept
+ * for the cut-back is taken from fstat just before each write). Memory: the queue is bounded by
+ * AUDIT_MAX_PENDING, and so is the job in flight.
  */
 #include "audit.h"
 
@@ -38,9 +55,12 @@
 #include <event2/event.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,8 +68,9 @@
 #define AUDIT_SEQ_MAX     (UINT64_C(1) << 53) /* readers hold numbers as doubles */
 #define AUDIT_CUT_STRING  256 /* in a line that is too long, strings keep this many bytes */
 #define AUDIT_CUT_MARK    "...[truncated]"
-#define AUDIT_ERROR_LOG_S 60  /* at most one error line per minute */
-#define AUDIT_NAME_KEEP   128 /* an oversize record's orig_event */
+#define AUDIT_ERROR_LOG_S 60              /* at most one error line per minute */
+#define AUDIT_NAME_KEEP   128             /* an oversize record's orig_event */
+#define AUDIT_SPARE_KEEP  (1024u * 1024u) /* a written buffer up to this is reused */
 
 static const char AUDIT_ZERO_HASH[] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,6 +101,28 @@ struct audit_batch {
     bool ok;
 };
 
+/* The callbacks owed by what reopen or free wait for, run once the state is settled. */
+struct audit_acks {
+    struct audit_batch b[4];
+    size_t n;
+};
+
+/*
+ * One job of the writer thread. The loop fills the first part before handing it over; the
+ * thread fills the outcome before handing it back.
+ */
+struct audit_job {
+    const char *buf;
+    size_t len; /* 0: an fdatasync alone */
+    bool sync;
+    bool ok;
+    const char *op; /* what failed */
+    int err;
+    int cut_err; /* the cut-back after the failure failed too */
+};
+
+enum audit_job_state { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
 /* What the tail of a file says. */
 struct audit_tail {
     bool regular; /* sizes, reads and ftruncate apply */
@@ -97,7 +140,8 @@ struct audit {
     enum config_audit_sync sync;
     uint32_t batch_ms;
 
-    /* the file ends with line good_seq, hashed good_hash, at good_size */
+    /* the file ends with line good_seq, hashed good_hash, at good_size; fd, regular, good_size
+     * and cut_pending belong to the writer thread while a job is in flight */
     uint64_t good_seq;
     char good_hash[AUDIT_HASH_HEX + 1];
     off_t good_size;
@@ -126,8 +170,30 @@ struct audit {
 
     struct event *ev_flush, *ev_sync, *ev_retry;
 
+    /* Used by the writer thread during a job, by the loop only between jobs. */
     ssize_t (*write_fn)(int fd, const void *buf, size_t len);
     int (*sync_fn)(int fd);
+
+    /* The writer thread; state and stop under mu, job handed over with state. */
+    pthread_t thread;
+    bool thread_started, sync_init;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    enum audit_job_state state;
+    bool stop;
+    struct audit_job job;
+    int efd; /* the thread's "job done", read by ev_done on the loop */
+    struct event *ev_done;
+
+    /* Loop only: the job in flight, and what its success makes of the chain's end. */
+    bool busy;
+    struct strbuf wbuf; /* its lines */
+    struct audit_batch wrecs;
+    uint64_t wseq;
+    char whash[AUDIT_HASH_HEX + 1];
+    bool wunsynced;      /* batch: earlier acknowledged writes were unsynced when it left */
+    bool sync_wanted;    /* batch: the periodic fdatasync is due */
+    struct strbuf spare; /* the previous job's buffer, the next queue's */
 };
 
 /* ---- pure helpers ------------------------------------------------------------------------- */
@@ -436,7 +502,7 @@ static void mark_unavailable(struct audit *a, const char *op, int err)
     arm_retry(a, AUDIT_RETRY_MS);
 }
 
-/* Cuts the file back to the end of its last good line. */
+/* Writer thread: cuts the file back to the end of its last good line. */
 static int cut_back(struct audit *a)
 {
     if (!a->regular) {
@@ -449,6 +515,7 @@ static int cut_back(struct audit *a)
     return 0;
 }
 
+/* Writer thread. */
 static int write_all(struct audit *a, const char *p, size_t len)
 {
     while (len > 0) {
@@ -469,91 +536,145 @@ static int write_all(struct audit *a, const char *p, size_t len)
 }
 
 /*
- * One group commit: writes the queue (and syncs it as the mode says), leaving the records and
- * the outcome in *b for batch_finish. The queue is empty afterwards either way.
+ * Writer thread: one job's I/O. A write first cuts off what a failed write left, then takes the
+ * file's size (for its own cut-back); a failed write or sync cuts the file back to that size, so
+ * the file only ever holds whole lines.
  */
-static void flush_write(struct audit *a, struct audit_batch *b)
+static void job_run(struct audit *a, struct audit_job *j)
 {
-    const char *op = "write";
     struct stat st;
-    int err;
 
-    b->recs = a->recs;
-    b->n = a->nrecs;
-    b->ok = true;
-    a->recs = NULL;
-    a->nrecs = a->caprecs = 0;
-    if (b->n == 0) {
-        a->batch.len = 0;
-        return;
-    }
-    if (a->cut_pending && cut_back(a) == -1) {
-        op = "ftruncate";
-        goto failed;
-    }
-    if (a->regular) {
-        if (fstat(a->fd, &st) == -1) {
-            op = "fstat";
+    j->ok = false;
+    j->op = NULL;
+    j->err = 0;
+    j->cut_err = 0;
+    if (j->len > 0) {
+        if (a->cut_pending && cut_back(a) == -1) {
+            j->op = "ftruncate";
             goto failed;
         }
-        a->good_size = st.st_size;
-    }
-    if (write_all(a, a->batch.p, a->batch.len) == -1)
-        goto failed;
-    if (a->sync == CONFIG_AUDIT_SYNC_ALWAYS || a->sync_failed) {
-        if (a->sync_fn(a->fd) == -1) {
-            op = "fdatasync";
+        if (a->regular) {
+            if (fstat(a->fd, &st) == -1) {
+                j->op = "fstat";
+                goto failed;
+            }
+            a->good_size = st.st_size;
+        }
+        if (write_all(a, j->buf, j->len) == -1) {
+            j->op = "write";
             goto failed;
         }
-        a->sync_failed = false;
-        a->unsynced = false;
-    } else if (a->sync == CONFIG_AUDIT_SYNC_BATCH) {
-        a->unsynced = true;
-        if (!a->closing && !evtimer_pending(a->ev_sync, NULL)) {
-            struct timeval tv = {.tv_sec = a->batch_ms / 1000,
-                                 .tv_usec = (a->batch_ms % 1000) * 1000};
-
-            evtimer_add(a->ev_sync, &tv);
-        }
     }
-    a->good_size += (off_t)a->batch.len;
-    a->good_seq = a->seq;
-    memcpy(a->good_hash, a->hash, sizeof a->hash);
-    a->batch.len = 0;
-    if (!a->available) {
-        a->available = true;
-        log_info("audit_resumed refused_calls=%" PRIu64 " failures_not_logged=%" PRIu64, a->refused,
-                 a->errors_not_logged);
-        a->refused = 0;
-        a->errors_not_logged = 0;
-        if (a->retry_head == NULL && a->dropped == 0)
-            evtimer_del(a->ev_retry);
+    if (j->sync && a->sync_fn(a->fd) == -1) {
+        j->op = "fdatasync";
+        goto failed;
     }
-    if (a->retry_head != NULL || a->dropped > 0)
-        arm_retry(a, 0);
+    a->good_size += (off_t)j->len;
+    j->ok = true;
     return;
 
 failed:
-    err = errno;
-    b->ok = false;
-    if (a->regular) {
+    j->err = errno;
+    if (j->len > 0 && a->regular) {
         a->cut_pending = true;
         if (cut_back(a) == -1)
-            log_error("audit_cut_back_failed size=%jd error=\"%s\"", (intmax_t)a->good_size,
-                      strerror(errno));
+            j->cut_err = errno;
     }
-    a->seq = a->good_seq;
-    memcpy(a->hash, a->good_hash, sizeof a->hash);
+}
+
+static void *writer_main(void *arg)
+{
+    struct audit *a = arg;
+    const uint64_t one = 1;
+
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (a->state != JOB_QUEUED && !a->stop)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (a->state != JOB_QUEUED)
+            break;
+        a->state = JOB_RUNNING;
+        pthread_mutex_unlock(&a->mu);
+        job_run(a, &a->job);
+        pthread_mutex_lock(&a->mu);
+        a->state = JOB_DONE;
+        pthread_cond_broadcast(&a->cv);
+        /* Cannot fail short of a full counter; a waiter in reopen/free sees the state anyway. */
+        ssize_t n = write(a->efd, &one, sizeof one);
+        (void)n;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static void hand_over(struct audit *a)
+{
+    a->busy = true;
+    pthread_mutex_lock(&a->mu);
+    a->state = JOB_QUEUED;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Blocks until the job in flight is back: bounded by its write and fdatasync. */
+static void wait_back(struct audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->state != JOB_DONE)
+        pthread_cond_wait(&a->cv, &a->mu);
+    a->state = JOB_IDLE;
+    pthread_mutex_unlock(&a->mu);
+}
+
+/*
+ * Hands the whole queue (its lines and records) to the writer, with an fdatasync when the mode,
+ * a failed sync or a due periodic sync asks for one, and starts an empty queue. Without records
+ * only a due periodic sync goes. Returns false when there is nothing to do. Not while busy.
+ */
+static bool start_job(struct audit *a)
+{
+    struct audit_job *j = &a->job;
+    bool sync_due = a->sync_wanted && a->unsynced;
+
+    a->sync_wanted = false;
+    memset(j, 0, sizeof *j);
+    if (a->nrecs == 0) {
+        a->batch.len = 0;
+        if (!sync_due)
+            return false;
+        j->sync = true;
+    } else {
+        /* The spare buffer becomes the queue: no copy, no allocation per batch. */
+        a->wbuf = a->batch;
+        a->batch = a->spare;
+        a->batch.len = 0;
+        memset(&a->spare, 0, sizeof a->spare);
+        a->wrecs.recs = a->recs;
+        a->wrecs.n = a->nrecs;
+        a->recs = NULL;
+        a->nrecs = a->caprecs = 0;
+        a->wseq = a->seq;
+        memcpy(a->whash, a->hash, sizeof a->hash);
+        j->buf = a->wbuf.p;
+        j->len = a->wbuf.len;
+        j->sync = a->sync == CONFIG_AUDIT_SYNC_ALWAYS || a->sync_failed || sync_due;
+    }
+    a->wunsynced = a->unsynced;
+    hand_over(a);
+    return true;
+}
+
+/* A failed batch: callers hear ok=false, records nobody waits for are kept for a retry. */
+static void fail_records(struct audit *a, const struct audit_batch *b, const char *buf)
+{
     for (size_t i = 0; i < b->n; i++) {
         const struct audit_rec *r = &b->recs[i];
 
         if (r->cb != NULL)
             a->refused++;
         else
-            retry_push(a, r->ts, a->batch.p + r->rest_off, r->off + r->len - 1 - r->rest_off);
+            retry_push(a, r->ts, buf + r->rest_off, r->off + r->len - 1 - r->rest_off);
     }
-    a->batch.len = 0;
-    mark_unavailable(a, op, err);
 }
 
 static void batch_finish(struct audit_batch *b)
@@ -566,13 +687,170 @@ static void batch_finish(struct audit_batch *b)
     b->n = 0;
 }
 
+static void acks_add(struct audit_acks *k, struct audit_batch b)
+{
+    if (b.n == 0) {
+        free(b.recs);
+        return;
+    }
+    if (k->n == sizeof k->b / sizeof k->b[0]) {
+        /* Cannot happen (two per job, two jobs per reopen or free); never lose a callback. */
+        batch_finish(&b);
+        return;
+    }
+    k->b[k->n++] = b;
+}
+
+static void acks_fire(struct audit_acks *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        batch_finish(&k->b[i]);
+    k->n = 0;
+}
+
+/*
+ * Applies the outcome of the job that came back. Its records (and, when its lines were cut off,
+ * the queue's, which were chained on them) go to acks, for their callbacks to run once the state
+ * is settled. Returns whether the job succeeded.
+ */
+static bool job_done(struct audit *a, struct audit_acks *acks)
+{
+    const struct audit_job *j = &a->job;
+    struct audit_batch b = a->wrecs, q = {NULL, 0, false};
+
+    a->busy = false;
+    memset(&a->wrecs, 0, sizeof a->wrecs);
+    b.ok = j->ok;
+    if (j->ok) {
+        if (j->sync) {
+            a->sync_failed = false;
+            a->unsynced = false;
+        }
+    }
+    if (j->ok && j->len > 0) {
+        if (!j->sync && a->sync == CONFIG_AUDIT_SYNC_BATCH) {
+            a->unsynced = true;
+            if (!a->closing && !a->sync_wanted && !evtimer_pending(a->ev_sync, NULL)) {
+                struct timeval tv = {.tv_sec = a->batch_ms / 1000,
+                                     .tv_usec = (a->batch_ms % 1000) * 1000};
+
+                evtimer_add(a->ev_sync, &tv);
+            }
+        }
+        a->good_seq = a->wseq;
+        memcpy(a->good_hash, a->whash, sizeof a->whash);
+        if (!a->available) {
+            a->available = true;
+            log_info("audit_resumed refused_calls=%" PRIu64 " failures_not_logged=%" PRIu64,
+                     a->refused, a->errors_not_logged);
+            a->refused = 0;
+            a->errors_not_logged = 0;
+            if (a->retry_head == NULL && a->dropped == 0)
+                evtimer_del(a->ev_retry);
+        }
+        if (a->retry_head != NULL || a->dropped > 0)
+            arm_retry(a, 0);
+    } else if (!j->ok && j->len == 0) {
+        /* A periodic sync: acknowledged records may be lost; refuse until a write is synced. */
+        a->sync_failed = true;
+        mark_unavailable(a, j->op, j->err);
+    } else if (!j->ok) {
+        if (j->cut_err != 0)
+            log_error("audit_cut_back_failed size=%jd error=\"%s\"", (intmax_t)a->good_size,
+                      strerror(j->cut_err));
+        if (j->sync && a->wunsynced)
+            a->sync_failed = true; /* the periodic sync folded into this job did not happen */
+        fail_records(a, &b, a->wbuf.p);
+        /* What queued meanwhile was chained on the lines just cut off: it fails with them. */
+        q.recs = a->recs;
+        q.n = a->nrecs;
+        fail_records(a, &q, a->batch.p);
+        a->recs = NULL;
+        a->nrecs = a->caprecs = 0;
+        a->batch.len = 0;
+        a->seq = a->good_seq;
+        memcpy(a->hash, a->good_hash, sizeof a->hash);
+        mark_unavailable(a, j->op, j->err);
+    }
+    acks_add(acks, b);
+    acks_add(acks, q);
+    /* The written buffer is the next spare, unless a burst made it large. */
+    if (a->spare.p == NULL && a->wbuf.cap <= AUDIT_SPARE_KEEP) {
+        a->spare = a->wbuf;
+        a->spare.len = 0;
+    } else {
+        free(a->wbuf.p);
+    }
+    memset(&a->wbuf, 0, sizeof a->wbuf);
+    return j->ok;
+}
+
+/* Waits for the job in flight, if any, and applies its outcome (reopen, free). */
+static void finish_in_flight(struct audit *a, struct audit_acks *acks)
+{
+    if (!a->busy)
+        return;
+    wait_back(a);
+    job_done(a, acks);
+}
+
+/* Writes the queue now and waits for it (start, reopen, free). False when that failed. */
+static bool commit_now(struct audit *a, struct audit_acks *acks)
+{
+    finish_in_flight(a, acks);
+    if (!start_job(a))
+        return true;
+    wait_back(a);
+    return job_done(a, acks);
+}
+
+/* One fdatasync now, outside the chain's bookkeeping (the last one of a file). Not while busy. */
+static int sync_now(struct audit *a)
+{
+    memset(&a->job, 0, sizeof a->job);
+    a->job.sync = true;
+    hand_over(a);
+    wait_back(a);
+    a->busy = false;
+    if (!a->job.ok) {
+        errno = a->job.err;
+        return -1;
+    }
+    return 0;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct audit *a = arg;
-    struct audit_batch b;
 
-    flush_write(a, &b);
-    batch_finish(&b);
+    /* While a job is in flight the queue grows; its completion starts the next write. */
+    if (!a->busy)
+        start_job(a);
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct audit *a = arg;
+    struct audit_acks acks = {.n = 0};
+    uint64_t count;
+    bool back;
+
+    if (read(a->efd, &count, sizeof count) == -1 && errno != EAGAIN)
+        log_warn("audit_eventfd_read error=\"%s\"", strerror(errno));
+    if (!a->busy)
+        return; /* already collected by reopen or free */
+    pthread_mutex_lock(&a->mu);
+    back = a->state == JOB_DONE;
+    if (back)
+        a->state = JOB_IDLE;
+    pthread_mutex_unlock(&a->mu);
+    if (!back)
+        return;
+    job_done(a, &acks);
+    /* Group commit: what queued during that job goes now, in one write (and one sync), while
+     * the callbacks run. */
+    start_job(a);
+    acks_fire(&acks);
 }
 
 static void on_sync(evutil_socket_t fd, short what, void *arg)
@@ -581,22 +859,17 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 
     if (!a->unsynced)
         return;
-    if (a->sync_fn(a->fd) == -1) {
-        /* Acknowledged records may be lost: refuse until a write is synced again. */
-        a->sync_failed = true;
-        mark_unavailable(a, "fdatasync", errno);
-        return;
-    }
-    a->unsynced = false;
+    a->sync_wanted = true;
+    if (!a->busy)
+        start_job(a);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct audit *a = arg;
-    struct audit_batch b;
 
     requeue_retries(a);
-    if (a->nrecs == 0 && !a->available) {
+    if (a->nrecs == 0 && !a->available && !a->busy) {
         /* Nothing waits, yet only a write can tell the disk is back. */
         cJSON *probe = cJSON_CreateObject();
 
@@ -609,8 +882,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         if (enqueue_event(a, probe, NULL, NULL, 0) == 0)
             arm_retry(a, AUDIT_RETRY_MS);
     }
-    flush_write(a, &b);
-    batch_finish(&b);
+    if (!a->busy)
+        start_job(a);
 }
 
 /* ---- the file's tail ---------------------------------------------------------------------- */
@@ -785,21 +1058,77 @@ static uint64_t enqueue_open(struct audit *a, const char *reason, const char *pr
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+/* Not while busy. */
 static void destroy(struct audit *a)
 {
+    if (a->thread_started) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = true;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->thread, NULL);
+    }
+    if (a->sync_init) {
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
+    }
     if (a->ev_flush != NULL)
         event_free(a->ev_flush);
     if (a->ev_sync != NULL)
         event_free(a->ev_sync);
     if (a->ev_retry != NULL)
         event_free(a->ev_retry);
+    if (a->ev_done != NULL)
+        event_free(a->ev_done);
+    if (a->efd != -1)
+        close(a->efd);
     while (a->retry_head != NULL)
         retry_drop_head(a);
     free(a->batch.p);
+    free(a->spare.p);
+    free(a->wbuf.p);
     free(a->recs);
+    free(a->wrecs.recs);
     if (a->fd != -1)
         close(a->fd);
     free(a);
+}
+
+/* The writer thread, with every signal blocked: they belong to the loop. */
+static int start_writer(struct audit *a, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    int rc;
+
+    if (pthread_mutex_init(&a->mu, NULL) != 0) {
+        snprintf(err, errlen, "audit log: cannot create a mutex");
+        return -1;
+    }
+    if (pthread_cond_init(&a->cv, NULL) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        snprintf(err, errlen, "audit log: cannot create a condition variable");
+        return -1;
+    }
+    a->sync_init = true;
+    if ((a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+        snprintf(err, errlen, "audit log: eventfd: %s", strerror(errno));
+        return -1;
+    }
+    a->ev_done = event_new(a->base, a->efd, EV_READ | EV_PERSIST, on_done, a);
+    if (a->ev_done == NULL || event_add(a->ev_done, NULL) == -1) {
+        snprintf(err, errlen, "audit log: cannot watch the writer thread");
+        return -1;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&a->thread, NULL, writer_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "audit log: cannot start the writer thread: %s", strerror(rc));
+        return -1;
+    }
+    a->thread_started = true;
+    return 0;
 }
 
 struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync sync,
@@ -807,7 +1136,8 @@ struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync 
 {
     struct audit *a = NULL;
     struct audit_tail t;
-    struct audit_batch b;
+    struct audit_acks acks = {.n = 0};
+    bool ok;
 
     if (read_tail(fd, &t, err, errlen) == -1 || cut_torn(fd, &t, err, errlen) == -1)
         goto fail;
@@ -818,12 +1148,15 @@ struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync 
     a->base = base;
     a->fd = fd;
     fd = -1;
+    a->efd = -1;
     a->sync = sync;
     a->batch_ms = batch_ms > 0 ? batch_ms : 1;
     a->available = true;
     a->write_fn = write;
     a->sync_fn = fdatasync;
     adopt_tail(a, &t);
+    if (start_writer(a, err, errlen) == -1)
+        goto fail;
     a->ev_flush = event_new(base, -1, 0, on_flush, a);
     a->ev_sync = evtimer_new(base, on_sync, a);
     a->ev_retry = evtimer_new(base, on_retry, a);
@@ -832,9 +1165,9 @@ struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync 
         snprintf(err, errlen, "audit log: out of memory");
         goto fail;
     }
-    flush_write(a, &b);
-    batch_finish(&b);
-    if (!b.ok) {
+    ok = commit_now(a, &acks);
+    acks_fire(&acks);
+    if (!ok) {
         snprintf(err, errlen, "audit log: cannot write: %s", strerror(a->last_errno));
         goto fail;
     }
@@ -853,18 +1186,18 @@ fail:
 int audit_reopen(struct audit *a, int fd, char *err, size_t errlen)
 {
     struct audit_tail t;
-    struct audit_batch b;
+    struct audit_acks acks = {.n = 0};
     const char *reason;
     char previous[AUDIT_HASH_HEX + 1];
 
     /* What was queued belongs to the old file; its callbacks wait until the switch is done. */
-    flush_write(a, &b);
+    commit_now(a, &acks);
     if (read_tail(fd, &t, err, errlen) == -1 || cut_torn(fd, &t, err, errlen) == -1) {
         close(fd);
-        batch_finish(&b);
+        acks_fire(&acks);
         return -1;
     }
-    if (a->unsynced && a->sync_fn(a->fd) == -1)
+    if (a->unsynced && sync_now(a) == -1)
         log_error("audit_sync_failed file=old error=\"%s\"", strerror(errno));
     if (a->cut_pending)
         log_error("audit_old_file_torn size=%jd", (intmax_t)a->good_size);
@@ -872,6 +1205,7 @@ int audit_reopen(struct audit *a, int fd, char *err, size_t errlen)
     a->fd = fd;
     a->unsynced = false;
     a->sync_failed = false;
+    a->sync_wanted = false;
     evtimer_del(a->ev_sync);
     memcpy(previous, a->good_hash, sizeof previous);
     if (t.empty) {
@@ -889,7 +1223,7 @@ int audit_reopen(struct audit *a, int fd, char *err, size_t errlen)
     }
     if (enqueue_open(a, reason, t.empty ? previous : NULL, t.truncated) == 0)
         log_error("audit_open_record_failed reason=%s", reason);
-    batch_finish(&b);
+    acks_fire(&acks);
     return 0;
 }
 
@@ -913,17 +1247,23 @@ bool audit_available(const struct audit *a)
     return a != NULL && a->available;
 }
 
+bool audit_idle(const struct audit *a)
+{
+    return a == NULL || (!a->busy && a->nrecs == 0);
+}
+
 void audit_free(struct audit *a)
 {
-    struct audit_batch b;
+    struct audit_acks acks = {.n = 0};
 
     if (a == NULL)
         return;
-    requeue_retries(a);
     a->closing = true;
-    flush_write(a, &b);
-    batch_finish(&b);
-    if (a->unsynced && a->sync_fn(a->fd) == -1)
+    finish_in_flight(a, &acks);
+    requeue_retries(a);
+    commit_now(a, &acks);
+    acks_fire(&acks);
+    if (a->unsynced && sync_now(a) == -1)
         log_error("audit_sync_failed error=\"%s\"", strerror(errno));
     if (a->retry_head != NULL || a->dropped > 0)
         log_error("audit_records_lost count=%" PRIu64, (uint64_t)a->nretry + a->dropped);
@@ -933,6 +1273,11 @@ void audit_free(struct audit *a)
 void audit_set_io(struct audit *a, ssize_t (*write_fn)(int fd, const void *buf, size_t len),
                   int (*sync_fn)(int fd))
 {
+    /* The writer reads them during a job: change them between jobs. */
+    pthread_mutex_lock(&a->mu);
+    while (a->state == JOB_QUEUED || a->state == JOB_RUNNING)
+        pthread_cond_wait(&a->cv, &a->mu);
     a->write_fn = write_fn != NULL ? write_fn : write;
     a->sync_fn = sync_fn != NULL ? sync_fn : fdatasync;
+    pthread_mutex_unlock(&a->mu);
 }

@@ -1,7 +1,9 @@
 /*
  * audit.h — the append-only, hash-chained audit log, written by the front on an fd the privileged
- * parent opened (O_RDWR|O_APPEND|O_CREAT|O_CLOEXEC, mode 0600). See audit.c for the format and
- * the group commit; `mcpvisor audit verify|query` (auditcli.h) reads what it writes.
+ * parent opened (O_RDWR|O_APPEND|O_CREAT|O_CLOEXEC, mode 0600). Each log has a writer thread that
+ * does the write(2) and fdatasync(2), so the event loop never waits for the disk. See audit.c for
+ * the format, the writer and the group commit; `mcpvisor audit verify|query` (auditcli.h) reads
+ * what it writes.
  *
  * A line is {"seq":N,"ts":"2026-11-28T19:30:00.123456Z","prev":"<64 hex>","event":"<name>",...}:
  * seq grows by one across the whole chain (restarts and rotations included), ts is RFC 3339 UTC
@@ -39,25 +41,25 @@ typedef void (*audit_cb)(void *ctx, uint64_t token, bool ok);
  * AUDIT_MAX_LINE+1 bytes (twice when the tail is torn) to continue the chain from the last
  * complete line's seq and SHA-256. A torn last line (no trailing "\n", as a crash mid-write
  * leaves) is truncated away, but only once the line before it has been checked and only when the
- * fragment looks like the start of a record (or is all NUL bytes). Then writes at once (synced
- * as `sync` says) {"event":"audit_open","reason":"start"}, with "truncated_bytes":N when a
- * fragment was cut off. Returns NULL with one line in err when the tail is not a valid chain
- * tail (last line not a JSON object with a positive integer "seq") or the first record cannot be
- * written: the daemon must then refuse to start.
+ * fragment looks like the start of a record (or is all NUL bytes). Then starts the writer thread
+ * and writes at once, waiting for it (synced as `sync` says), {"event":"audit_open","reason":
+ * "start"}, with "truncated_bytes":N when a fragment was cut off. Returns NULL with one line in
+ * err when the tail is not a valid chain tail (last line not a JSON object with a positive
+ * integer "seq") or the first record cannot be written: the daemon must then refuse to start.
  * batch_ms: the fdatasync interval with sync "batch" (0 is taken as 1).
  */
 struct audit *audit_new(struct event_base *base, int fd, enum config_audit_sync sync,
                         uint32_t batch_ms, char *err, size_t errlen);
 
 /*
- * SIGHUP: continue on a new fd (takes ownership, always). What is queued is first written to the
- * old fd, then the old fd is closed; the callbacks of those records fire before audit_reopen
- * returns, once the new file's audit_open record is queued. An empty new file (rotated) starts
- * with {"event":"audit_open","reason":"rotate","previous_hash":H} whose prev is H, the hash of
- * the last line written to the old file, and seq continues. A non-empty one (the same file,
- * reopened) is continued from its tail as audit_new does (reason "reopen"). Returns -1 with err
- * filled when the new file's tail is not a valid chain tail: the new fd is closed and the old one
- * stays in use.
+ * SIGHUP: continue on a new fd (takes ownership, always). Waits for the write in flight, then what
+ * is queued is written to the old fd (waiting for that too), then the old fd is closed; the
+ * callbacks of those records fire before audit_reopen returns, once the new file's audit_open
+ * record is queued. An empty new file (rotated) starts with
+ * {"event":"audit_open","reason":"rotate","previous_hash":H} whose prev is H, the hash of the last
+ * line written to the old file, and seq continues. A non-empty one (the same file, reopened) is
+ * continued from its tail as audit_new does (reason "reopen"). Returns -1 with err filled when the
+ * new file's tail is not a valid chain tail: the new fd is closed and the old one stays in use.
  */
 int audit_reopen(struct audit *a, int fd, char *err, size_t errlen);
 
@@ -66,7 +68,8 @@ int audit_reopen(struct audit *a, int fd, char *err, size_t errlen);
  * "event":"<name>" and its fields; keys "seq", "ts" and "prev" in it are dropped. A line longer
  * than AUDIT_MAX_LINE has its long strings cut (marked "...[truncated]"), and when that is not
  * enough is replaced by {"event":"audit_oversize","orig_event":...,"orig_bytes":N}.
- * The record goes out with this loop turn's group commit. When cb is not NULL it is called
+ * The record goes out with this loop turn's group commit, or, when a write is in flight, with the
+ * next one, started as soon as that write is done. When cb is not NULL it is called
  * exactly once, from the loop (never from inside audit_record; from inside audit_reopen or
  * audit_free for what those flush), with ok=true once the record is written (and, with sync
  * "always", fdatasync'ed), or ok=false when it could not be: token comes back unchanged. Records
@@ -79,12 +82,19 @@ uint64_t audit_record(struct audit *a, cJSON *event, audit_cb cb, void *ctx, uin
 /* False from a failed write or fdatasync until the next one succeeds. */
 bool audit_available(const struct audit *a);
 
-/* Writes what is queued (callbacks get their answer from inside this call), closes the fd. */
+/* Nothing queued and no write or fdatasync in flight (tests wait for it). */
+bool audit_idle(const struct audit *a);
+
+/*
+ * Waits for the write in flight, writes what is queued (callbacks get their answer from inside
+ * this call), stops the writer thread, closes the fd.
+ */
 void audit_free(struct audit *a);
 
 /*
- * Tests only: replaces write(2) and fdatasync(2) for this log, to model a disk that fails and
- * recovers; NULL restores the system call.
+ * Tests only: replaces write(2) and fdatasync(2) for this log (called on the writer thread), to
+ * model a disk that fails, stalls and recovers; NULL restores the system call. Waits until no
+ * job is in flight.
  */
 void audit_set_io(struct audit *a, ssize_t (*write_fn)(int fd, const void *buf, size_t len),
                   int (*sync_fn)(int fd));

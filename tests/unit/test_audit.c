@@ -1,10 +1,12 @@
 /*
  * test_audit.c — the hash-chained audit log (supervisor/audit.c) on real temporary files and a
  * real event_base: the line format and the chain (hashes recomputed here with OpenSSL), group
- * commit (one write and one fdatasync per loop turn, callbacks only afterwards), continuing a
- * file after a restart, cutting off a torn last line, rotation and reopen, and the failure path:
- * a disk that fails (injected write/fdatasync, /dev/full) refuses waiting calls, leaves no torn
- * line, keeps callback-less records for a retry and resumes on its own.
+ * commit (one write and one fdatasync per batch, callbacks only afterwards), the writer thread
+ * (the loop runs while a write or sync is held; what queues meanwhile goes out in one write),
+ * continuing a file after a restart, cutting off a torn last line, rotation and reopen, and the
+ * failure path: a disk that fails (injected write/fdatasync, /dev/full) refuses waiting calls,
+ * leaves no torn line, keeps callback-less records for a retry and resumes on its own; a failed
+ * write also fails what was chained behind it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +89,47 @@ static struct audit *open_audit(struct fixture *f, enum config_audit_sync sync)
     return a;
 }
 
-/* Runs the loop without blocking until nothing is active (a few passes). */
-static void turn(struct fixture *f)
+#define DEADLINE_MS 5000
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-    for (int i = 0; i < 4; i++)
-        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    *(bool *)arg = true;
+}
+
+/* Runs the loop until cond(arg) holds, failing the test after DEADLINE_MS. */
+static void run_until(struct fixture *f, bool (*cond)(void *), void *arg)
+{
+    struct timeval tv = {.tv_sec = DEADLINE_MS / 1000, .tv_usec = (DEADLINE_MS % 1000) * 1000};
+    bool expired = false;
+    struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
+
+    assert_non_null(deadline);
+    assert_int_equal(evtimer_add(deadline, &tv), 0);
+    while (!cond(arg) && !expired)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(deadline);
+    if (!cond(arg))
+        fail_msg("condition not met within %d ms", DEADLINE_MS);
+}
+
+static bool is_idle(void *a)
+{
+    return audit_idle(a);
+}
+
+/*
+ * Runs the loop until nothing is active and the log is idle: what was queued is written (by the
+ * writer thread) and its callbacks have run.
+ */
+static void turn(struct fixture *f, struct audit *a)
+{
+    for (;;) {
+        for (int i = 0; i < 4; i++)
+            event_base_loop(f->base, EVLOOP_NONBLOCK);
+        if (audit_idle(a))
+            return;
+        run_until(f, is_idle, a);
+    }
 }
 
 /* Runs the loop for about ms milliseconds (timers fire). */
@@ -393,7 +432,7 @@ static void records_chain_and_callbacks_fire_after_the_write(void **state)
     /* Nothing is answered from inside audit_record, nor written before the turn ends. */
     assert_int_equal(ans.n, 0);
     assert_int_equal(file_size(f->path), before);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.n, 2);
     assert_int_equal(ans.ok, 2);
     assert_int_equal(ans.token[0], 11);
@@ -421,7 +460,7 @@ static void one_turn_is_one_write_and_one_fdatasync(void **state)
     audit_set_io(a, counting_write, counting_sync);
     for (uint64_t i = 0; i < 100; i++)
         assert_int_equal(audit_record(a, event("call", "bob"), on_answer, &ans, i), i + 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(io.writes, 1);
     assert_int_equal(io.syncs, 1);
     assert_int_equal(ans.ok, 100);
@@ -432,9 +471,9 @@ static void one_turn_is_one_write_and_one_fdatasync(void **state)
 
     /* Two turns, two commits. */
     assert_true(audit_record(a, event("call", "bob"), on_answer, &ans, 100) > 0);
-    turn(f);
+    turn(f, a);
     assert_true(audit_record(a, event("call", "bob"), on_answer, &ans, 101) > 0);
-    turn(f);
+    turn(f, a);
     assert_int_equal(io.writes, 3);
     assert_int_equal(io.syncs, 3);
     assert_int_equal(ans.ok, 102);
@@ -453,17 +492,20 @@ static void batch_mode_answers_after_the_write_and_syncs_on_a_timer(void **state
     io_reset();
     audit_set_io(a, counting_write, counting_sync);
     run_for(f, 120); /* the audit_open record's sync */
+    turn(f, a);
     io_reset();
     for (uint64_t i = 0; i < 10; i++)
         assert_true(audit_record(a, event("call", "carol"), on_answer, &ans, i) > 0);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 10);
     assert_int_equal(io.writes, 1);
     assert_int_equal(io.syncs, 0);
     run_for(f, 120);
+    turn(f, a); /* the sync runs on the writer thread */
     assert_int_equal(io.syncs, 1);
     /* Idle: no more syncs. */
     run_for(f, 120);
+    turn(f, a);
     assert_int_equal(io.syncs, 1);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 11);
     audit_free(a);
@@ -478,8 +520,9 @@ static void none_mode_never_syncs(void **state)
     io_reset();
     audit_set_io(a, counting_write, counting_sync);
     assert_true(audit_record(a, event("call", "dan"), on_answer, &ans, 1) > 0);
-    turn(f);
+    turn(f, a);
     run_for(f, 150);
+    turn(f, a);
     assert_int_equal(ans.ok, 1);
     assert_int_equal(io.writes, 1);
     assert_int_equal(io.syncs, 0);
@@ -513,11 +556,11 @@ static void invalid_events_are_not_queued(void **state)
     assert_int_equal(audit_record(a, e, on_answer, &ans, 2), 0);
     assert_int_equal(audit_record(a, cJSON_CreateArray(), on_answer, &ans, 3), 0);
     assert_int_equal(audit_record(a, NULL, on_answer, &ans, 4), 0);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.n, 0);
     /* The chain did not move. */
     assert_int_equal(audit_record(a, event("call", "x"), on_answer, &ans, 5), 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 2);
     audit_free(a);
 }
@@ -547,7 +590,7 @@ static void oversized_records_are_cut_or_replaced(void **state)
         cJSON_AddStringToObject(e, name, s);
     }
     assert_int_equal(audit_record(a, e, on_answer, &ans, 2), 3);
-    turn(f);
+    turn(f, a);
     free(s);
     assert_int_equal(ans.ok, 2);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 3);
@@ -583,7 +626,7 @@ static void restart_continues_the_chain(void **state)
 
     a = open_audit(f, CONFIG_AUDIT_SYNC_ALWAYS);
     assert_int_equal(audit_record(a, event("call", "gina"), NULL, NULL, 0), 5);
-    turn(f);
+    turn(f, a);
     audit_free(a);
 
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 5);
@@ -707,16 +750,16 @@ static void rotation_continues_the_chain_in_the_new_file(void **state)
     cJSON *v;
 
     assert_int_equal(audit_record(a, event("call", "ivy"), NULL, NULL, 0), 2);
-    turn(f);
+    turn(f, a);
     /* Queued but not yet written when the signal comes: it belongs to the old file. */
     assert_int_equal(audit_record(a, event("call", "ivy"), on_answer, &ans, 1), 3);
     assert_int_equal(audit_reopen(a, open_log(f->path2), f->err, sizeof f->err), 0);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 3);
     assert_int_equal(assert_chain(f->path2, 4, ZERO_HASH) == 0, true); /* still empty */
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 1);
     assert_int_equal(audit_record(a, event("call", "ivy"), on_answer, &ans, 2), 5);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 2);
 
     last_hash(f->path, old_last);
@@ -739,7 +782,7 @@ static void reopen_of_the_same_file_continues_it(void **state)
     assert_int_equal(audit_record(a, event("call", "jay"), NULL, NULL, 0), 2);
     assert_int_equal(audit_reopen(a, open_log(f->path), f->err, sizeof f->err), 0);
     assert_int_equal(audit_record(a, event("call", "jay"), NULL, NULL, 0), 4);
-    turn(f);
+    turn(f, a);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 4);
     v = line_json(f->path, 2);
     assert_string_equal(field(v, "reason"), "reopen");
@@ -761,7 +804,7 @@ static void reopen_onto_an_invalid_file_keeps_the_old_one(void **state)
     assert_string_equal(f->err, "audit log: the last line is not an audit record (a JSON object "
                                 "with a positive integer \"seq\")");
     assert_int_equal(audit_record(a, event("call", "kim"), NULL, NULL, 0), 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 2);
     audit_free(a);
 }
@@ -777,7 +820,7 @@ static void failed_write_refuses_leaves_no_torn_line_and_resumes(void **state)
     cJSON *v;
 
     assert_int_equal(audit_record(a, event("call", "lee"), on_answer, &ans, 1), 2);
-    turn(f);
+    turn(f, a);
     good = file_size(f->path);
 
     io_reset();
@@ -786,7 +829,7 @@ static void failed_write_refuses_leaves_no_torn_line_and_resumes(void **state)
     assert_int_equal(audit_record(a, event("call", "lee"), on_answer, &ans, 2), 3);
     assert_int_equal(audit_record(a, event("session_end", "lee"), NULL, NULL, 0), 4);
     assert_int_equal(audit_record(a, event("call", "lee"), on_answer, &ans, 3), 5);
-    turn(f);
+    turn(f, a);
     assert_int_equal(io.writes, 1);
     assert_int_equal(ans.n, 3);
     assert_int_equal(ans.failed, 2);
@@ -797,14 +840,14 @@ static void failed_write_refuses_leaves_no_torn_line_and_resumes(void **state)
 
     /* Still failing: records are queued and refused, nothing torn stays. */
     assert_int_equal(audit_record(a, event("call", "lee"), on_answer, &ans, 4), 4);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.failed, 3);
     assert_int_equal(file_size(f->path), good);
 
     /* The disk is back: the kept session_end goes first, the seqs follow the last good line. */
     io.fail_write = false;
     assert_int_equal(audit_record(a, event("call", "lee"), on_answer, &ans, 5), 4);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 2);
     assert_int_equal(ans.token[ans.n - 1], 5);
     assert_true(audit_available(a));
@@ -830,14 +873,14 @@ static void failed_fdatasync_refuses_and_cuts_the_batch_off(void **state)
     io.error = EIO;
     audit_set_io(a, counting_write, counting_sync);
     assert_int_equal(audit_record(a, event("call", "max"), on_answer, &ans, 1), 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(io.syncs, 1);
     assert_int_equal(ans.failed, 1);
     assert_false(audit_available(a));
     assert_int_equal(file_size(f->path), good);
     io.fail_sync = false;
     assert_int_equal(audit_record(a, event("call", "max"), on_answer, &ans, 2), 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 1);
     assert_true(audit_available(a));
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 2);
@@ -858,12 +901,12 @@ static void dev_full_refuses_and_a_good_file_resumes(void **state)
         skip();
     }
     assert_int_equal(audit_record(a, event("call", "ned"), on_answer, &ans, 1), 2);
-    turn(f);
+    turn(f, a);
     last_hash(f->path, old_last);
     assert_int_equal(audit_reopen(a, full, f->err, sizeof f->err), 0);
     assert_int_equal(audit_record(a, event("call", "ned"), on_answer, &ans, 2), 4);
     assert_int_equal(audit_record(a, event("session_end", "ned"), NULL, NULL, 0), 5);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 1);
     assert_int_equal(ans.failed, 1);
     assert_false(audit_available(a));
@@ -871,7 +914,7 @@ static void dev_full_refuses_and_a_good_file_resumes(void **state)
     /* SIGHUP onto a fresh file: the chain goes on from the last line that was written. */
     assert_int_equal(audit_reopen(a, open_log(f->path2), f->err, sizeof f->err), 0);
     assert_int_equal(audit_record(a, event("call", "ned"), on_answer, &ans, 3), 6);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 2);
     assert_true(audit_available(a));
     /* rotate record, the kept audit_open of /dev/full and session_end, then the call */
@@ -898,7 +941,7 @@ static void idle_log_resumes_by_itself(void **state)
     io.fail_write = true;
     audit_set_io(a, counting_write, counting_sync);
     assert_int_equal(audit_record(a, event("call", "olga"), on_answer, &ans, 1), 2);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.failed, 1);
     assert_false(audit_available(a));
     io.fail_write = false;
@@ -929,16 +972,16 @@ static void retry_queue_is_bounded_and_gaps_are_recorded(void **state)
     for (unsigned i = 0; i < AUDIT_RETRY_MAX + extra; i++) {
         assert_true(audit_record(a, event("session_end", "pat"), NULL, NULL, 0) > 0);
         if (i % 1000 == 999)
-            turn(f);
+            turn(f, a);
     }
-    turn(f);
+    turn(f, a);
     assert_false(audit_available(a));
     assert_int_equal(file_size(f->path) > 0, true);
     assert_int_equal(count_lines(f->path), 1);
 
     io.fail_write = false;
     assert_true(audit_record(a, event("call", "pat"), on_answer, &ans, 1) > 0);
-    turn(f);
+    turn(f, a);
     assert_int_equal(ans.ok, 1);
     /* audit_open, audit_gap, the 4096 kept records, the call */
     assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 1 + 1 + AUDIT_RETRY_MAX + 1);
@@ -947,6 +990,265 @@ static void retry_queue_is_bounded_and_gaps_are_recorded(void **state)
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(v, "dropped")->valuedouble, extra);
     cJSON_Delete(v);
     audit_free(a);
+}
+
+/* ---- the writer thread -------------------------------------------------------------------- */
+
+/*
+ * Injected I/O that holds a write or an fdatasync on the writer thread until the test writes a
+ * byte to held.pipe[1]. Flags are set before audit_set_io hands the functions over.
+ */
+static struct {
+    int pipe[2];
+    atomic_int entered; /* held calls that started waiting */
+    atomic_int writes, syncs;
+    bool hold_write, hold_sync, fail_write;
+} held;
+
+static void held_reset(void)
+{
+    atomic_store(&held.entered, 0);
+    atomic_store(&held.writes, 0);
+    atomic_store(&held.syncs, 0);
+    held.hold_write = held.hold_sync = held.fail_write = false;
+    assert_int_equal(pipe(held.pipe), 0);
+}
+
+static void held_wait(void)
+{
+    char c;
+
+    atomic_fetch_add(&held.entered, 1);
+    while (read(held.pipe[0], &c, 1) == -1 && errno == EINTR)
+        ;
+}
+
+static void held_release(int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(write(held.pipe[1], "x", 1), 1);
+}
+
+static ssize_t held_write_fn(int fd, const void *buf, size_t len)
+{
+    atomic_fetch_add(&held.writes, 1);
+    if (held.hold_write)
+        held_wait();
+    if (held.fail_write) {
+        if (len > 1 && write(fd, buf, len / 2) == -1)
+            return -1;
+        errno = EIO;
+        return -1;
+    }
+    return write(fd, buf, len);
+}
+
+static int held_sync_fn(int fd)
+{
+    atomic_fetch_add(&held.syncs, 1);
+    if (held.hold_sync)
+        held_wait();
+    return fdatasync(fd);
+}
+
+static bool entered_once(void *arg)
+{
+    return atomic_load(&held.entered) >= 1;
+}
+
+static bool synced_twice(void *arg)
+{
+    return atomic_load(&held.syncs) >= 2;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static bool ticked(void *arg)
+{
+    return *(int *)arg > 0;
+}
+
+static void a_held_sync_does_not_block_the_loop_and_what_queues_shares_one_write(void **state)
+{
+    struct fixture *f = *state;
+    struct audit *a = open_audit(f, CONFIG_AUDIT_SYNC_ALWAYS);
+    struct answers ans = {0};
+    struct timeval ms10 = {0, 10000};
+    struct event *tick;
+    int ticks = 0;
+
+    held_reset();
+    held.hold_sync = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    assert_int_equal(audit_record(a, event("call", "quinn"), on_answer, &ans, 0), 2);
+    run_until(f, entered_once, NULL);
+
+    /* The fdatasync is held on the writer thread; a timer on the same base still fires. */
+    tick = evtimer_new(f->base, on_tick, &ticks);
+    assert_non_null(tick);
+    assert_int_equal(evtimer_add(tick, &ms10), 0);
+    run_until(f, ticked, &ticks);
+    event_free(tick);
+    assert_int_equal(ans.n, 0);
+    assert_false(audit_idle(a));
+
+    /* Records of several loop turns queue behind the write in flight. */
+    for (uint64_t i = 1; i <= 50; i++) {
+        assert_int_equal(audit_record(a, event("call", "quinn"), on_answer, &ans, i), i + 2);
+        if (i % 10 == 0)
+            event_base_loop(f->base, EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(ans.n, 0);
+    assert_int_equal(atomic_load(&held.writes), 1);
+    assert_int_equal(atomic_load(&held.syncs), 1);
+
+    /* Released, they go out in one write and one fdatasync. */
+    held_release(2);
+    turn(f, a);
+    assert_int_equal(atomic_load(&held.writes), 2);
+    assert_int_equal(atomic_load(&held.syncs), 2);
+    assert_int_equal(ans.ok, 51);
+    for (uint64_t i = 0; i <= 50; i++)
+        assert_int_equal(ans.token[i], i);
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 52);
+    audit_free(a);
+    close(held.pipe[0]);
+    close(held.pipe[1]);
+}
+
+static void a_failed_write_in_flight_fails_what_is_queued_behind_it(void **state)
+{
+    struct fixture *f = *state;
+    struct audit *a = open_audit(f, CONFIG_AUDIT_SYNC_ALWAYS);
+    struct answers ans = {0};
+    off_t good;
+    cJSON *v;
+
+    assert_int_equal(audit_record(a, event("call", "rae"), on_answer, &ans, 1), 2);
+    turn(f, a);
+    good = file_size(f->path);
+
+    held_reset();
+    held.hold_write = true;
+    held.fail_write = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    assert_int_equal(audit_record(a, event("call", "rae"), on_answer, &ans, 2), 3);
+    assert_int_equal(audit_record(a, event("session_end", "rae"), NULL, NULL, 0), 4);
+    run_until(f, entered_once, NULL);
+    /* Chained on the lines in flight. */
+    assert_int_equal(audit_record(a, event("call", "rae"), on_answer, &ans, 3), 5);
+    assert_int_equal(audit_record(a, event("spawn", "rae"), NULL, NULL, 0), 6);
+    held_release(1);
+    turn(f, a);
+
+    /* Both calls refused, half a write cut off again, nothing written after it. */
+    assert_int_equal(ans.n, 3);
+    assert_int_equal(ans.ok, 1);
+    assert_int_equal(ans.failed, 2);
+    assert_int_equal(ans.token[1], 2);
+    assert_int_equal(ans.token[2], 3);
+    assert_int_equal(atomic_load(&held.writes), 1);
+    assert_false(audit_available(a));
+    assert_int_equal(file_size(f->path), good);
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 2);
+
+    /* The disk is back: both kept records are re-chained after the last good line. */
+    audit_set_io(a, NULL, NULL);
+    assert_int_equal(audit_record(a, event("call", "rae"), on_answer, &ans, 4), 5);
+    turn(f, a);
+    assert_int_equal(ans.ok, 2);
+    assert_true(audit_available(a));
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 5);
+    v = line_json(f->path, 2);
+    assert_string_equal(field(v, "event"), "session_end");
+    cJSON_Delete(v);
+    v = line_json(f->path, 3);
+    assert_string_equal(field(v, "event"), "spawn");
+    cJSON_Delete(v);
+    audit_free(a);
+    close(held.pipe[0]);
+    close(held.pipe[1]);
+}
+
+static void reopen_and_free_wait_for_the_write_in_flight(void **state)
+{
+    struct fixture *f = *state;
+    struct audit *a = open_audit(f, CONFIG_AUDIT_SYNC_ALWAYS);
+    struct answers ans = {0};
+    char old_last[65];
+
+    held_reset();
+    held.hold_write = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    assert_int_equal(audit_record(a, event("call", "sam"), on_answer, &ans, 1), 2);
+    run_until(f, entered_once, NULL);
+    assert_int_equal(audit_record(a, event("call", "sam"), on_answer, &ans, 2), 3);
+    /* Released before the call; reopen waits for the write whether or not it is done yet. */
+    held_release(2);
+    assert_int_equal(audit_reopen(a, open_log(f->path2), f->err, sizeof f->err), 0);
+    assert_int_equal(ans.ok, 2);
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 3);
+    last_hash(f->path, old_last);
+
+    held.hold_write = false;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    turn(f, a);
+    held.hold_write = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    assert_int_equal(audit_record(a, event("call", "sam"), on_answer, &ans, 3), 5);
+    run_until(f, entered_once, NULL);
+    assert_int_equal(audit_record(a, event("call", "sam"), on_answer, &ans, 4), 6);
+    held_release(2);
+    audit_free(a);
+    assert_int_equal(ans.ok, 4);
+    assert_int_equal(assert_chain(f->path2, 4, old_last), 3);
+    close(held.pipe[0]);
+    close(held.pipe[1]);
+}
+
+static void batch_mode_periodic_sync_runs_on_the_writer_thread(void **state)
+{
+    struct fixture *f = *state;
+    struct audit *a =
+        audit_new(f->base, open_log(f->path), CONFIG_AUDIT_SYNC_BATCH, 20, f->err, sizeof f->err);
+    struct answers ans = {0};
+    struct timeval ms10 = {0, 10000};
+    struct event *tick;
+    int ticks = 0;
+
+    assert_non_null(a);
+    held_reset();
+    held.hold_sync = true;
+    audit_set_io(a, held_write_fn, held_sync_fn);
+    /* The audit_open record was written unsynced: the timer's fdatasync is held. */
+    run_until(f, entered_once, NULL);
+    assert_int_equal(atomic_load(&held.writes), 0);
+    tick = evtimer_new(f->base, on_tick, &ticks);
+    assert_non_null(tick);
+    assert_int_equal(evtimer_add(tick, &ms10), 0);
+    run_until(f, ticked, &ticks);
+    event_free(tick);
+    for (uint64_t i = 0; i < 5; i++)
+        assert_true(audit_record(a, event("call", "tess"), on_answer, &ans, i) > 0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(ans.n, 0);
+
+    /* Released: the queued records go out in one write, acknowledged unsynced; the next
+     * periodic sync covers them. */
+    held_release(2);
+    turn(f, a);
+    assert_int_equal(ans.ok, 5);
+    assert_int_equal(atomic_load(&held.writes), 1);
+    run_until(f, synced_twice, NULL);
+    turn(f, a);
+    assert_int_equal(assert_chain(f->path, 1, ZERO_HASH), 6);
+    audit_free(a);
+    assert_int_equal(atomic_load(&held.syncs), 2);
+    close(held.pipe[0]);
+    close(held.pipe[1]);
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -996,6 +1298,10 @@ int main(void)
         T(dev_full_refuses_and_a_good_file_resumes),
         T(idle_log_resumes_by_itself),
         T(retry_queue_is_bounded_and_gaps_are_recorded),
+        T(a_held_sync_does_not_block_the_loop_and_what_queues_shares_one_write),
+        T(a_failed_write_in_flight_fails_what_is_queued_behind_it),
+        T(reopen_and_free_wait_for_the_write_in_flight),
+        T(batch_mode_periodic_sync_runs_on_the_writer_thread),
         T(helpers_hash_and_format_time),
 #undef T
     };
