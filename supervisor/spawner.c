@@ -31,6 +31,7 @@
 
 #include "childenv.h"
 #include "log.h"
+#include "plan.h"
 #include "privsep.h"
 #include "policy.h"
 #include "spawn.h"
@@ -104,20 +105,6 @@ static struct spawner_child *child_find(pid_t pid)
 static void child_remove(struct spawner_child *c)
 {
     *c = children[--nchildren];
-}
-
-struct cgroup_ctx {
-    const char *tenant, *server;
-    uint64_t id, memory_mb, pids_max;
-    char path[512];
-};
-
-/* Between clone and "go": the child is placed in its own leaf before it runs anything. */
-static int cgroup_enter(void *arg, pid_t pid)
-{
-    struct cgroup_ctx *x = arg;
-    return sandbox_cgroup_enter(&features->cgroup, x->tenant, x->server, x->id, x->memory_mb,
-                                x->pids_max, pid, x->path, sizeof(x->path));
 }
 
 /* A reply to the front. A front that went away is noticed by the loop (EOF on the socket). */
@@ -232,35 +219,10 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
                      t->name, why);
         goto failed;
     }
-    const struct sandbox_profile *prof = &profiles[m - cfg->manifests];
-    struct cgroup_ctx cgx = {t->name,        m->name, ++spawn_seq, m->sandbox.memory_mb,
-                             prof->rl.nproc, ""};
-    bool sandboxed = features->root || features->userns;
-    struct spawn_plan plan = {
-        .path = m->argv[0],
-        .argv = m->argv,
-        .envp = envp,
-        .sandbox = sandboxed && features->newroot[0] != '\0',
-        .userns = !features->root && features->userns,
-        /* A tenant without its own ids runs as nobody; start-up said so. */
-        .uid = features->root ? (t->has_ids ? t->uid : SANDBOX_NOBODY) : geteuid(),
-        .gid = features->root ? (t->has_ids ? t->gid : SANDBOX_NOBODY) : getegid(),
-        .outer_uid = geteuid(),
-        .outer_gid = getegid(),
-        .network = prof->network,
-        .newroot = features->newroot,
-        .mounts = prof->mounts,
-        .nmounts = prof->nmounts,
-        .rl = prof->rl,
-        .cap_last_cap = features->cap_last_cap,
-        .seccomp = &prof->seccomp,
-        .landlock = prof->landlock,
-        .nlandlock = prof->nlandlock,
-        .landlock_abi = features->landlock_abi,
-        .before_go = features->cgroup.available ? cgroup_enter : NULL,
-        .before_go_arg = &cgx,
-        .setup_timeout_ms = cfg->limits.spawn_timeout_ms,
-    };
+    struct plan_cgroup cgx;
+    struct spawn_plan plan;
+    plan_build(&plan, &cgx, features, &profiles[m - cfg->manifests], m, t, envp, &cfg->limits,
+               ++spawn_seq);
     int rc = spawn_begin(&plan, &sp, &res);
     childenv_free(envp); /* the child has its own copy */
     envp[0] = NULL;
