@@ -2,11 +2,12 @@
  * pin.c — `mcpvisor pin SERVER [--write]`: what a server's tools look like now, against the pins
  * its manifest holds.
  *
- * The server is started exactly as the daemon's spawner starts it (spawn_start with the
- * manifest's compiled sandbox profile, its cgroup leaf, the manifest's environment and the
- * secrets of the identity it runs as). As root that identity is the first tenant allowed to use
- * the server (its uid and gid, or nobody when it has none; nobody when no tenant may use it);
- * unprivileged, our own ids in a user namespace, as the daemon does.
+ * The server is started exactly as the daemon's spawner starts it (spawn_start with the plan
+ * plan_build makes: the manifest's compiled sandbox profile, its cgroup leaf, the set-up deadline
+ * limits.spawn_timeout_ms, the manifest's environment and the secrets of the identity it runs
+ * as). As root that identity is the first tenant allowed to use the server (its uid and gid, or
+ * nobody when it has none; nobody when no tenant may use it); unprivileged, our own ids in a user
+ * namespace, as the daemon does.
  *
  * Then one stdio MCP conversation: initialize, notifications/initialized, tools/list following
  * nextCursor. Every exchange has a deadline (PIN_EXCHANGE_MS) and every read goes through poll,
@@ -45,21 +46,21 @@
 #include "contract.h"
 #include "jcs.h"
 #include "jsonrpc.h"
+#include "plan.h"
 #include "policy.h"
 #include "spawn.h"
 #include "version.h"
 
-#define PIN_EXCHANGE_MS   10000 /* one request and its answer */
-#define PIN_REAP_MS       2000  /* after stdin is closed, before SIGKILL */
-#define PIN_MAX_PAGES     100
-#define PIN_MAX_TOOLS     10000
-#define PIN_MAX_ENV       256
-#define PIN_SECRET_MAX    (64u << 10)
-#define PIN_STDERR_TAIL   400 /* the server's last stderr bytes, shown with an error */
-#define PIN_READ_CHUNK    65536
-#define PIN_PROTOCOL      "2025-11-25"
-#define PIN_CGROUP_TENANT "mcpvisor-pin" /* cgroup folder when no tenant may use the server */
-#define PIN_NAME_WIDTH    40             /* widest name column */
+#define PIN_EXCHANGE_MS 10000 /* one request and its answer */
+#define PIN_REAP_MS     2000  /* after stdin is closed, before SIGKILL */
+#define PIN_MAX_PAGES   100
+#define PIN_MAX_TOOLS   10000
+#define PIN_MAX_ENV     256
+#define PIN_SECRET_MAX  (64u << 10)
+#define PIN_STDERR_TAIL 400 /* the server's last stderr bytes, shown with an error */
+#define PIN_READ_CHUNK  65536
+#define PIN_PROTOCOL    "2025-11-25"
+#define PIN_NAME_WIDTH  40 /* widest name column */
 
 /* ---- the child ---------------------------------------------------------------------------- */
 
@@ -384,26 +385,13 @@ static void stop_child(struct pin_child *c)
 }
 
 /* ---- starting it as the daemon would ---------------------------------------------------------
- * The environment follows the spawner's rules exactly (childenv.c). */
-
-struct cgroup_ctx {
-    const struct sandbox_features *feat;
-    const char *tenant, *server;
-    uint64_t id, memory_mb, pids_max;
-    char path[512];
-};
-
-static int cgroup_enter(void *arg, pid_t pid)
-{
-    struct cgroup_ctx *x = arg;
-    return sandbox_cgroup_enter(&x->feat->cgroup, x->tenant, x->server, x->id, x->memory_mb,
-                                x->pids_max, pid, x->path, sizeof(x->path));
-}
+ * The environment and the plan are the spawner's own (childenv.c, plan.c). */
 
 static int start_child(const struct config *cfg, const struct sandbox_features *feat,
                        const struct sandbox_profile *prof, const struct config_manifest *m,
                        struct pin_child *c, char *err, size_t errlen)
 {
+    /* Any allowed tenant's identity will do to list tools; none allowed: NULL, nobody. */
     const struct config_tenant *t = NULL;
     for (size_t i = 0; i < cfg->ntenants && t == NULL; i++) {
         if (config_tenant_allows(&cfg->tenants[i], m->name))
@@ -417,38 +405,11 @@ static int start_child(const struct config *cfg, const struct sandbox_features *
                  strerror(errno), why[0] != '\0' ? ": " : "", why);
         return -1;
     }
-    /* Distinct from the daemon's leaves (<server>-<small sequence number>) should one run. */
-    struct cgroup_ctx cgx = {feat,
-                             t != NULL ? t->name : PIN_CGROUP_TENANT,
-                             m->name,
-                             ((uint64_t)1 << 40) | (uint64_t)getpid(),
-                             m->sandbox.memory_mb,
-                             prof->rl.nproc,
-                             ""};
-    bool sandboxed = feat->root || feat->userns;
-    struct spawn_plan plan = {
-        .path = m->argv[0],
-        .argv = m->argv,
-        .envp = envp,
-        .sandbox = sandboxed && feat->newroot[0] != '\0',
-        .userns = !feat->root && feat->userns,
-        .uid = feat->root ? (t != NULL && t->has_ids ? t->uid : SANDBOX_NOBODY) : geteuid(),
-        .gid = feat->root ? (t != NULL && t->has_ids ? t->gid : SANDBOX_NOBODY) : getegid(),
-        .outer_uid = geteuid(),
-        .outer_gid = getegid(),
-        .network = prof->network,
-        .newroot = feat->newroot,
-        .mounts = prof->mounts,
-        .nmounts = prof->nmounts,
-        .rl = prof->rl,
-        .cap_last_cap = feat->cap_last_cap,
-        .seccomp = &prof->seccomp,
-        .landlock = prof->landlock,
-        .nlandlock = prof->nlandlock,
-        .landlock_abi = feat->landlock_abi,
-        .before_go = feat->cgroup.available ? cgroup_enter : NULL,
-        .before_go_arg = &cgx,
-    };
+    /* Leaf ids apart from the daemon's (<server>-<small sequence number>) should one run. */
+    struct plan_cgroup cgx;
+    struct spawn_plan plan;
+    plan_build(&plan, &cgx, feat, prof, m, t, envp, &cfg->limits,
+               ((uint64_t)1 << 40) | (uint64_t)getpid());
     struct spawn_result res;
     int rc = spawn_start(&plan, &res);
     childenv_free(envp);
