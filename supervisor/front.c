@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <time.h>
 
 #include "audit.h"
 #include "child.h"
@@ -32,6 +31,7 @@
 #include "log.h"
 #include "privsep.h"
 #include "session.h"
+#include "util.h"
 
 #define FRONT_PRIVSEP_SNDBUF 16384 /* bytes: a few dozen messages */
 
@@ -157,7 +157,7 @@ uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON
         cJSON_Delete(ev);
         return 0;
     }
-    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, front_now_ms(),
+    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, util_mono_ms(),
                         NULL) != QUOTA_OK) {
         b->suppressed++;
         cJSON_Delete(ev);
@@ -168,13 +168,6 @@ uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON
         b->suppressed = 0;
     }
     return front_audit(f, ev);
-}
-
-int64_t front_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* An audit record of the spawner's doing: spawn (ok or failed) and exit. */
@@ -516,7 +509,7 @@ static void listening_log(int fd, bool admin, bool tls)
 static void on_quota_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct front *f = arg;
-    quota_sweep(f->quotas, front_now_ms(), 0);
+    quota_sweep(f->quotas, util_mono_ms(), 0);
 }
 
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd)

@@ -96,9 +96,6 @@ extern struct front_audit_burst front_quota_refused_burst;
 /* Appends ev (taken) within b's ceiling; returns its seq, or 0 when suppressed or not written. */
 uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON *ev);
 
-/* Monotonic milliseconds, for quotas and latencies. */
-int64_t front_now_ms(void);
-
 /* Loads the configuration from a bundle memfd the parent sealed (closes fd); NULL with a
  * message. */
 struct config *front_config_from_fd(int fd, char *err, size_t errlen);
