@@ -1,9 +1,11 @@
 /*
- * util.c — hex, SHA-256 and clocks; see util.h.
+ * util.c — hex, SHA-256, clocks and the repeated-name search; see util.h.
  */
 #include "util.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -57,4 +59,46 @@ int64_t util_wall_s(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+
+    return strcmp(x->string != NULL ? x->string : "", y->string != NULL ? y->string : "");
+}
+
+int util_find_duplicate(const cJSON *v, const cJSON **dup)
+{
+    const cJSON *it;
+    size_t n = 0;
+
+    *dup = NULL;
+    if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+        return 0;
+    for (it = v->child; it != NULL; it = it->next)
+        n++;
+    if (cJSON_IsObject(v) && n > 1) {
+        const cJSON **sorted = malloc(n * sizeof *sorted);
+        size_t i = 0;
+
+        if (sorted == NULL)
+            return -1;
+        for (it = v->child; it != NULL; it = it->next)
+            sorted[i++] = it;
+        qsort(sorted, n, sizeof *sorted, cmp_names);
+        for (i = 1; i < n && *dup == NULL; i++) {
+            if (cmp_names(&sorted[i - 1], &sorted[i]) == 0)
+                *dup = sorted[i];
+        }
+        free(sorted);
+        if (*dup != NULL)
+            return 1;
+    }
+    for (it = v->child; it != NULL; it = it->next) {
+        int rc = util_find_duplicate(it, dup);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }

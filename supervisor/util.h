@@ -1,12 +1,15 @@
 /*
  * util.h — the small primitives every module once wrote for itself: lower-case hex, SHA-256 over
- * OpenSSL's EVP, and the monotonic and wall clocks. One copy each, so a fix lands everywhere.
+ * OpenSSL's EVP, the monotonic and wall clocks, and the search for a member named twice in a
+ * parsed JSON value. One copy each, so a fix lands everywhere.
  */
 #ifndef MCPVISOR_UTIL_H
 #define MCPVISOR_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+struct cJSON;
 
 #define UTIL_SHA256_LEN 32 /* bytes of a digest */
 #define UTIL_SHA256_HEX 64 /* its hex digits; a buffer needs one more for the NUL */
@@ -33,5 +36,15 @@ int64_t util_mono_ms(void);
  * few milliseconds behind the issuer's, enough to call a fresh token "not yet valid" at a second
  * boundary when leeway_s is 0. */
 int64_t util_wall_s(void);
+
+/*
+ * Looks for an object, in v or at any depth below it, that names a member twice: cJSON keeps both
+ * and answers lookups with the first, while most other parsers keep the last, so such a value
+ * means different things to different readers. Objects are checked before what they hold, in
+ * document order; within one object the name found is the smallest in byte order. Returns 0 when
+ * every name is unique, 1 with *dup one of the two members (its ->string is the name), or -1 when
+ * out of memory (callers fail closed).
+ */
+int util_find_duplicate(const struct cJSON *v, const struct cJSON **dup);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * test_util.c — the shared primitives (supervisor/util.c): hex, SHA-256 and the clocks. Pins,
- * API keys, token ids and the audit hash chain are all compared as these strings, so a wrong
- * digit anywhere would fail closed in one place and open in another.
+ * test_util.c — the shared primitives (supervisor/util.c): hex, SHA-256, the clocks and the
+ * repeated-name search. Pins, API keys, token ids and the audit hash chain are all compared as
+ * these strings, and the config loader and the broker refuse what the search finds.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -62,12 +64,59 @@ static void clocks_agree_with_the_system(void **state)
     assert_true(w <= (int64_t)ts.tv_sec && (int64_t)ts.tv_sec - w <= 1);
 }
 
+/* Which member is found decides the path the config loader reports: the outer object first, then
+ * what it holds in document order; within one object the smallest repeated name. */
+static void duplicate_search_names_the_first_repeat(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *name, *parent; /* parent: a member of dup's object, to tell which */
+    } cases[] = {
+        {"{\"a\":1,\"a\":2}", "a", "a"},
+        {"{\"z\":1,\"b\":2,\"z\":3,\"b\":4}", "b", "z"},
+        {"{\"x\":{\"q\":1,\"q\":2},\"y\":1,\"y\":2}", "y", "x"},
+        {"[{\"ok\":1},{\"in\":[{\"w\":1,\"v\":2,\"w\":3}]},{\"c\":1,\"c\":2}]", "w", "v"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *v = cJSON_Parse(cases[i].json);
+        const cJSON *dup = NULL, *it;
+        bool sibling = false;
+
+        assert_non_null(v);
+        assert_int_equal(util_find_duplicate(v, &dup), 1);
+        assert_non_null(dup);
+        assert_string_equal(dup->string, cases[i].name);
+        for (it = dup; it->prev != NULL && it->prev->next != NULL; it = it->prev)
+            ; /* back to the first member of dup's object */
+        for (; it != NULL; it = it->next)
+            sibling = sibling || strcmp(it->string, cases[i].parent) == 0;
+        assert_true(sibling);
+        cJSON_Delete(v);
+    }
+    static const char *const fine[] = {"{}",
+                                       "[]",
+                                       "1",
+                                       "{\"a\":1,\"A\":2,\"aa\":3}",
+                                       "[{\"a\":1},{\"a\":2}]",
+                                       "{\"a\":{\"a\":{\"a\":1}}}"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        cJSON *v = cJSON_Parse(fine[i]);
+        const cJSON *dup = (const cJSON *)v;
+
+        assert_non_null(v);
+        assert_int_equal(util_find_duplicate(v, &dup), 0);
+        assert_null(dup);
+        cJSON_Delete(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hex_is_lower_case_and_terminated),
         cmocka_unit_test(sha256_matches_known_digests),
         cmocka_unit_test(clocks_agree_with_the_system),
+        cmocka_unit_test(duplicate_search_names_the_first_repeat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
