@@ -698,12 +698,10 @@ static void audit_auth_failure(struct front *f, struct hreq *req, const char *se
     static struct front_audit_burst burst = {"\x1e"
                                              "auth_failure",
                                              0};
-    if (f->audit == NULL)
+    cJSON *ev = front_audit_event(f, "auth_failure", NULL, server, NULL);
+    if (ev == NULL)
         return;
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", "auth_failure");
     cJSON_AddStringToObject(ev, "reason", reason);
-    cJSON_AddStringToObject(ev, "server", server);
     cJSON_AddStringToObject(ev, "remote", hreq_peer(req));
     const char *auth = hreq_header(req, "Authorization");
     if (auth != NULL) {
@@ -742,12 +740,8 @@ static bool principal_admit(struct front *f, struct hreq *req, const struct prin
              quota_verdict_text(v), p->user, p->tenant, secs);
     log_info("principal_rate_refused tenant=%s user=%s retry_after_ms=%ld", p->tenant, p->user,
              retry);
-    if (f->audit != NULL) {
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "quota_refused");
-        cJSON_AddStringToObject(ev, "tenant", p->tenant);
-        cJSON_AddStringToObject(ev, "user", p->user);
-        cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "");
+    cJSON *ev = front_audit_event(f, "quota_refused", p, NULL, NULL);
+    if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", "principal request ceiling");
         cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
         front_audit_limited(f, &front_quota_refused_burst, ev);

@@ -655,26 +655,22 @@ static void pending_free(struct pending *p)
 
 /* ---- audit ------------------------------------------------------------------------------- */
 
-/* The who/what/where of a request, for its audit records. NULL without an audit log. A call's
- * records share its call_id: a seq can change when a failed write is retried, this cannot. */
-static cJSON *audit_base(struct session *s, const struct principal *caller, const char *method,
-                         const char *target, const cJSON *id)
+/* A session's audit record: the who/what/where of a request (method NULL for the session's own
+ * records). NULL without an audit log. A call's records share its call_id: a seq can change when
+ * a failed write is retried, this cannot. */
+static cJSON *audit_base(struct session *s, const char *event, const struct principal *caller,
+                         const char *method, const char *target, const cJSON *id)
 {
-    if (s->f->audit == NULL)
+    cJSON *b = front_audit_event(s->f, event, caller, s->m->name, target);
+    if (b == NULL)
         return NULL;
-    cJSON *b = cJSON_CreateObject();
     if (id != NULL) {
         char cid[48];
         snprintf(cid, sizeof(cid), "%s-%" PRIu64, call_nonce, ++next_call_id);
         cJSON_AddStringToObject(b, "call_id", cid);
     }
-    cJSON_AddStringToObject(b, "tenant", caller->tenant);
-    cJSON_AddStringToObject(b, "user", caller->user);
-    cJSON_AddStringToObject(b, "agent", caller->agent != NULL ? caller->agent : "");
-    cJSON_AddStringToObject(b, "server", s->m->name);
-    cJSON_AddStringToObject(b, "method", method);
-    if (target != NULL)
-        cJSON_AddStringToObject(b, "tool", target);
+    if (method != NULL)
+        cJSON_AddStringToObject(b, "method", method);
     if (target != NULL && strcmp(method, "tools/call") == 0) {
         const struct config_tool *t = config_tool_find(s->m, target);
         if (t != NULL && t->version != NULL)
@@ -686,6 +682,12 @@ static cJSON *audit_base(struct session *s, const struct principal *caller, cons
     return b;
 }
 
+/* Renames a call's record (its call and its result share the rest). False out of memory. */
+static bool audit_rename(cJSON *ev, const char *event)
+{
+    return cJSON_ReplaceItemInObjectCaseSensitive(ev, "event", cJSON_CreateString(event));
+}
+
 /* The "result" record of an audited call: how it ended. */
 static void audit_result(struct pending *p, const char *outcome, size_t bytes_out)
 {
@@ -693,9 +695,10 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
     if (p->audit == NULL || p->call_seq == 0)
         return;
     cJSON *ev = cJSON_Duplicate(p->audit, 1);
-    if (ev == NULL)
+    if (ev == NULL || !audit_rename(ev, "result")) {
+        cJSON_Delete(ev);
         return;
-    cJSON_AddStringToObject(ev, "event", "result");
+    }
     cJSON_AddNumberToObject(ev, "call_seq", (double)p->call_seq);
     cJSON_AddStringToObject(ev, "outcome", outcome);
     cJSON_AddNumberToObject(ev, "latency_ms", (double)(util_mono_ms() - p->t0_ms));
@@ -709,16 +712,18 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
 }
 
 /* A refusal before the call went anywhere: a call record (forwarded: false) and its result.
- * Takes base. */
+ * Takes base, a "call" record. */
 static void audit_refused(struct session *s, cJSON *base, const char *type)
 {
     if (base == NULL)
         return;
     cJSON *call = cJSON_Duplicate(base, 1);
-    cJSON_AddStringToObject(call, "event", "call");
     cJSON_AddFalseToObject(call, "forwarded");
     uint64_t seq = front_audit(s->f, call);
-    cJSON_AddStringToObject(base, "event", "result");
+    if (!audit_rename(base, "result")) {
+        cJSON_Delete(base);
+        return;
+    }
     if (seq > 0)
         cJSON_AddNumberToObject(base, "call_seq", (double)seq);
     cJSON_AddStringToObject(base, "outcome", type);
@@ -1076,7 +1081,7 @@ static void held_audit(struct session *s, const struct held *h, const char *type
     if (!is_audited(method) || call_target(h->msg, method) == NULL)
         return;
     audit_refused(s,
-                  audit_base(s, h->caller, method, call_target(h->msg, method),
+                  audit_base(s, "call", h->caller, method, call_target(h->msg, method),
                              cJSON_GetObjectItemCaseSensitive(h->msg, "id")),
                   type);
 }
@@ -1354,11 +1359,9 @@ static void tools_report(struct session *s, const struct contract *c)
             continue;
         if (!first_report(m->name, t->name, t->pin))
             continue;
-        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF && s->f->audit != NULL) {
-            cJSON *ev = cJSON_CreateObject();
-            cJSON_AddStringToObject(ev, "event", "schema_drift");
-            cJSON_AddStringToObject(ev, "server", m->name);
-            cJSON_AddStringToObject(ev, "tool", t->name);
+        bool drift = t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF;
+        cJSON *ev = drift ? front_audit_event(s->f, "schema_drift", NULL, m->name, t->name) : NULL;
+        if (ev != NULL) {
             if (t->cfg->version != NULL)
                 cJSON_AddStringToObject(ev, "tool_version", t->cfg->version);
             cJSON_AddStringToObject(ev, "pinned_sha256", t->cfg->sha256);
@@ -1367,7 +1370,7 @@ static void tools_report(struct session *s, const struct contract *c)
             cJSON_AddStringToObject(ev, "action", hidden ? "hidden" : "served");
             front_audit(s->f, ev);
         }
-        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF)
+        if (drift)
             log_warn("tool_drift server=%s tool=%s tool_version=%s pinned=%s observed=%s "
                      "pin_mode=%s action=%s",
                      m->name, t->name, t->cfg->version != NULL ? t->cfg->version : "-",
@@ -1673,7 +1676,7 @@ void session_audit_refused(struct session *s, const struct principal *caller, co
     if (!is_audited(method) || call_target(msg, method) == NULL)
         return;
     audit_refused(s,
-                  audit_base(s, caller, method, call_target(msg, method),
+                  audit_base(s, "call", caller, method, call_target(msg, method),
                              cJSON_GetObjectItemCaseSensitive(msg, "id")),
                   type);
 }
@@ -1761,14 +1764,8 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
              "retry_after_ms=%ld",
              s->id, s->m->name, tc->name, caller->tenant, caller->user, quota_verdict_text(v),
              retry);
-    if (s->f->audit != NULL) {
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "quota_refused");
-        cJSON_AddStringToObject(ev, "tenant", caller->tenant);
-        cJSON_AddStringToObject(ev, "user", caller->user);
-        cJSON_AddStringToObject(ev, "agent", caller->agent != NULL ? caller->agent : "");
-        cJSON_AddStringToObject(ev, "server", s->m->name);
-        cJSON_AddStringToObject(ev, "tool", tc->name);
+    cJSON *ev = front_audit_event(s->f, "quota_refused", caller, s->m->name, tc->name);
+    if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
         if (retry >= 0)
             cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
@@ -1812,7 +1809,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         goto out;
     }
     if (audited) {
-        base = audit_base(s, caller, method, call_target(msg, method), id);
+        base = audit_base(s, "call", caller, method, call_target(msg, method), id);
         if (base == NULL && s->f->audit != NULL) {
             rc = refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
                         "audit unavailable: out of memory for the record; the call was not "
@@ -1996,7 +1993,6 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     p->held_len = outlen;
     if (ev != NULL) {
         char h[UTIL_SHA256_HEX + 1];
-        cJSON_AddStringToObject(ev, "event", "call");
         if (cargs != NULL) {
             util_sha256_hex(cargs, cargs_len, h);
             cJSON_AddStringToObject(ev, "args_sha256", h);
@@ -2482,10 +2478,8 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
              m->name, t->name, p->user, p->agent != NULL ? p->agent : "-",
              legacy_sse ? "sse" : "streamable");
-    cJSON *ev = audit_base(s, p, "initialize", NULL, NULL);
+    cJSON *ev = audit_base(s, "session_start", p, NULL, NULL, NULL);
     if (ev != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
-        cJSON_AddStringToObject(ev, "event", "session_start");
         cJSON_AddStringToObject(ev, "transport", legacy_sse ? "sse" : "streamable");
         front_audit(f, ev);
     }
@@ -2539,10 +2533,8 @@ void session_end(struct session *s, const char *why)
     evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
-    cJSON *ev = audit_base(s, s->principal, "-", NULL, NULL);
+    cJSON *ev = audit_base(s, "session_end", s->principal, NULL, NULL, NULL);
     if (ev != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
-        cJSON_AddStringToObject(ev, "event", "session_end");
         cJSON_AddStringToObject(ev, "reason", why);
         front_audit(s->f, ev);
     }
