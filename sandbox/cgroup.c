@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -482,13 +483,6 @@ fail:;
     return -1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Kernels before 5.14: SIGKILL every pid listed in cgroup.procs. */
 static void kill_listed(const char *leaf)
 {
@@ -562,12 +556,12 @@ void sandbox_cgroup_release(const char *path)
     int fd = -1;
     if (join(ev, sizeof(ev), path, "cgroup.events") == 0)
         fd = open(ev, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    int64_t deadline = now_ms() + CG_RELEASE_MS;
+    int64_t deadline = util_mono_ms() + CG_RELEASE_MS;
     for (;;) {
         int pop = populated(fd);
         if (pop <= 0)
             break;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - util_mono_ms();
         if (left <= 0) {
             log_warn("cgroup_still_populated leaf=%s", qp);
             break;
@@ -585,7 +579,7 @@ void sandbox_cgroup_release(const char *path)
     while (rmdir(path) == -1) {
         if (errno == ENOENT)
             return;
-        if (errno != EBUSY || now_ms() >= deadline) {
+        if (errno != EBUSY || util_mono_ms() >= deadline) {
             if (!plain) /* a fake tree's leaf holds plain files; the test removes them */
                 log_warn("cgroup_rmdir_failed leaf=%s errno=%d", qp, errno);
             return;

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "util.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -508,13 +509,6 @@ struct spawn_pending {
     int64_t deadline_ms; /* CLOCK_MONOTONIC; 0: none */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_fail(struct spawn_result *res, const char *step, int err)
 {
     res->err = err;
@@ -608,7 +602,7 @@ int spawn_begin(const struct spawn_plan *plan, struct spawn_pending **pending,
     p->out_r = out[0];
     p->err_r = errp[0];
     sync_p[1] = status[0] = in[1] = out[0] = errp[0] = -1;
-    p->deadline_ms = plan->setup_timeout_ms > 0 ? mono_ms() + plan->setup_timeout_ms : 0;
+    p->deadline_ms = plan->setup_timeout_ms > 0 ? util_mono_ms() + plan->setup_timeout_ms : 0;
     *pending = p;
     p = NULL;
     rc = 0;
@@ -651,7 +645,7 @@ int spawn_timeout(const struct spawn_pending *p)
 {
     if (p->deadline_ms == 0)
         return -1;
-    int64_t left = p->deadline_ms - mono_ms();
+    int64_t left = p->deadline_ms - util_mono_ms();
     if (left <= 0)
         return 0;
     return left > INT32_MAX ? INT32_MAX : (int)left;

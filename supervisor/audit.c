@@ -54,7 +54,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -165,7 +164,7 @@ struct audit {
     uint64_t refused; /* calls refused since the log became unavailable */
     int last_errno;
     bool logged_error;
-    struct timespec last_error_log;
+    int64_t last_error_log_ms;
     uint64_t errors_not_logged;
 
     struct event *ev_flush, *ev_sync, *ev_retry;
@@ -197,25 +196,6 @@ struct audit {
 };
 
 /* ---- pure helpers ------------------------------------------------------------------------- */
-
-void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-
-    if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32) {
-        /* Cannot happen with a working libcrypto; a hash no line has breaks the chain loudly. */
-        memset(out, 'x', AUDIT_HASH_HEX);
-        out[AUDIT_HASH_HEX] = '\0';
-        return;
-    }
-    for (unsigned int i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[AUDIT_HASH_HEX] = '\0';
-}
 
 int audit_format_ts(const struct timespec *ts, char out[AUDIT_TS_LEN + 1])
 {
@@ -369,7 +349,7 @@ static uint64_t enqueue_rest(struct audit *a, const char *ts, const char *rest, 
             a->batch.p[off] = '\0';
         return 0;
     }
-    audit_sha256_hex(a->batch.p + off, linelen - 1, a->hash);
+    util_sha256_hex(a->batch.p + off, linelen - 1, a->hash);
     a->seq = seq;
     r = &a->recs[a->nrecs++];
     r->seq = seq;
@@ -479,10 +459,9 @@ static void arm_retry(struct audit *a, uint32_t ms)
 
 static void log_failure(struct audit *a, const char *op, int err)
 {
-    struct timespec now;
+    int64_t now = util_mono_ms();
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (a->logged_error && now.tv_sec - a->last_error_log.tv_sec < AUDIT_ERROR_LOG_S) {
+    if (a->logged_error && now - a->last_error_log_ms < AUDIT_ERROR_LOG_S * 1000) {
         a->errors_not_logged++;
         return;
     }
@@ -490,7 +469,7 @@ static void log_failure(struct audit *a, const char *op, int err)
               " retry_queue=%zu dropped=%" PRIu64,
               op, strerror(err), a->errors_not_logged, a->nretry, a->dropped);
     a->logged_error = true;
-    a->last_error_log = now;
+    a->last_error_log_ms = now;
     a->errors_not_logged = 0;
 }
 
@@ -1002,7 +981,7 @@ static int read_tail(int fd, struct audit_tail *t, char *err, size_t errlen)
                  "integer \"seq\")");
         goto out;
     }
-    audit_sha256_hex(buf + start, n - 1 - start, t->hash);
+    util_sha256_hex(buf + start, n - 1 - start, t->hash);
     t->empty = false;
     t->size = end;
     rc = 0;

@@ -22,14 +22,15 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "util.h"
 
 #define AUDIT_MAX_LINE        (64u * 1024u)         /* one line, its "\n" included */
 #define AUDIT_MAX_PENDING     (16u * 1024u * 1024u) /* bytes queued for the next group commit */
 #define AUDIT_RETRY_MAX       4096u                 /* failed records kept for a retry */
 #define AUDIT_RETRY_MAX_BYTES (1024u * 1024u)
-#define AUDIT_RETRY_MS        1000u /* retry interval while the log is unavailable */
-#define AUDIT_HASH_HEX        64
-#define AUDIT_TS_LEN          27 /* "2026-11-28T19:30:00.123456Z" */
+#define AUDIT_RETRY_MS        1000u           /* retry interval while the log is unavailable */
+#define AUDIT_HASH_HEX        UTIL_SHA256_HEX /* a line's hash, util_sha256_hex */
+#define AUDIT_TS_LEN          27              /* "2026-11-28T19:30:00.123456Z" */
 
 struct event_base;
 struct audit;
@@ -99,12 +100,8 @@ void audit_free(struct audit *a);
 void audit_set_io(struct audit *a, ssize_t (*write_fn)(int fd, const void *buf, size_t len),
                   int (*sync_fn)(int fd));
 
-/* Pure helpers, shared with the CLI and the tests. */
-
-/* out: 64 lower-case hex digits and a NUL. */
-void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX + 1]);
-
-/* "2026-11-28T19:30:00.123456Z" (UTC, microseconds); -1 when the year is not 0000..9999. */
+/* A pure helper, shared with the CLI and the tests: "2026-11-28T19:30:00.123456Z" (UTC,
+ * microseconds); -1 when the year is not 0000..9999. */
 int audit_format_ts(const struct timespec *ts, char out[AUDIT_TS_LEN + 1]);
 
 #endif

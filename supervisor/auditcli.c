@@ -364,7 +364,7 @@ static int verify_line(struct chain *ch, const char *file, uint64_t lineno, cons
     ch->seq = seq;
     ch->file = file;
     ch->lineno = lineno;
-    audit_sha256_hex(line, len, ch->hash);
+    util_sha256_hex(line, len, ch->hash);
     rc = 0;
 out:
     cJSON_Delete(v);

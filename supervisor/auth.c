@@ -18,23 +18,7 @@
 
 #include "jose.h"
 #include "jwks.h"
-
-void auth_sha256(const void *data, size_t len, uint8_t out[32])
-{
-    unsigned int n = 32;
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1)
-        memset(out, 0, 32); /* cannot happen with the built-in provider; never matches a key */
-}
-
-void auth_hex(const uint8_t *in, size_t len, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
+#include "util.h"
 
 void principal_free(struct principal *p)
 {
@@ -187,10 +171,10 @@ enum auth_result auth_authenticate(const struct config *cfg, const struct jwks *
         set_why(why, whylen, len == 0 ? "empty" : "too_long");
         return AUTH_INVALID;
     }
-    uint8_t digest[32];
-    char hex[65];
-    auth_sha256(token, len, digest);
-    auth_hex(digest, 8, hex);
+    uint8_t digest[UTIL_SHA256_LEN];
+    char hex[17];
+    (void)util_sha256(token, len, digest); /* failed: all zeros, which matches no key */
+    util_hex(digest, 8, hex);
 
     /* A JWT has exactly two dots; an API key has none. */
     const char *dot1 = memchr(token, '.', len);

@@ -74,9 +74,6 @@ size_t auth_filter_tools(const struct config_manifest *m, const struct principal
 void auth_scope_string(const struct config_manifest *m, const struct config_tool *t, char *out,
                        size_t outlen);
 
-void auth_sha256(const void *data, size_t len, uint8_t out[32]);
-void auth_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 bytes */
-
 /* Makes a new random API key (NUL-terminated, AUTH_KEY_PREFIX + 43 base64url characters). */
 int auth_keygen(char *out, size_t outlen);
 

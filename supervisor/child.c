@@ -10,22 +10,15 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "front.h"
 #include "frame.h"
 #include "log.h"
+#include "util.h"
 
 #define CHILD_STDERR_LINE_MAX 4096
 #define CHILD_STDERR_BURST    100.0
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void child_report_gone(struct child *c, const char *why)
 {
@@ -123,7 +116,7 @@ static void on_stderr_timer(evutil_socket_t fd, short what, void *arg)
 
 static void stderr_line(struct child *c, const char *line, size_t len)
 {
-    uint64_t now = now_ms();
+    uint64_t now = (uint64_t)util_mono_ms();
     double rate = (double)c->f->cfg->limits.stderr_lines_per_s;
     c->tokens += (double)(now - c->last_refill_ms) * rate / 1000.0;
     if (c->tokens > CHILD_STDERR_BURST)
@@ -191,7 +184,7 @@ struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char
     c->ops = ops;
     c->owner = owner;
     c->tokens = CHILD_STDERR_BURST;
-    c->last_refill_ms = now_ms();
+    c->last_refill_ms = (uint64_t)util_mono_ms();
     c->in = bufferevent_socket_new(f->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
     c->out = bufferevent_socket_new(f->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
     c->err = bufferevent_socket_new(f->base, fds[2], BEV_OPT_CLOSE_ON_FREE);

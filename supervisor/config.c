@@ -13,6 +13,7 @@
  */
 #include "config.h"
 #include "jose.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -474,51 +475,34 @@ static int check_lexical(struct ctx *c, const char *buf, size_t len)
     return 0;
 }
 
-static int cmp_member_keys(const void *a, const void *b)
+/* Fails at dup, a member somewhere in v (at names v): the search only knows the member, the
+ * message wants its path. Returns -1 once there, else 0. */
+static int fail_duplicate_at(struct ctx *c, const cJSON *v, const struct loc *at, const cJSON *dup)
 {
-    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+    size_t i = 0;
+
+    for (const cJSON *it = v->child; it != NULL; it = it->next, i++) {
+        const struct loc *here = cJSON_IsObject(v) ? KEY(at, it->string) : IDX(at, i);
+
+        if (it == dup)
+            return fail(c, here, "duplicate key");
+        if (fail_duplicate_at(c, it, here, dup) == -1)
+            return -1;
+    }
+    return 0;
 }
 
 /* cJSON keeps every copy of a repeated key; which one wins would be an accident of lookup. */
-static int check_duplicates(struct ctx *c, const cJSON *v, const struct loc *at)
+static int check_duplicates(struct ctx *c, const cJSON *v)
 {
-    const cJSON *it;
-    size_t n = 0, i = 0;
+    const cJSON *dup;
+    int rc = util_find_duplicate(v, &dup);
 
-    if (cJSON_IsObject(v) && v->child != NULL && v->child->next != NULL) {
-        const cJSON **sorted;
-
-        for (it = v->child; it != NULL; it = it->next)
-            n++;
-        sorted = malloc(n * sizeof *sorted);
-        if (sorted == NULL)
-            return oom(c);
-        for (it = v->child; it != NULL; it = it->next)
-            sorted[i++] = it;
-        qsort(sorted, n, sizeof *sorted, cmp_member_keys);
-        for (i = 1; i < n; i++) {
-            if (strcmp(sorted[i - 1]->string, sorted[i]->string) == 0) {
-                const char *key = sorted[i]->string;
-
-                free(sorted);
-                return fail(c, KEY(at, key), "duplicate key");
-            }
-        }
-        free(sorted);
-    }
-    i = 0;
-    if (cJSON_IsObject(v)) {
-        for (it = v->child; it != NULL; it = it->next) {
-            if (check_duplicates(c, it, KEY(at, it->string)) == -1)
-                return -1;
-        }
-    } else if (cJSON_IsArray(v)) {
-        for (it = v->child; it != NULL; it = it->next) {
-            if (check_duplicates(c, it, IDX(at, i++)) == -1)
-                return -1;
-        }
-    }
-    return 0;
+    if (rc == -1)
+        return oom(c);
+    if (rc == 1 && fail_duplicate_at(c, v, NULL, dup) == 0)
+        return fail(c, NULL, "duplicate key"); /* not reached: dup is in v */
+    return rc == 0 ? 0 : -1;
 }
 
 /* Reads path through the source and parses it; *out is an object on success (caller frees). */
@@ -566,7 +550,7 @@ static int load_json(struct ctx *c, const char *path, cJSON **out)
         fail_at_offset(c, buf, off, "invalid JSON");
         goto out;
     }
-    if (check_lexical(c, buf, len) == -1 || check_duplicates(c, *out, NULL) == -1)
+    if (check_lexical(c, buf, len) == -1 || check_duplicates(c, *out) == -1)
         goto out;
     if (!cJSON_IsObject(*out)) {
         fail_msg(c, NULL, "expected a JSON object at the top level");
@@ -2691,7 +2675,7 @@ int config_bundle_source(const char *bundle, size_t len, struct config_source *o
         oom(&c);
         goto out;
     }
-    if (check_duplicates(&c, root, NULL) == -1 || parse_bundle(&c, root, b, &path) == -1)
+    if (check_duplicates(&c, root) == -1 || parse_bundle(&c, root, b, &path) == -1)
         goto out;
     *out = (struct config_source){bundle_read, bundle_list, b};
     b = NULL;

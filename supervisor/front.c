@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <time.h>
 
 #include "audit.h"
+#include "auth.h"
 #include "child.h"
 #include "http.h"
 #include "httpd.h"
@@ -32,6 +32,7 @@
 #include "log.h"
 #include "privsep.h"
 #include "session.h"
+#include "util.h"
 
 #define FRONT_PRIVSEP_SNDBUF 16384 /* bytes: a few dozen messages */
 
@@ -138,6 +139,28 @@ struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m
     return sp;
 }
 
+cJSON *front_audit_event(struct front *f, const char *event, const struct principal *p,
+                         const char *server, const char *tool)
+{
+    if (f->audit == NULL)
+        return NULL;
+    cJSON *ev = cJSON_CreateObject();
+    bool ok = cJSON_AddStringToObject(ev, "event", event) != NULL;
+    if (ok && p != NULL)
+        ok = cJSON_AddStringToObject(ev, "tenant", p->tenant) != NULL &&
+             cJSON_AddStringToObject(ev, "user", p->user) != NULL &&
+             cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "") != NULL;
+    if (ok && server != NULL)
+        ok = cJSON_AddStringToObject(ev, "server", server) != NULL;
+    if (ok && tool != NULL)
+        ok = cJSON_AddStringToObject(ev, "tool", tool) != NULL;
+    if (!ok) { /* a record missing who or what would mislead: none rather than that */
+        cJSON_Delete(ev);
+        return NULL;
+    }
+    return ev;
+}
+
 uint64_t front_audit(struct front *f, cJSON *ev)
 {
     if (f->audit == NULL) {
@@ -157,7 +180,7 @@ uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON
         cJSON_Delete(ev);
         return 0;
     }
-    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, front_now_ms(),
+    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, util_mono_ms(),
                         NULL) != QUOTA_OK) {
         b->suppressed++;
         cJSON_Delete(ev);
@@ -170,23 +193,13 @@ uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON
     return front_audit(f, ev);
 }
 
-int64_t front_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* An audit record of the spawner's doing: spawn (ok or failed) and exit. */
 static void audit_child(struct front *f, const char *event, const char *server, const char *tenant,
                         pid_t pid)
 {
-    if (f->audit == NULL)
+    cJSON *ev = front_audit_event(f, event, NULL, server, NULL);
+    if (ev == NULL)
         return;
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", event);
-    if (server != NULL)
-        cJSON_AddStringToObject(ev, "server", server);
     if (tenant != NULL)
         cJSON_AddStringToObject(ev, "tenant", tenant);
     cJSON_AddNumberToObject(ev, "child_pid", pid);
@@ -257,11 +270,12 @@ static void reload_tls(struct front *f, int fd)
     size_t n = 0;
     if (ncfg == NULL) {
         log_error("reload_refused error=\"%s\"", err);
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "config_reload");
-        cJSON_AddStringToObject(ev, "outcome", "refused");
-        cJSON_AddStringToObject(ev, "error", err);
-        front_audit(f, ev);
+        cJSON *ev = front_audit_event(f, "config_reload", NULL, NULL, NULL);
+        if (ev != NULL) {
+            cJSON_AddStringToObject(ev, "outcome", "refused");
+            cJSON_AddStringToObject(ev, "error", err);
+            front_audit(f, ev);
+        }
         return;
     }
     for (size_t i = 0; i < f->nlisteners && i < ncfg->nlisteners; i++) {
@@ -281,11 +295,12 @@ static void reload_tls(struct front *f, int fd)
     }
     jwks_reload_text(f->jwks, ncfg->jwt_jwks_text);
     config_free(ncfg);
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", "config_reload");
-    cJSON_AddStringToObject(ev, "outcome", "ok");
-    cJSON_AddNumberToObject(ev, "tls_listeners", (double)n);
-    front_audit(f, ev);
+    cJSON *ev = front_audit_event(f, "config_reload", NULL, NULL, NULL);
+    if (ev != NULL) {
+        cJSON_AddStringToObject(ev, "outcome", "ok");
+        cJSON_AddNumberToObject(ev, "tls_listeners", (double)n);
+        front_audit(f, ev);
+    }
     log_info("reloaded tls_listeners=%zu note=\"certificates, keys and jwks_file reloaded; other "
              "settings take effect at restart\"",
              n);
@@ -392,10 +407,8 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
                 }
             } else {
                 msg.spawn_failed.step[sizeof(msg.spawn_failed.step) - 1] = '\0';
-                if (f->audit != NULL) {
-                    cJSON *ev = cJSON_CreateObject();
-                    cJSON_AddStringToObject(ev, "event", "spawn");
-                    cJSON_AddStringToObject(ev, "server", sp->server);
+                cJSON *ev = front_audit_event(f, "spawn", NULL, sp->server, NULL);
+                if (ev != NULL) {
                     cJSON_AddStringToObject(ev, "tenant", sp->tenant_name);
                     cJSON_AddStringToObject(ev, "outcome", "failed");
                     cJSON_AddStringToObject(ev, "step", msg.spawn_failed.step);
@@ -421,13 +434,11 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
         } else if (msg.type == PRIVSEP_EXITED) {
             struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
             struct lingering *l = idmap_del(&f->lingering, (uint64_t)msg.exited.pid);
-            if (f->audit != NULL) {
-                cJSON *ev = cJSON_CreateObject();
-                cJSON_AddStringToObject(ev, "event", "exit");
-                if (c != NULL || l != NULL) {
-                    cJSON_AddStringToObject(ev, "server", c != NULL ? c->server : l->server);
+            const char *server = c != NULL ? c->server : l != NULL ? l->server : NULL;
+            cJSON *ev = front_audit_event(f, "exit", NULL, server, NULL);
+            if (ev != NULL) {
+                if (server != NULL)
                     cJSON_AddStringToObject(ev, "tenant", c != NULL ? c->tenant : l->tenant);
-                }
                 cJSON_AddNumberToObject(ev, "child_pid", msg.exited.pid);
                 if (msg.exited.signal != 0) {
                     cJSON_AddNumberToObject(ev, "signal", msg.exited.signal);
@@ -516,7 +527,7 @@ static void listening_log(int fd, bool admin, bool tls)
 static void on_quota_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct front *f = arg;
-    quota_sweep(f->quotas, front_now_ms(), 0);
+    quota_sweep(f->quotas, util_mono_ms(), 0);
 }
 
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd)

@@ -23,6 +23,7 @@ struct jwks;
 struct http_listener;
 struct audit;
 struct quota_table;
+struct principal;
 union privsep_msg;
 
 /* Called once per spawn request: pid > 0 with the child's three fds (ownership passes to the
@@ -76,6 +77,15 @@ int front_fit_descriptors(struct config_limits *lim, uint64_t nofile);
 /* audit_fd: the audit log the parent opened (taken), or -1 without one. */
 int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, int audit_fd);
 
+/*
+ * A new audit record with what most records share: "event", then the principal's tenant, user
+ * and agent ("" without one) when p is given, then server and tool when not NULL. The caller adds
+ * what is particular to it and hands it to front_audit or front_audit_limited. NULL without an
+ * audit log (there is nothing to assemble) or out of memory.
+ */
+cJSON *front_audit_event(struct front *f, const char *event, const struct principal *p,
+                         const char *server, const char *tool);
+
 /* Appends an audit record (takes ev, a cJSON object with "event"). Returns its seq, or 0 without
  * an audit log or when it could not be queued. */
 uint64_t front_audit(struct front *f, cJSON *ev);
@@ -95,9 +105,6 @@ struct front_audit_burst {
 extern struct front_audit_burst front_quota_refused_burst;
 /* Appends ev (taken) within b's ceiling; returns its seq, or 0 when suppressed or not written. */
 uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON *ev);
-
-/* Monotonic milliseconds, for quotas and latencies. */
-int64_t front_now_ms(void);
 
 /* Loads the configuration from a bundle memfd the parent sealed (closes fd); NULL with a
  * message. */

@@ -19,9 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "auth.h"
@@ -35,6 +33,7 @@
 #include "quota.h"
 #include "session.h"
 #include "sse.h"
+#include "util.h"
 
 #define MODERN_VERSION_KEY "io.modelcontextprotocol/protocolVersion"
 
@@ -699,22 +698,18 @@ static void audit_auth_failure(struct front *f, struct hreq *req, const char *se
     static struct front_audit_burst burst = {"\x1e"
                                              "auth_failure",
                                              0};
-    if (f->audit == NULL)
+    cJSON *ev = front_audit_event(f, "auth_failure", NULL, server, NULL);
+    if (ev == NULL)
         return;
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", "auth_failure");
     cJSON_AddStringToObject(ev, "reason", reason);
-    cJSON_AddStringToObject(ev, "server", server);
     cJSON_AddStringToObject(ev, "remote", hreq_peer(req));
     const char *auth = hreq_header(req, "Authorization");
     if (auth != NULL) {
         const char *cred = strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : auth;
-        unsigned char md[32];
-        unsigned int mdlen = 0;
+        uint8_t md[UTIL_SHA256_LEN];
         char hex[17];
-        if (EVP_Digest(cred, strlen(cred), md, &mdlen, EVP_sha256(), NULL) == 1) {
-            for (int i = 0; i < 8; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        if (util_sha256(cred, strlen(cred), md) == 0) {
+            util_hex(md, 8, hex);
             cJSON_AddStringToObject(ev, "token_sha256_prefix", hex);
         }
     }
@@ -732,7 +727,7 @@ static bool principal_admit(struct front *f, struct hreq *req, const struct prin
     long retry = -1;
     snprintf(key, sizeof(key), "%s\x1f%s", p->tenant, p->user);
     enum quota_verdict v = quota_admit_key(f->quotas, key, lim->principal_rate_per_s,
-                                           lim->principal_burst, front_now_ms(), &retry);
+                                           lim->principal_burst, util_mono_ms(), &retry);
     if (v == QUOTA_OK)
         return true;
     long secs = retry > 0 ? (retry + 999) / 1000 : 1;
@@ -745,12 +740,8 @@ static bool principal_admit(struct front *f, struct hreq *req, const struct prin
              quota_verdict_text(v), p->user, p->tenant, secs);
     log_info("principal_rate_refused tenant=%s user=%s retry_after_ms=%ld", p->tenant, p->user,
              retry);
-    if (f->audit != NULL) {
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "quota_refused");
-        cJSON_AddStringToObject(ev, "tenant", p->tenant);
-        cJSON_AddStringToObject(ev, "user", p->user);
-        cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "");
+    cJSON *ev = front_audit_event(f, "quota_refused", p, NULL, NULL);
+    if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", "principal request ceiling");
         cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
         front_audit_limited(f, &front_quota_refused_burst, ev);
@@ -852,16 +843,6 @@ static void on_jwks_refreshed(void *arg)
     dispatch(req, l, true);
 }
 
-/* Token lifetimes are checked against CLOCK_REALTIME itself: time(2) reads a coarse clock that
- * can lag a few milliseconds behind the issuer's, enough to call a fresh token "not yet valid"
- * at a second boundary when leeway_s is 0. */
-static int64_t wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
 static void dispatch(struct hreq *req, struct http_listener *l, bool retried)
 {
     struct front *f = l->f;
@@ -929,7 +910,7 @@ static void dispatch(struct hreq *req, struct http_listener *l, bool retried)
     struct call c = {.f = f, .l = l, .req = req};
     char why[64];
     enum auth_result ar = auth_authenticate(cfg, f->jwks, hreq_header(req, "Authorization"), sname,
-                                            wall_now(), &c.principal, why, sizeof(why));
+                                            util_wall_s(), &c.principal, why, sizeof(why));
     if (ar == AUTH_RETRY && !retried) {
         /* A key we have not seen: wait for one JWKS refresh, then try again. */
         struct parked *pk = calloc(1, sizeof(*pk));

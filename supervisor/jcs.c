@@ -23,9 +23,9 @@
  */
 #include "jcs.h"
 #include "strbuf.h"
+#include "util.h"
 
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,7 +123,6 @@ static int utf16_cmp(const char *a, const char *b)
  */
 static int put_string(struct strbuf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     size_t n = strlen(s), i = 0, run = 0; /* run: bytes before i still to copy as they are */
 
@@ -167,8 +166,9 @@ static int put_string(struct strbuf *b, const char *s)
             strbuf_put(b, "\\\\", 2);
             break;
         default: {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            strbuf_put(b, esc, sizeof esc);
+            char esc[7] = "\\u00";
+            util_hex(&c, 1, esc + 4);
+            strbuf_put(b, esc, 6);
         }
         }
         i++;
@@ -414,10 +414,7 @@ int jcs_tool_pin(const cJSON *tool, char out[JCS_PIN_HEX])
      * directly; the tests compare it with jcs_canonicalize of the same members. */
     static const char *const pinned[] = {"annotations", "description",  "inputSchema",
                                          "name",        "outputSchema", "title"};
-    static const char hex[] = "0123456789abcdef";
     struct strbuf b = {0};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     bool first = true;
     int rc = -1;
 
@@ -438,13 +435,10 @@ int jcs_tool_pin(const cJSON *tool, char out[JCS_PIN_HEX])
             goto out;
     }
     strbuf_putc(&b, '}');
-    if (b.failed || EVP_Digest(b.p, b.len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+    if (b.failed || util_sha256_hex(b.p, b.len, out) == -1) {
+        out[0] = '\0';
         goto out;
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
     }
-    out[64] = '\0';
     rc = 0;
 out:
     free(b.p);

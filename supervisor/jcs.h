@@ -12,8 +12,10 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "util.h"
+
 #define JCS_MAX_DEPTH 64 /* arrays and objects nested deeper than this are refused */
-#define JCS_PIN_HEX   65 /* 64 lower-case hex digits of a SHA-256 and the NUL */
+#define JCS_PIN_HEX   (UTIL_SHA256_HEX + 1) /* a SHA-256 in lower-case hex, and the NUL */
 
 /*
  * Canonical JSON text of v (RFC 8785): objects' members sorted by their names' UTF-16 code units,

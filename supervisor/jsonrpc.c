@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
 #include "version.h"
 
 static bool id_ok(const cJSON *id)
@@ -227,44 +228,6 @@ char *jsonrpc_id_text(const cJSON *id)
     return cJSON_PrintUnformatted(id);
 }
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-bool jsonrpc_has_duplicate_keys(const cJSON *v)
-{
-    if (v == NULL)
-        return false;
-    if (cJSON_IsObject(v)) {
-        size_t n = 0;
-        for (const cJSON *c = v->child; c != NULL; c = c->next)
-            n++;
-        if (n > 1) {
-            const char **names = malloc(n * sizeof(*names));
-            if (names == NULL)
-                return true;
-            size_t i = 0;
-            for (const cJSON *c = v->child; c != NULL; c = c->next)
-                names[i++] = c->string != NULL ? c->string : "";
-            qsort(names, n, sizeof(*names), name_cmp);
-            bool dup = false;
-            for (i = 1; i < n && !dup; i++)
-                dup = strcmp(names[i - 1], names[i]) == 0;
-            free(names);
-            if (dup)
-                return true;
-        }
-    }
-    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-        for (const cJSON *c = v->child; c != NULL; c = c->next) {
-            if (jsonrpc_has_duplicate_keys(c))
-                return true;
-        }
-    }
-    return false;
-}
-
 /* Decodes one UTF-8 sequence at p (n bytes left): the code point and its length, or -1. */
 static long utf8_one(const unsigned char *p, size_t n, size_t *used)
 {
@@ -353,9 +316,10 @@ cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem)
             return v;
         }
     }
+    const cJSON *dup;
     if (has_nul(text, len))
         *problem = "a NUL character (\\u0000) in a string";
-    else if (jsonrpc_has_duplicate_keys(v))
+    else if (util_find_duplicate(v, &dup) != 0) /* or out of memory: fail closed */
         *problem = "an object naming a member twice";
     return v;
 }

@@ -70,17 +70,10 @@ char *jsonrpc_id_text(const cJSON *id);
  *     read a second message from the same line),
  *   - a \u0000 escape or a NUL byte (cJSON's strings end there; the checks would see a shorter
  *     string than the server),
- *   - a member named twice (see jsonrpc_has_duplicate_keys).
+ *   - a member named twice, at any depth (see util_find_duplicate; cJSON would check the first,
+ *     most other parsers run the last), or too little memory to tell.
  */
 cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem);
-
-/*
- * Whether any object in v, at any depth, names a member twice. cJSON answers lookups with the
- * first of two equal names while most other parsers keep the last, so a message the broker
- * checks must not be forwarded as bytes another parser reads differently: such messages are
- * refused. Also true when the check cannot be done (no memory): fail closed.
- */
-bool jsonrpc_has_duplicate_keys(const cJSON *v);
 
 /*
  * text, a JSON text as cJSON prints it (bytes above 0x7e occur only inside strings), with every

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util.h"
+
 static const char *log_proc = "mcpvisor";
 static enum log_level log_min = LOG_LEVEL_INFO;
 
@@ -88,7 +90,6 @@ void fatalx(const char *fmt, ...)
 
 char *log_quote(char *out, size_t outlen, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     if (outlen < 6) {
         if (outlen > 0)
@@ -98,7 +99,7 @@ char *log_quote(char *out, size_t outlen, const char *s, size_t len)
     out[o++] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[5];
+        char esc[5]; /* \xNN and the NUL util_hex writes */
         size_t elen = 0;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
@@ -107,8 +108,7 @@ char *log_quote(char *out, size_t outlen, const char *s, size_t len)
         } else if (c < 0x20 || c >= 0x7f) { /* log lines stay ASCII: no C1 controls */
             esc[0] = '\\';
             esc[1] = 'x';
-            esc[2] = hex[c >> 4];
-            esc[3] = hex[c & 15];
+            util_hex(&c, 1, esc + 2);
             elen = 4;
         } else {
             esc[0] = (char)c;

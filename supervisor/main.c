@@ -34,6 +34,7 @@
 #include "policy.h"
 #include "spawner.h"
 #include "tls.h"
+#include "util.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG  "/etc/mcpvisor/mcpvisor.json"
@@ -506,15 +507,17 @@ static int cmd_keygen(int argc, char **argv)
         cJSON_Delete(scopes);
         return 2;
     }
-    char key[128], hex[65];
-    uint8_t digest[32];
+    char key[128], hex[UTIL_SHA256_HEX + 1];
     if (auth_keygen(key, sizeof(key)) == -1) {
         fprintf(stderr, "mcpvisor keygen: no randomness available\n");
         cJSON_Delete(scopes);
         return 1;
     }
-    auth_sha256(key, strlen(key), digest);
-    auth_hex(digest, 32, hex);
+    if (util_sha256_hex(key, strlen(key), hex) == -1) {
+        fprintf(stderr, "mcpvisor keygen: SHA-256 unavailable\n");
+        cJSON_Delete(scopes);
+        return 1;
+    }
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddStringToObject(rec, "sha256", hex);
     cJSON_AddStringToObject(rec, "tenant", tenant);

@@ -49,6 +49,7 @@
 #include "plan.h"
 #include "policy.h"
 #include "spawn.h"
+#include "util.h"
 #include "version.h"
 
 #define PIN_EXCHANGE_MS 10000 /* one request and its answer */
@@ -79,13 +80,6 @@ struct pin_child {
     int status; /* wait status once reaped, else -1 */
     char cgroup[512];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void close_fd(int *fd)
 {
@@ -145,7 +139,7 @@ static int pump(struct pin_child *c, int64_t deadline, bool discard, char *err, 
         ierr = np;
         p[np++] = (struct pollfd){.fd = c->err, .events = POLLIN};
     }
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - util_mono_ms();
     if (left <= 0) {
         snprintf(err, errlen, "no answer within %d s", PIN_EXCHANGE_MS / 1000);
         return -1;
@@ -278,7 +272,7 @@ static int exchange(struct pin_child *c, const char *method, cJSON *params, cJSO
     }
     cJSON_free(text);
 
-    int64_t deadline = now_ms() + PIN_EXCHANGE_MS;
+    int64_t deadline = util_mono_ms() + PIN_EXCHANGE_MS;
     for (;;) {
         char *line;
         size_t len;
@@ -331,7 +325,7 @@ static int exchange(struct pin_child *c, const char *method, cJSON *params, cJSO
 /* Flushes queued bytes (a notification) within the deadline. */
 static int flush_queue(struct pin_child *c, char *err, size_t errlen)
 {
-    int64_t deadline = now_ms() + PIN_EXCHANGE_MS;
+    int64_t deadline = util_mono_ms() + PIN_EXCHANGE_MS;
     while (c->woff < c->wlen) {
         if (pump(c, deadline, false, err, errlen) == -1)
             return -1;
@@ -345,7 +339,7 @@ static void stop_child(struct pin_child *c)
 {
     close_fd(&c->in);
     if (c->pid > 0) {
-        int64_t deadline = now_ms() + PIN_REAP_MS;
+        int64_t deadline = util_mono_ms() + PIN_REAP_MS;
         char ignored[64];
         for (;;) {
             int st;
@@ -356,7 +350,7 @@ static void stop_child(struct pin_child *c)
             }
             if (p == -1 && errno != EINTR)
                 break;
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - util_mono_ms();
             if (left <= 0) {
                 kill(-c->pid, SIGKILL); /* the child leads its own session and group */
                 kill(c->pid, SIGKILL);
@@ -371,7 +365,7 @@ static void stop_child(struct pin_child *c)
                 nanosleep(&ts, NULL);
             } else {
                 /* Drains what it still writes, so it is not stuck on a full pipe. */
-                pump(c, now_ms() + (left < 20 ? left : 20), true, ignored, sizeof(ignored));
+                pump(c, util_mono_ms() + (left < 20 ? left : 20), true, ignored, sizeof(ignored));
             }
         }
         c->pid = -1;
@@ -639,8 +633,12 @@ static void safe_name(const char *s, char *out, size_t outlen)
         unsigned char b = (unsigned char)*s;
         if (b >= 0x20 && b < 0x7f && b != '\\')
             out[o++] = (char)b;
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", b);
+        else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            util_hex(&b, 1, out + o);
+            o += 2;
+        }
     }
     out[o] = '\0';
 }

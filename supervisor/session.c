@@ -21,9 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
-
-#include <openssl/evp.h>
 
 #include "audit.h"
 #include "auth.h"
@@ -36,6 +33,7 @@
 #include "jsonrpc.h"
 #include "log.h"
 #include "quota.h"
+#include "util.h"
 
 struct srvreq {
     uint64_t id;     /* the id the client sees */
@@ -124,8 +122,7 @@ void session_module_init(struct front *f)
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(call_nonce + 2 * i, 3, "%02x", rnd[i]);
+    util_hex(rnd, sizeof(rnd), call_nonce);
 }
 
 size_t session_count(void)
@@ -266,7 +263,7 @@ static int spawn_rate_admit(const struct front *f, const struct config_tenant *t
     const struct config_limits *lim = &f->cfg->limits;
     char key[CONFIG_NAME_MAX + 16];
     long retry = -1;
-    int64_t now = front_now_ms();
+    int64_t now = util_mono_ms();
     snprintf(key, sizeof(key), "\x1espawns\x1f%s", t->name);
     uint32_t tb = lim->spawns_per_minute_per_tenant / 6, gb = lim->spawns_per_minute / 6;
     if (quota_admit_key(f->quotas, key, lim->spawns_per_minute_per_tenant / 60.0, tb ? tb : 1, now,
@@ -658,26 +655,22 @@ static void pending_free(struct pending *p)
 
 /* ---- audit ------------------------------------------------------------------------------- */
 
-/* The who/what/where of a request, for its audit records. NULL without an audit log. A call's
- * records share its call_id: a seq can change when a failed write is retried, this cannot. */
-static cJSON *audit_base(struct session *s, const struct principal *caller, const char *method,
-                         const char *target, const cJSON *id)
+/* A session's audit record: the who/what/where of a request (method NULL for the session's own
+ * records). NULL without an audit log. A call's records share its call_id: a seq can change when
+ * a failed write is retried, this cannot. */
+static cJSON *audit_base(struct session *s, const char *event, const struct principal *caller,
+                         const char *method, const char *target, const cJSON *id)
 {
-    if (s->f->audit == NULL)
+    cJSON *b = front_audit_event(s->f, event, caller, s->m->name, target);
+    if (b == NULL)
         return NULL;
-    cJSON *b = cJSON_CreateObject();
     if (id != NULL) {
         char cid[48];
         snprintf(cid, sizeof(cid), "%s-%" PRIu64, call_nonce, ++next_call_id);
         cJSON_AddStringToObject(b, "call_id", cid);
     }
-    cJSON_AddStringToObject(b, "tenant", caller->tenant);
-    cJSON_AddStringToObject(b, "user", caller->user);
-    cJSON_AddStringToObject(b, "agent", caller->agent != NULL ? caller->agent : "");
-    cJSON_AddStringToObject(b, "server", s->m->name);
-    cJSON_AddStringToObject(b, "method", method);
-    if (target != NULL)
-        cJSON_AddStringToObject(b, "tool", target);
+    if (method != NULL)
+        cJSON_AddStringToObject(b, "method", method);
     if (target != NULL && strcmp(method, "tools/call") == 0) {
         const struct config_tool *t = config_tool_find(s->m, target);
         if (t != NULL && t->version != NULL)
@@ -689,6 +682,12 @@ static cJSON *audit_base(struct session *s, const struct principal *caller, cons
     return b;
 }
 
+/* Renames a call's record (its call and its result share the rest). False out of memory. */
+static bool audit_rename(cJSON *ev, const char *event)
+{
+    return cJSON_ReplaceItemInObjectCaseSensitive(ev, "event", cJSON_CreateString(event));
+}
+
 /* The "result" record of an audited call: how it ended. */
 static void audit_result(struct pending *p, const char *outcome, size_t bytes_out)
 {
@@ -696,12 +695,13 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
     if (p->audit == NULL || p->call_seq == 0)
         return;
     cJSON *ev = cJSON_Duplicate(p->audit, 1);
-    if (ev == NULL)
+    if (ev == NULL || !audit_rename(ev, "result")) {
+        cJSON_Delete(ev);
         return;
-    cJSON_AddStringToObject(ev, "event", "result");
+    }
     cJSON_AddNumberToObject(ev, "call_seq", (double)p->call_seq);
     cJSON_AddStringToObject(ev, "outcome", outcome);
-    cJSON_AddNumberToObject(ev, "latency_ms", (double)(front_now_ms() - p->t0_ms));
+    cJSON_AddNumberToObject(ev, "latency_ms", (double)(util_mono_ms() - p->t0_ms));
     cJSON_AddNumberToObject(ev, "bytes_out", (double)bytes_out);
     if (!p->forwarded)
         cJSON_AddFalseToObject(ev, "forwarded"); /* refused or cancelled before it went out */
@@ -712,16 +712,18 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
 }
 
 /* A refusal before the call went anywhere: a call record (forwarded: false) and its result.
- * Takes base. */
+ * Takes base, a "call" record. */
 static void audit_refused(struct session *s, cJSON *base, const char *type)
 {
     if (base == NULL)
         return;
     cJSON *call = cJSON_Duplicate(base, 1);
-    cJSON_AddStringToObject(call, "event", "call");
     cJSON_AddFalseToObject(call, "forwarded");
     uint64_t seq = front_audit(s->f, call);
-    cJSON_AddStringToObject(base, "event", "result");
+    if (!audit_rename(base, "result")) {
+        cJSON_Delete(base);
+        return;
+    }
     if (seq > 0)
         cJSON_AddNumberToObject(base, "call_seq", (double)seq);
     cJSON_AddStringToObject(base, "outcome", type);
@@ -1079,7 +1081,7 @@ static void held_audit(struct session *s, const struct held *h, const char *type
     if (!is_audited(method) || call_target(h->msg, method) == NULL)
         return;
     audit_refused(s,
-                  audit_base(s, h->caller, method, call_target(h->msg, method),
+                  audit_base(s, "call", h->caller, method, call_target(h->msg, method),
                              cJSON_GetObjectItemCaseSensitive(h->msg, "id")),
                   type);
 }
@@ -1200,7 +1202,7 @@ static void tools_verify_start(struct session *s)
         s->relist = true;
         return;
     }
-    int64_t now = front_now_ms();
+    int64_t now = util_mono_ms();
     if (now < s->over_budget_until_ms)
         return; /* listed again on the first tool request after the budget's window */
     int64_t ms = listing_wait_ms(&s->budget, now);
@@ -1243,10 +1245,10 @@ static void tools_over_budget(struct session *s, const char *why, int64_t retry_
 {
     char qw[384], msg[512];
     listing_drop(s);
-    s->over_budget_until_ms = front_now_ms() + retry_ms;
+    s->over_budget_until_ms = util_mono_ms() + retry_ms;
     snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
     s->tools_state = TOOLS_FAILED;
-    s->tools_failed_ms = front_now_ms();
+    s->tools_failed_ms = util_mono_ms();
     s->relist = false;
     evtimer_del(s->list_timer);
     log_warn("listing_over_budget session=%.8s server=%s tenant=%s retry_after_ms=%lld reason=%s",
@@ -1261,7 +1263,7 @@ static int listing_spend(struct session *s, size_t bytes, size_t tools, size_t n
 {
     char why[256];
     int64_t retry = 0;
-    if (listing_charge(&s->budget, &s->f->cfg->limits, front_now_ms(), bytes, tools, nodes, why,
+    if (listing_charge(&s->budget, &s->f->cfg->limits, util_mono_ms(), bytes, tools, nodes, why,
                        sizeof(why), &retry) == 0)
         return 0;
     tools_over_budget(s, why, retry);
@@ -1297,7 +1299,7 @@ static void tools_list_now(struct session *s)
     const struct config_limits *lim = &s->f->cfg->limits;
     s->tools_state = TOOLS_LISTING;
     s->relist = false;
-    listing_started(&s->budget, front_now_ms());
+    listing_started(&s->budget, util_mono_ms());
     listing_drop(s);
     s->listing = contract_new(s->m);
     if (s->listing != NULL) {
@@ -1329,7 +1331,7 @@ static void tools_verify_fail(struct session *s, const char *why)
     listing_drop(s);
     snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
     s->tools_state = TOOLS_FAILED;
-    s->tools_failed_ms = front_now_ms();
+    s->tools_failed_ms = util_mono_ms();
     char qw[384]; /* holds the server's words */
     log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=%s", s->id, s->m->name,
              s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
@@ -1357,11 +1359,9 @@ static void tools_report(struct session *s, const struct contract *c)
             continue;
         if (!first_report(m->name, t->name, t->pin))
             continue;
-        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF && s->f->audit != NULL) {
-            cJSON *ev = cJSON_CreateObject();
-            cJSON_AddStringToObject(ev, "event", "schema_drift");
-            cJSON_AddStringToObject(ev, "server", m->name);
-            cJSON_AddStringToObject(ev, "tool", t->name);
+        bool drift = t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF;
+        cJSON *ev = drift ? front_audit_event(s->f, "schema_drift", NULL, m->name, t->name) : NULL;
+        if (ev != NULL) {
             if (t->cfg->version != NULL)
                 cJSON_AddStringToObject(ev, "tool_version", t->cfg->version);
             cJSON_AddStringToObject(ev, "pinned_sha256", t->cfg->sha256);
@@ -1370,7 +1370,7 @@ static void tools_report(struct session *s, const struct contract *c)
             cJSON_AddStringToObject(ev, "action", hidden ? "hidden" : "served");
             front_audit(s->f, ev);
         }
-        if (t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF)
+        if (drift)
             log_warn("tool_drift server=%s tool=%s tool_version=%s pinned=%s observed=%s "
                      "pin_mode=%s action=%s",
                      m->name, t->name, t->cfg->version != NULL ? t->cfg->version : "-",
@@ -1616,27 +1616,14 @@ static size_t filter_listing(struct session *s, cJSON *result)
     return hidden;
 }
 
-/* SHA-256 of bytes as hex: raw payloads are logged by hash, never passed through. */
-static void hash_hex(const char *b, size_t n, char out[JCS_PIN_HEX])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(b, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-        out[0] = '\0';
-        return;
-    }
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* A child answered a request with something unusable: the caller gets -32012, the log the
  * payload's hash. errs may be NULL. */
 static void fail_result(struct session *s, struct pending *p, const char *line, size_t len,
                         int code, const char *type, const char *reason,
                         struct jsonschema_error *errs, size_t nerrs)
 {
-    char h[JCS_PIN_HEX];
-    hash_hex(line, len, h);
+    char h[UTIL_SHA256_HEX + 1]; /* raw payloads are logged by hash, never passed through */
+    util_sha256_hex(line, len, h);
     char qn[160];
     log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=\"%s\"", type, s->id,
              s->m->name, quoted(qn, sizeof(qn), p->tool != NULL ? p->tool : "-"), len, h, reason);
@@ -1689,7 +1676,7 @@ void session_audit_refused(struct session *s, const struct principal *caller, co
     if (!is_audited(method) || call_target(msg, method) == NULL)
         return;
     audit_refused(s,
-                  audit_base(s, caller, method, call_target(msg, method),
+                  audit_base(s, "call", caller, method, call_target(msg, method),
                              cJSON_GetObjectItemCaseSensitive(msg, "id")),
                   type);
 }
@@ -1768,7 +1755,7 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
     long retry = -1;
     enum quota_verdict v =
         quota_admit_call(s->f->quotas, caller->tenant, caller->user, s->m->name, tc->name, q,
-                         s->t->quota_scale, front_now_ms(), &retry, slot);
+                         s->t->quota_scale, util_mono_ms(), &retry, slot);
     if (v == QUOTA_OK)
         return 0;
     snprintf(why, sizeof(why), "quota exceeded: %s for tool %s%s", quota_verdict_text(v), tc->name,
@@ -1777,14 +1764,8 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
              "retry_after_ms=%ld",
              s->id, s->m->name, tc->name, caller->tenant, caller->user, quota_verdict_text(v),
              retry);
-    if (s->f->audit != NULL) {
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "quota_refused");
-        cJSON_AddStringToObject(ev, "tenant", caller->tenant);
-        cJSON_AddStringToObject(ev, "user", caller->user);
-        cJSON_AddStringToObject(ev, "agent", caller->agent != NULL ? caller->agent : "");
-        cJSON_AddStringToObject(ev, "server", s->m->name);
-        cJSON_AddStringToObject(ev, "tool", tc->name);
+    cJSON *ev = front_audit_event(s->f, "quota_refused", caller, s->m->name, tc->name);
+    if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
         if (retry >= 0)
             cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
@@ -1828,7 +1809,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         goto out;
     }
     if (audited) {
-        base = audit_base(s, caller, method, call_target(msg, method), id);
+        base = audit_base(s, "call", caller, method, call_target(msg, method), id);
         if (base == NULL && s->f->audit != NULL) {
             rc = refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
                         "audit unavailable: out of memory for the record; the call was not "
@@ -1864,16 +1845,16 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED, busy, "quota_exceeded", 1000);
         goto out;
     }
-    if (is_tool_method(method) && front_now_ms() < s->over_budget_until_ms) {
+    if (is_tool_method(method) && util_mono_ms() < s->over_budget_until_ms) {
         char why[512];
         snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
         refused = "server_unavailable";
         rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
-                    (long)(s->over_budget_until_ms - front_now_ms()));
+                    (long)(s->over_budget_until_ms - util_mono_ms()));
         goto out;
     }
     if (is_tool_method(method) && s->tools_state == TOOLS_FAILED && s->ready &&
-        front_now_ms() - s->tools_failed_ms >= SESSION_RELIST_MS)
+        util_mono_ms() - s->tools_failed_ms >= SESSION_RELIST_MS)
         tools_verify_start(s); /* the last listing failed a while ago: try again */
     if (is_tool_method(method) &&
         (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING)) {
@@ -1945,7 +1926,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     p->client_id = id_raw(msg, text, len);
     p->client_key = jsonrpc_id_text(id);
     p->bid = ++s->f->next_bid;
-    p->t0_ms = front_now_ms();
+    p->t0_ms = util_mono_ms();
     p->initialize = method != NULL && strcmp(method, "initialize") == 0;
     if (method != NULL && strcmp(method, "tools/list") == 0)
         p->filter_for = principal_dup(caller);
@@ -2011,10 +1992,9 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     p->held_line = out;
     p->held_len = outlen;
     if (ev != NULL) {
-        char h[JCS_PIN_HEX];
-        cJSON_AddStringToObject(ev, "event", "call");
+        char h[UTIL_SHA256_HEX + 1];
         if (cargs != NULL) {
-            hash_hex(cargs, cargs_len, h);
+            util_sha256_hex(cargs, cargs_len, h);
             cJSON_AddStringToObject(ev, "args_sha256", h);
         }
         cJSON_AddNumberToObject(ev, "bytes_in", (double)p->bytes_in);
@@ -2216,7 +2196,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
             cJSON_Delete(msg);
             pending_fail(p, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
-                         (long)(s->over_budget_until_ms - front_now_ms()));
+                         (long)(s->over_budget_until_ms - util_mono_ms()));
             return;
         }
         size_t changed = auth_filter_tools(s->m, p->filter_for, result);
@@ -2430,9 +2410,7 @@ void session_refresh_expiry(struct session *s, const struct principal *p)
         if (s->expiry_timer == NULL)
             return;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t now = ts.tv_sec;
+    int64_t now = util_wall_s();
     struct timeval tv = {.tv_sec = p->exp > now ? (time_t)(p->exp - now) : 0};
     evtimer_add(s->expiry_timer, &tv);
 }
@@ -2478,8 +2456,7 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     do {
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
             goto fail;
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
+        util_hex(rnd, sizeof(rnd), s->id);
     } while (idmap_get(&by_key, id_key(s->id)) != NULL);
     if (sse_ring_init(&s->replay, f->cfg->limits.sse_replay_events, SESSION_REPLAY_MAX_BYTES) == -1)
         goto fail;
@@ -2501,10 +2478,8 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
              m->name, t->name, p->user, p->agent != NULL ? p->agent : "-",
              legacy_sse ? "sse" : "streamable");
-    cJSON *ev = audit_base(s, p, "initialize", NULL, NULL);
+    cJSON *ev = audit_base(s, "session_start", p, NULL, NULL, NULL);
     if (ev != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
-        cJSON_AddStringToObject(ev, "event", "session_start");
         cJSON_AddStringToObject(ev, "transport", legacy_sse ? "sse" : "streamable");
         front_audit(f, ev);
     }
@@ -2558,10 +2533,8 @@ void session_end(struct session *s, const char *why)
     evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
-    cJSON *ev = audit_base(s, s->principal, "-", NULL, NULL);
+    cJSON *ev = audit_base(s, "session_end", s->principal, NULL, NULL, NULL);
     if (ev != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "method");
-        cJSON_AddStringToObject(ev, "event", "session_end");
         cJSON_AddStringToObject(ev, "reason", why);
         front_audit(s->f, ev);
     }

@@ -155,7 +155,7 @@ static void last_hash(const char *path, char out[65])
     assert_int_equal(*end, '\n');
     while (start > text && start[-1] != '\n')
         start--;
-    audit_sha256_hex(start, (size_t)(end - start), out);
+    util_sha256_hex(start, (size_t)(end - start), out);
     free(text);
 }
 

@@ -410,16 +410,18 @@ static void duplicate_keys_are_found_at_any_depth(void **state)
         "[{\"a\":1},{\"a\":2}]",
         "\"text\"",
     };
+    const char *problem;
     for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
-        cJSON *v = cJSON_Parse(dup[i]);
+        cJSON *v = jsonrpc_parse(dup[i], strlen(dup[i]), &problem);
         assert_non_null(v);
-        assert_true(jsonrpc_has_duplicate_keys(v));
+        assert_non_null(problem);
+        assert_string_equal(problem, "an object naming a member twice");
         cJSON_Delete(v);
     }
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
-        cJSON *v = cJSON_Parse(fine[i]);
+        cJSON *v = jsonrpc_parse(fine[i], strlen(fine[i]), &problem);
         assert_non_null(v);
-        assert_false(jsonrpc_has_duplicate_keys(v));
+        assert_null(problem);
         cJSON_Delete(v);
     }
 }
