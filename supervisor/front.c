@@ -569,7 +569,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     event_add(f.sig_hup, NULL);
     struct timeval ka = {.tv_sec = FRONT_KEEPALIVE_S};
     event_add(f.keepalive, &ka);
-    session_module_init(&f);
+    session_module_init(&f, &http_session_transport);
     f.quotas = quota_table_new(0);
     f.quota_sweep = event_new(f.base, -1, EV_PERSIST, on_quota_sweep, &f);
     if (f.quotas == NULL || f.quota_sweep == NULL)

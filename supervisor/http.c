@@ -56,8 +56,8 @@ static void add_session_header(struct hreq *req, const struct session *s)
         hreq_add_header(req, "Mcp-Session-Id", s->id);
 }
 
-void http_reply_json(struct hreq *req, int status, const char *json, size_t len,
-                     const struct session *s)
+static void http_reply_json(struct hreq *req, int status, const char *json, size_t len,
+                            const struct session *s)
 {
     hreq_add_header(req, "Content-Type", "application/json");
     hreq_add_header(req, "Cache-Control", "no-store");
@@ -65,7 +65,7 @@ void http_reply_json(struct hreq *req, int status, const char *json, size_t len,
     hreq_reply(req, status, json, len);
 }
 
-void http_reply_error(struct hreq *req, int status, int code, const char *message)
+static void http_reply_error(struct hreq *req, int status, int code, const char *message)
 {
     char *text = jsonrpc_error_text(NULL, code, message, NULL, -1);
     if (text == NULL) {
@@ -88,7 +88,7 @@ static void reply_cjson(struct hreq *req, int status, cJSON *msg)
     free(text);
 }
 
-void http_start_sse(struct hreq *req, const struct session *s)
+static void http_start_sse(struct hreq *req, const struct session *s)
 {
     hreq_add_header(req, "Content-Type", "text/event-stream");
     hreq_add_header(req, "Cache-Control", "no-cache, no-transform");
@@ -104,10 +104,17 @@ static void on_stream_conn_closed(struct hreq *req, void *stream)
     stream_detach(stream);
 }
 
-void http_conn_bind(struct front *f, struct hreq *req, void *stream)
+static void http_conn_bind(struct hreq *req, struct stream *st)
 {
-    hreq_set_closecb(req, stream != NULL ? on_stream_conn_closed : NULL, stream);
+    hreq_set_closecb(req, st != NULL ? on_stream_conn_closed : NULL, st);
 }
+
+const struct session_transport http_session_transport = {
+    .bind = http_conn_bind,
+    .reply_json = http_reply_json,
+    .reply_error = http_reply_error,
+    .start_sse = http_start_sse,
+};
 
 /* ---- request checks --------------------------------------------------------------------- */
 
@@ -550,7 +557,7 @@ static void streamable_get(struct call *c)
     } else {
         st->req = c->req;
         st->sse = false;
-        http_conn_bind(c->f, c->req, st);
+        http_conn_bind(c->req, st);
     }
     stream_start_sse(st);
 }

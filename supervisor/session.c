@@ -28,7 +28,6 @@
 #include "contract.h"
 #include "errors.h"
 #include "front.h"
-#include "http.h"
 #include "httpd.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -58,6 +57,7 @@ static size_t nstarting;
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
 static uint32_t *tenant_inflight;  /* the same per tenant */
+static const struct session_transport *transport; /* the only way up to HTTP */
 /* Answers a tenant's clients have not taken. Never freed: a request may be unaccounted after
  * the module shut down. */
 static struct httpd_account *tenant_out;
@@ -98,8 +98,9 @@ static bool our_id(const cJSON *id, uint64_t *out)
     return (double)*out == id->valuedouble;
 }
 
-void session_module_init(struct front *f)
+void session_module_init(struct front *f, const struct session_transport *tr)
 {
+    transport = tr;
     idmap_init(&by_key);
     idmap_init(&pair_sessions);
     tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
@@ -397,7 +398,7 @@ struct stream *stream_new(struct session *s, enum stream_kind kind, struct hreq 
     st->req = req;
     TAILQ_INSERT_TAIL(&s->streams, st, link);
     if (req != NULL) {
-        http_conn_bind(s->f, req, st);
+        transport->bind(req, st);
         hreq_account(req, &s->pt->out, &tenant_out[s->t - s->f->cfg->tenants]);
     }
     return st;
@@ -410,7 +411,7 @@ void stream_start_sse(struct stream *st)
     st->sse = true;
     if (st->req == NULL)
         return;
-    http_start_sse(st->req, st->s);
+    transport->start_sse(st->req, st->s);
     /* Priming event: gives the client an id to resume from before any message arrives. */
     struct evbuffer *b = evbuffer_new();
     if (b != NULL) {
@@ -424,11 +425,11 @@ static void stream_free(struct stream *st)
 {
     struct session *s = st->s;
     if (st->req != NULL) {
-        http_conn_bind(s->f, st->req, NULL);
+        transport->bind(st->req, NULL);
         if (st->sse)
             hreq_stream_end(st->req);
         else
-            http_reply_error(st->req, 503, ERR_SERVER_UNAVAILABLE, "session ended");
+            transport->reply_error(st->req, 503, ERR_SERVER_UNAVAILABLE, "session ended");
         st->req = NULL;
     }
     if (s->get_stream == st)
@@ -516,13 +517,13 @@ static void stream_flush_json(struct stream *st)
         }
         if (b != NULL && st->batch)
             evbuffer_add(b, "]", 1);
-        http_conn_bind(s->f, st->req, NULL);
+        transport->bind(st->req, NULL);
         if (b != NULL) {
             size_t n = evbuffer_get_length(b);
-            http_reply_json(st->req, 200, (const char *)evbuffer_pullup(b, -1), n, s);
+            transport->reply_json(st->req, 200, (const char *)evbuffer_pullup(b, -1), n, s);
             evbuffer_free(b);
         } else {
-            http_reply_error(st->req, 500, ERR_INTERNAL, "out of memory");
+            transport->reply_error(st->req, 500, ERR_INTERNAL, "out of memory");
         }
         st->req = NULL;
     }
@@ -576,7 +577,7 @@ void stream_guard_release(struct stream *st)
         stream_flush_json(st);
     } else {
         if (st->req != NULL) {
-            http_conn_bind(st->s->f, st->req, NULL);
+            transport->bind(st->req, NULL);
             hreq_reply(st->req, 202, NULL, 0);
             st->req = NULL;
         }
@@ -605,7 +606,7 @@ int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint
     }
     if (live == NULL && stream_id > s->next_stream)
         return -1;
-    http_start_sse(req, s);
+    transport->start_sse(req, s);
     if (sse_ring_replay(&s->replay, stream_id, seq, replay_one, req) == -1)
         log_warn("sse_replay_gap session=%.8s stream=%" PRIu64 " after=%" PRIu64, s->id, stream_id,
                  seq);
@@ -615,12 +616,12 @@ int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint
     }
     if (live->req != NULL) {
         /* The client moved to a new connection; close the old one. */
-        http_conn_bind(s->f, live->req, NULL);
+        transport->bind(live->req, NULL);
         hreq_stream_end(live->req);
     }
     live->req = req;
     live->sse = true;
-    http_conn_bind(s->f, req, live);
+    transport->bind(req, live);
     hreq_account(req, &s->pt->out, &tenant_out[s->t - s->f->cfg->tenants]);
     if (live->kind == STREAM_GET)
         s->get_stream = live;
@@ -2395,7 +2396,7 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
     }
     if (s->get_stream != NULL && s->get_stream->req != NULL) {
         struct stream *st = s->get_stream;
-        http_conn_bind(s->f, st->req, NULL);
+        transport->bind(st->req, NULL);
         hreq_stream_end(st->req);
         st->req = NULL;
     }

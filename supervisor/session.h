@@ -154,7 +154,22 @@ struct session {
     TAILQ_ENTRY(session) link;
 };
 
-void session_module_init(struct front *f);
+/* What sessions need from the HTTP layer above them. The transport gives these at
+ * session_module_init, so session.c never calls up into http.c: the layers stay one way. */
+struct session_transport {
+    /* Ties req's connection to st (NULL: to nothing); a closed connection detaches st. */
+    void (*bind)(struct hreq *req, struct stream *st);
+    /* Answers with a JSON body; s (may be NULL) adds its session header. */
+    void (*reply_json)(struct hreq *req, int status, const char *json, size_t len,
+                       const struct session *s);
+    /* Answers with a JSON-RPC error body (id null). */
+    void (*reply_error)(struct hreq *req, int status, int code, const char *message);
+    /* Starts a text/event-stream answer (headers only). */
+    void (*start_sse)(struct hreq *req, const struct session *s);
+};
+
+/* tr is borrowed for the life of the module. */
+void session_module_init(struct front *f, const struct session_transport *tr);
 void session_module_shutdown(struct front *f, const char *why);
 size_t session_count(void);
 
