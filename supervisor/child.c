@@ -12,13 +12,36 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "front.h"
 #include "frame.h"
 #include "log.h"
 #include "util.h"
 
 #define CHILD_STDERR_LINE_MAX 4096
 #define CHILD_STDERR_BURST    100.0
+
+void child_env_init(struct child_env *env, struct event_base *base,
+                    const struct config_limits *limits, void (*kill)(void *ctx, pid_t pid),
+                    void (*kill_after)(void *ctx, pid_t pid, unsigned ms, const char *server,
+                                       const char *tenant),
+                    void *ctx)
+{
+    env->base = base;
+    env->limits = limits;
+    env->kill = kill;
+    env->kill_after = kill_after;
+    env->ctx = ctx;
+    idmap_init(&env->live);
+}
+
+void child_env_free(struct child_env *env)
+{
+    idmap_free(&env->live);
+}
+
+struct child *child_find(struct child_env *env, pid_t pid)
+{
+    return idmap_get(&env->live, (uint64_t)pid);
+}
 
 static void child_report_gone(struct child *c, const char *why)
 {
@@ -36,7 +59,7 @@ static void child_report_gone(struct child *c, const char *why)
 void child_kill(struct child *c, const char *why)
 {
     if (c->pid > 0)
-        front_kill(c->f, c->pid);
+        c->env->kill(c->env->ctx, c->pid);
     child_report_gone(c, why);
 }
 
@@ -44,7 +67,7 @@ static void on_stdout(struct bufferevent *bev, void *arg)
 {
     struct child *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    size_t max = c->f->cfg->limits.max_line_bytes;
+    size_t max = c->env->limits->max_line_bytes;
     char *line;
     size_t len;
 
@@ -117,7 +140,7 @@ static void on_stderr_timer(evutil_socket_t fd, short what, void *arg)
 static void stderr_line(struct child *c, const char *line, size_t len)
 {
     uint64_t now = (uint64_t)util_mono_ms();
-    double rate = (double)c->f->cfg->limits.stderr_lines_per_s;
+    double rate = (double)c->env->limits->stderr_lines_per_s;
     c->tokens += (double)(now - c->last_refill_ms) * rate / 1000.0;
     if (c->tokens > CHILD_STDERR_BURST)
         c->tokens = CHILD_STDERR_BURST;
@@ -171,13 +194,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char *server,
+struct child *child_new(struct child_env *env, pid_t pid, const int fds[3], const char *server,
                         const char *tenant, const struct child_ops *ops, void *owner)
 {
     struct child *c = calloc(1, sizeof(*c));
     if (c == NULL)
         goto fail;
-    c->f = f;
+    c->env = env;
     c->pid = pid;
     snprintf(c->server, sizeof(c->server), "%s", server);
     snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
@@ -185,22 +208,22 @@ struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char
     c->owner = owner;
     c->tokens = CHILD_STDERR_BURST;
     c->last_refill_ms = (uint64_t)util_mono_ms();
-    c->in = bufferevent_socket_new(f->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
-    c->out = bufferevent_socket_new(f->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
-    c->err = bufferevent_socket_new(f->base, fds[2], BEV_OPT_CLOSE_ON_FREE);
-    c->stderr_timer = evtimer_new(f->base, on_stderr_timer, c);
+    c->in = bufferevent_socket_new(env->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+    c->out = bufferevent_socket_new(env->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+    c->err = bufferevent_socket_new(env->base, fds[2], BEV_OPT_CLOSE_ON_FREE);
+    c->stderr_timer = evtimer_new(env->base, on_stderr_timer, c);
     if (c->in == NULL || c->out == NULL || c->err == NULL || c->stderr_timer == NULL)
         goto fail;
     bufferevent_setcb(c->in, NULL, NULL, on_event, c);
     bufferevent_setcb(c->out, on_stdout, NULL, on_event, c);
     bufferevent_setcb(c->err, on_stderr, NULL, on_event, c);
     /* Stop reading a child that floods faster than it is framed. */
-    bufferevent_setwatermark(c->out, EV_READ, 0, f->cfg->limits.max_line_bytes + 65536);
+    bufferevent_setwatermark(c->out, EV_READ, 0, env->limits->max_line_bytes + 65536);
     bufferevent_setwatermark(c->err, EV_READ, 0, CHILD_STDERR_LINE_MAX * 4);
     bufferevent_enable(c->out, EV_READ);
     bufferevent_enable(c->err, EV_READ);
     bufferevent_enable(c->in, EV_WRITE);
-    if (idmap_put(&f->children, (uint64_t)pid, c) == -1)
+    if (idmap_put(&env->live, (uint64_t)pid, c) == -1)
         goto fail;
     return c;
 fail:
@@ -225,7 +248,7 @@ fail:
         close(fds[1]);
         close(fds[2]);
     }
-    front_kill(f, pid);
+    env->kill(env->ctx, pid);
     return NULL;
 }
 
@@ -234,7 +257,7 @@ int child_write(struct child *c, const char *text, size_t len)
     if (c->gone)
         return -1;
     struct evbuffer *out = bufferevent_get_output(c->in);
-    if (evbuffer_get_length(out) + len + 1 > c->f->cfg->limits.max_child_write_bytes)
+    if (evbuffer_get_length(out) + len + 1 > c->env->limits->max_child_write_bytes)
         return -1;
     if (evbuffer_add(out, text, len) == -1 || evbuffer_add(out, "\n", 1) == -1)
         return -1;
@@ -248,7 +271,7 @@ void child_exited(struct child *c, int status, int sig)
         snprintf(why, sizeof(why), "server killed by signal %d", sig);
     else
         snprintf(why, sizeof(why), "server exited with status %d", status);
-    idmap_del(&c->f->children, (uint64_t)c->pid);
+    idmap_del(&c->env->live, (uint64_t)c->pid);
     c->pid = -1; /* reaped: the number may be reused, never signal it again */
     child_report_gone(c, why);
 }
@@ -267,9 +290,9 @@ void child_free(struct child *c)
     if (c == NULL)
         return;
     if (c->pid > 0) {
-        idmap_del(&c->f->children, (uint64_t)c->pid);
+        idmap_del(&c->env->live, (uint64_t)c->pid);
         /* Closing stdin (below) asks it to exit; the spawner kills it if it lingers. */
-        front_kill_after(c->f, c->pid, CHILD_GRACE_MS, c->server, c->tenant);
+        c->env->kill_after(c->env->ctx, c->pid, CHILD_GRACE_MS, c->server, c->tenant);
     }
     stderr_report_suppressed(c);
     event_free(c->stderr_timer);

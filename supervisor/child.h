@@ -20,11 +20,34 @@
 #include "idmap.h"
 #include "jsonrpc.h"
 
-struct front;
-
 #define CHILD_GRACE_MS 2000
 struct bufferevent;
 struct event;
+struct event_base;
+
+/* What children need from the process that runs them, given by it (front.c) so child.c never
+ * reaches up into it. One per process; it also owns the registry of live children. */
+struct child_env {
+    struct event_base *base;
+    const struct config_limits *limits; /* max_line_bytes, max_child_write_bytes, stderr rate */
+    /* Kills pid (the spawner does it). */
+    void (*kill)(void *ctx, pid_t pid);
+    /* Kills pid ms later unless its exit is reported first; server and tenant name it. */
+    void (*kill_after)(void *ctx, pid_t pid, unsigned ms, const char *server, const char *tenant);
+    void *ctx;
+    struct idmap live; /* pid → struct child not yet reaped nor freed */
+};
+
+/* Fills env (the registry starts empty). */
+void child_env_init(struct child_env *env, struct event_base *base,
+                    const struct config_limits *limits, void (*kill)(void *ctx, pid_t pid),
+                    void (*kill_after)(void *ctx, pid_t pid, unsigned ms, const char *server,
+                                       const char *tenant),
+                    void *ctx);
+/* Forgets the registry (children still in it are not freed). */
+void child_env_free(struct child_env *env);
+/* The live child with this pid, or NULL. */
+struct child *child_find(struct child_env *env, pid_t pid);
 
 struct child_ops {
     /* A well-formed message from the child; the callee takes ownership of msg; line/len are
@@ -37,7 +60,7 @@ struct child_ops {
 };
 
 struct child {
-    struct front *f;
+    struct child_env *env;
     pid_t pid;
     char server[CONFIG_NAME_MAX];
     char tenant[CONFIG_NAME_MAX];
@@ -53,7 +76,7 @@ struct child {
 };
 
 /* Takes ownership of fds[0..2] (stdin, stdout, stderr). NULL on failure (fds closed). */
-struct child *child_new(struct front *f, pid_t pid, const int fds[3], const char *server,
+struct child *child_new(struct child_env *env, pid_t pid, const int fds[3], const char *server,
                         const char *tenant, const struct child_ops *ops, void *owner);
 /* Queues text + "\n" for the child's stdin. -1 when the queue is over
  * limits.max_child_write_bytes (back-pressure: the caller refuses the message) or the child is

@@ -349,6 +349,18 @@ void front_kill_after(struct front *f, pid_t pid, unsigned ms, const char *serve
     }
 }
 
+/* child_env's hooks: children ask for kills through these, never by calling front_*. */
+static void child_kill_cb(void *ctx, pid_t pid)
+{
+    front_kill(ctx, pid);
+}
+
+static void child_kill_after_cb(void *ctx, pid_t pid, unsigned ms, const char *server,
+                                const char *tenant)
+{
+    front_kill_after(ctx, pid, ms, server, tenant);
+}
+
 static void lingering_release(void *v)
 {
     struct lingering *l = v;
@@ -432,7 +444,7 @@ static void on_privsep(evutil_socket_t fd, short what, void *arg)
             else
                 log_info("audit_reopened");
         } else if (msg.type == PRIVSEP_EXITED) {
-            struct child *c = idmap_get(&f->children, (uint64_t)msg.exited.pid);
+            struct child *c = child_find(&f->children, msg.exited.pid);
             struct lingering *l = idmap_del(&f->lingering, (uint64_t)msg.exited.pid);
             const char *server = c != NULL ? c->server : l != NULL ? l->server : NULL;
             cJSON *ev = front_audit_event(f, "exit", NULL, server, NULL);
@@ -537,7 +549,6 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     f.cfg = cfg;
     f.sock = sock;
     idmap_init(&f.spawns);
-    idmap_init(&f.children);
     idmap_init(&f.lingering);
     idmap_init(&f.pending_ids);
     signal(SIGPIPE, SIG_IGN);
@@ -569,6 +580,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     event_add(f.sig_hup, NULL);
     struct timeval ka = {.tv_sec = FRONT_KEEPALIVE_S};
     event_add(f.keepalive, &ka);
+    child_env_init(&f.children, f.base, &cfg->limits, child_kill_cb, child_kill_after_cb, &f);
     session_module_init(&f, &http_session_transport);
     f.quotas = quota_table_new(0);
     f.quota_sweep = event_new(f.base, -1, EV_PERSIST, on_quota_sweep, &f);
@@ -647,7 +659,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     event_free(f.keepalive);
     idmap_clear(&f.spawns, free);
     idmap_clear(&f.lingering, lingering_release); /* stopping: no more grace */
-    idmap_free(&f.children);
+    child_env_free(&f.children);
     idmap_free(&f.pending_ids);
     event_base_free(f.base);
     log_info("stopped");

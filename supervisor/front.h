@@ -12,13 +12,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "child.h"
 #include "config.h"
 #include "idmap.h"
 
 struct event_base;
 struct event;
 struct httpd;
-struct child;
 struct jwks;
 struct http_listener;
 struct audit;
@@ -55,11 +55,11 @@ struct front {
     struct event *sock_wev;  /* the channel can take more: flush outq */
     union privsep_msg *outq; /* messages the channel could not take yet, oldest first */
     size_t outq_head, outq_len, outq_cap;
-    struct idmap children;    /* pid → struct child */
-    struct idmap lingering;   /* pid → kill timer of a child let go gracefully */
-    uint64_t next_bid;        /* broker ids: unique across the process */
-    struct idmap pending_ids; /* broker id → struct pending */
-    struct audit *audit;      /* NULL without an audit log */
+    struct child_env children; /* what children run on, and the live ones by pid */
+    struct idmap lingering;    /* pid → kill timer of a child let go gracefully */
+    uint64_t next_bid;         /* broker ids: unique across the process */
+    struct idmap pending_ids;  /* broker id → struct pending */
+    struct audit *audit;       /* NULL without an audit log */
     struct quota_table *quotas;
     struct event *quota_sweep;
 };

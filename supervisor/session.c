@@ -2369,7 +2369,7 @@ static void on_spawned(void *arg, pid_t pid, const int fds[3], const char *step,
         session_end(s, why);
         return;
     }
-    s->child = child_new(s->f, pid, fds, s->m->name, s->t->name, &session_child_ops, s);
+    s->child = child_new(&s->f->children, pid, fds, s->m->name, s->t->name, &session_child_ops, s);
     if (s->child == NULL) {
         session_end(s, "out of memory");
         return;
