@@ -1,6 +1,8 @@
 /*
- * child.c — pipes of one child, on bufferevents. Never blocks: writes queue in the stdin
- * bufferevent (bounded by max_child_write_bytes), reads are framed as they arrive.
+ * child.c — pipes of one child, on bufferevents, and the registry of live children. Never
+ * blocks: writes queue in the stdin bufferevent (bounded by max_child_write_bytes), reads are
+ * framed as they arrive. Never reaches above itself: the front through child_env, the owner
+ * (session) through child_ops.
  */
 #include "child.h"
 

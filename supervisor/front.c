@@ -1,5 +1,8 @@
 /*
- * front.c — the front process's loop: listeners, the privsep channel, signals, draining.
+ * front.c — the front process's loop: listeners, the privsep channel, signals, draining. Owns
+ * the process (event base, config, spawner channel) and wires the layers below it: httpd →
+ * http → session → child. It must never be called by child.c (which gets a child_env);
+ * http.c and session.c still use struct front for config, audit and spawns.
  *
  * If the spawner goes away the front cannot start or stop children any more: it exits non-zero
  * at once (the children die with the spawner through PDEATHSIG), and systemd restarts the unit.

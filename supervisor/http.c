@@ -1,7 +1,11 @@
 /*
- * http.c — every HTTP request enters here. Checks run in the order of DESIGN.md's request path,
- * cheapest and least revealing first: route, Host and Origin (DNS rebinding, CSRF), credentials
- * (401 before anything about servers is revealed), server and tenant, then the transport.
+ * http.c — every HTTP request enters here: routing, the request checks, and the HTTP face of
+ * both MCP transports. Owns no session state (session.c does) and no sockets (httpd.c does);
+ * never touches a child.
+ *
+ * Checks run in the order of DESIGN.md's request path, cheapest and least revealing first:
+ * route, Host and Origin (DNS rebinding, CSRF), credentials (401 before anything about servers
+ * is revealed), server and tenant, then the transport.
  *
  * Accepts: Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) at /servers/{s}/mcp, HTTP+SSE
  * (2024-11-05) at /servers/{s}/sse and /servers/{s}/messages, /healthz. Refuses a stateless

@@ -1,6 +1,10 @@
 /*
  * session.c — sessions, their streams, and the broker between a session and its child.
  *
+ * Owns: every session, stream and pending request, and the per-tenant tallies. Never calls up
+ * into the HTTP layer by name (it answers through the session_transport it was given) and never
+ * touches a child's pipes (only child_*).
+ *
  * Routing rules (child → client):
  *   response      → the pending request with that broker id; the caller's id is restored
  *   progress      → the stream of the request whose progressToken it carries
