@@ -3,7 +3,8 @@
  *
  * Owns: every session, stream and pending request, and the per-tenant tallies. Never calls up
  * into the HTTP layer by name (it answers through the session_transport it was given) and never
- * touches a child's pipes (only child_*).
+ * touches a child's pipes (only child_*). The broker's own listing of a child's tools and the
+ * requests held for its verdict are toolcheck.c's (session_int.h is what the two share).
  *
  * Routing rules (child → client):
  *   response      → the pending request with that broker id; the caller's id is restored
@@ -16,6 +17,7 @@
  * something related arrives before the response.
  */
 #include "session.h"
+#include "session_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -55,8 +57,6 @@ static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
 static uint32_t *tenant_sessions; /* per tenant (index in cfg->tenants) */
 static uint32_t *tenant_starting; /* children starting, per tenant */
-static size_t *tenant_nodes;      /* compiled schema nodes its sessions' listings hold */
-static size_t total_nodes;        /* the same, all tenants */
 static size_t nstarting;
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
@@ -109,7 +109,7 @@ void session_module_init(struct front *f, const struct session_transport *tr)
     idmap_init(&pair_sessions);
     tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
-    tenant_nodes = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(size_t));
+    int nodes_rc = toolcheck_module_init(f->cfg->ntenants);
     tenant_inflight = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_out = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(*tenant_out));
     for (size_t i = 0; tenant_out != NULL && i < f->cfg->ntenants; i++) {
@@ -121,7 +121,7 @@ void session_module_init(struct front *f, const struct session_transport *tr)
                                                         : "limits.max_buffered_bytes_per_tenant";
     }
     idmap_init(&ptallies);
-    if (tenant_sessions == NULL || tenant_starting == NULL || tenant_nodes == NULL ||
+    if (tenant_sessions == NULL || tenant_starting == NULL || nodes_rc == -1 ||
         tenant_inflight == NULL || tenant_out == NULL)
         fatalx("out of memory");
     uint8_t rnd[8] = {0};
@@ -223,6 +223,16 @@ static void inflight(struct session *s, int delta)
         s->pt->inflight += (uint32_t)delta;
     if (tenant_inflight != NULL)
         tenant_inflight[s->t - s->f->cfg->tenants] += (uint32_t)delta;
+}
+
+/* A request of s enters (+1) or leaves (-1) the broker: held or pending. */
+void session_requests_add(struct session *s, int delta)
+{
+    if (delta > 0)
+        npending_total++;
+    else
+        npending_total--;
+    inflight(s, delta);
 }
 
 /* 0 when s may take one more request in; -1 with a sentence in why. */
@@ -480,14 +490,14 @@ static void stream_emit(struct stream *st, const char *text, size_t len)
 static void stream_deliver(struct stream *st, const char *text, size_t len, bool final);
 
 /* A string from a client or a server, fit for a key=value log line. */
-static const char *quoted(char *buf, size_t n, const char *s)
+const char *session_quoted(char *buf, size_t n, const char *s)
 {
     return log_quote(buf, n, s, strlen(s));
 }
 
 /* Delivers an answer we composed; out of memory, a valid JSON-RPC error in its place (the id
  * is lost with the text, so null). */
-static void deliver_text(struct stream *st, const char *text)
+void session_deliver_text(struct stream *st, const char *text)
 {
     static const char oom[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
                               "\"message\":\"out of memory\"}}";
@@ -634,15 +644,14 @@ int session_resume(struct session *s, struct hreq *req, uint64_t stream_id, uint
 
 /* ---- pending requests ------------------------------------------------------------------- */
 
-static void pending_free(struct pending *p)
+void session_pending_free(struct pending *p)
 {
     struct session *s = p->s;
     idmap_del(&s->f->pending_ids, p->bid);
     TAILQ_REMOVE(&s->pendings, p, link);
     if (p->kind == PENDING_CLIENT) { /* the broker's own listing holds neither drain nor idle */
         s->npending--;
-        npending_total--;
-        inflight(s, -1);
+        session_requests_add(s, -1);
     }
     if (p->timer != NULL)
         event_free(p->timer);
@@ -743,16 +752,16 @@ static void pending_fail(struct pending *p, int code, const char *message, const
     struct stream *st = p->st;
     audit_result(p, type != NULL ? type : "error", 0);
     if (st == NULL) { /* the broker's own request: nobody to answer */
-        pending_free(p);
+        session_pending_free(p);
         return;
     }
     char *text = jsonrpc_error_text(p->client_id, code, message, type, retry_after_ms);
-    pending_free(p);
-    deliver_text(st, text);
+    session_pending_free(p);
+    session_deliver_text(st, text);
     free(text);
 }
 
-static int send_to_child(struct session *s, const char *text, size_t len)
+int session_send_to_child(struct session *s, const char *text, size_t len)
 {
     if (s->child != NULL)
         return child_write(s->child, text, len);
@@ -765,9 +774,7 @@ static int send_to_child(struct session *s, const char *text, size_t len)
     return 0;
 }
 
-static void tools_verify_fail(struct session *s, const char *why);
-
-static void on_pending_timeout(evutil_socket_t fd, short what, void *arg)
+void session_on_pending_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct pending *p = arg;
     struct session *s = p->s;
@@ -787,8 +794,8 @@ static void on_pending_timeout(evutil_socket_t fd, short what, void *arg)
     if (p->kind == PENDING_TOOLS_LIST) {
         char why[96];
         snprintf(why, sizeof(why), "tools/list was not answered within %u ms", ms);
-        pending_free(p);
-        tools_verify_fail(s, why);
+        session_pending_free(p);
+        toolcheck_fail(s, why);
         return;
     }
     log_warn("request_timeout session=%.8s server=%s tenant=%s timeout_ms=%u", s->id, s->m->name,
@@ -849,11 +856,11 @@ static struct pending *pending_by_client_key(struct session *s, const cJSON *id)
 }
 
 /* Refuses one request of a body at once, on its stream. */
-static int refuse(struct stream *st, cJSON *id, int code, const char *message, const char *type,
-                  long retry_after_ms)
+int session_refuse(struct stream *st, cJSON *id, int code, const char *message, const char *type,
+                   long retry_after_ms)
 {
     char *e = jsonrpc_error_text(id, code, message, type, retry_after_ms);
-    deliver_text(st, e);
+    session_deliver_text(st, e);
     free(e);
     return -1;
 }
@@ -931,7 +938,7 @@ static int refuse_tool_data(struct stream *st, const cJSON *id, int code, const 
                             const char *type, const char *tool, cJSON *extra)
 {
     char *et = tool_error_text(id, code, message, type, tool, extra);
-    deliver_text(st, et);
+    session_deliver_text(st, et);
     free(et);
     return -1;
 }
@@ -950,516 +957,13 @@ static int refuse_tool(struct stream *st, const cJSON *id, int code, const char 
 
 /* ---- tool contracts ----------------------------------------------------------------------- */
 
-/*
- * The broker lists a child's tools itself when the child is initialized and whenever it says
- * notifications/tools/list_changed, and judges each definition against the manifest's pin. Tool
- * requests (tools/list, tools/call) that arrive meanwhile wait in s->held, so no call reaches a
- * tool before its definition was checked.
- */
-
-static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                          size_t len, const struct principal *caller, bool accepted);
-
-#define REPORTED_MAX 4096 /* distinct (server, tool, definition) reports remembered */
-
-static struct idmap reported; /* FNV-1a of server, tool and pin → (void *)1 */
-static bool reported_ready;
-
-/* True the first time this definition of this tool is seen: drift is reported once per change,
- * not once per child or call. */
-static bool first_report(const char *server, const char *tool, const char *pin)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    const char *parts[3] = {server, tool, pin};
-    for (int i = 0; i < 3; i++) {
-        for (const unsigned char *q = (const unsigned char *)parts[i]; *q != '\0'; q++)
-            h = (h ^ *q) * 0x100000001b3ull;
-        h = (h ^ 0xff) * 0x100000001b3ull; /* separator no name contains */
-    }
-    if (!reported_ready) {
-        idmap_init(&reported);
-        reported_ready = true;
-    }
-    if (idmap_get(&reported, h) != NULL)
-        return false;
-    if (reported.len >= REPORTED_MAX)
-        idmap_clear(&reported, NULL);
-    idmap_put(&reported, h, (void *)1);
-    return true;
-}
+/* The broker's own listing of a child's tools, and the tool requests held until it is
+ * judged, are toolcheck.c's: here, the gates each call passes. */
 
 static bool is_tool_method(const char *method)
 {
     return method != NULL &&
            (strcmp(method, "tools/call") == 0 || strcmp(method, "tools/list") == 0);
-}
-
-static void held_free(struct session *s, struct held *h)
-{
-    TAILQ_REMOVE(&s->held, h, link);
-    s->nheld--;
-    npending_total--;
-    inflight(s, -1);
-    cJSON_Delete(h->msg);
-    free(h->text);
-    principal_free(h->caller);
-    free(h);
-}
-
-/* Keeps a tool request until the tools are verified. Takes msg. Returns 0 when held, -1 after
- * refusing it. st->waiting already counts it. */
-static int hold_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                        size_t len, const struct principal *caller)
-{
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    struct held *h = NULL;
-    if (s->nheld + s->npending >= s->f->cfg->limits.max_pending_per_session) {
-        refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
-               "too many requests in progress on this session (limits.max_pending_per_session)",
-               "quota_exceeded", 1000);
-        cJSON_Delete(msg);
-        return -1;
-    }
-    h = calloc(1, sizeof(*h));
-    if (h != NULL && text != NULL)
-        h->text = strndup(text, len);
-    if (h != NULL)
-        h->caller = principal_dup(caller);
-    if (h == NULL || (text != NULL && h->text == NULL) || h->caller == NULL) {
-        if (h != NULL) {
-            free(h->text);
-            principal_free(h->caller);
-            free(h);
-        }
-        refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
-        cJSON_Delete(msg);
-        return -1;
-    }
-    h->msg = msg;
-    h->len = len;
-    h->st = st;
-    if (s->nheld == 0) {
-        /* Bounded wait: a listing that never completes (a child that keeps saying list_changed,
-         * or never answers) must not keep callers forever. */
-        uint32_t ms = 2 * s->f->cfg->limits.spawn_timeout_ms;
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-        evtimer_add(s->held_timer, &tv);
-    }
-    TAILQ_INSERT_TAIL(&s->held, h, link);
-    s->nheld++;
-    log_debug("tool_request_held session=%.8s held=%u", s->id, s->nheld);
-    npending_total++;
-    inflight(s, +1);
-    return 0;
-}
-
-/* The tools are judged (or could not be): the held requests go on their way, in order. */
-static void held_release(struct session *s)
-{
-    struct held *h;
-    evtimer_del(s->held_timer);
-    /* Only those held now: a request held again while releasing waits for the next verdict. */
-    for (unsigned n = s->nheld; n > 0 && (h = TAILQ_FIRST(&s->held)) != NULL && !s->closing; n--) {
-        cJSON *msg = h->msg;
-        struct stream *st = h->st;
-        struct principal *caller = h->caller;
-        char *text = h->text;
-        size_t len = h->len;
-        h->msg = NULL;
-        h->caller = NULL;
-        h->text = NULL;
-        held_free(s, h);
-        st->waiting--; /* client_request counts it again */
-        client_request(s, msg, st, text, len, caller, true);
-        free(text);
-        principal_free(caller);
-    }
-}
-
-static bool is_audited(const char *method);
-static const char *call_target(const cJSON *msg, const char *method);
-
-/* A held request answered without going anywhere is audited like other refusals. */
-static void held_audit(struct session *s, const struct held *h, const char *type)
-{
-    const char *method = jsonrpc_method(h->msg);
-    if (!is_audited(method) || call_target(h->msg, method) == NULL)
-        return;
-    audit_refused(s,
-                  audit_base(s, "call", h->caller, method, call_target(h->msg, method),
-                             cJSON_GetObjectItemCaseSensitive(h->msg, "id")),
-                  type);
-}
-
-static void held_refuse_all(struct session *s, const char *why)
-{
-    struct held *h;
-    evtimer_del(s->held_timer);
-    while ((h = TAILQ_FIRST(&s->held)) != NULL) {
-        held_audit(s, h, "server_unavailable");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(h->msg, "id");
-        char *e = jsonrpc_error_text(id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", -1);
-        struct stream *st = h->st;
-        held_free(s, h);
-        deliver_text(st, e);
-        free(e);
-    }
-}
-
-/* notifications/cancelled for a held request (id as the client sent it; may be NULL). */
-static void held_cancel(struct session *s, const cJSON *rid)
-{
-    char *key = rid != NULL ? jsonrpc_id_text(rid) : NULL;
-    struct held *h;
-    TAILQ_FOREACH(h, &s->held, link)
-    {
-        char *hk = jsonrpc_id_text(cJSON_GetObjectItemCaseSensitive(h->msg, "id"));
-        bool same = key != NULL && hk != NULL && strcmp(key, hk) == 0;
-        free(hk);
-        if (!same)
-            continue;
-        struct stream *st = h->st;
-        held_audit(s, h, "cancelled");
-        char *e = jsonrpc_error_text(cJSON_GetObjectItemCaseSensitive(h->msg, "id"), ERR_CANCELLED,
-                                     "request cancelled by the client", NULL, -1);
-        held_free(s, h);
-        if (s->nheld == 0)
-            evtimer_del(s->held_timer);
-        deliver_text(st, e);
-        free(e);
-        break;
-    }
-    free(key);
-}
-
-static void on_held_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct session *s = arg;
-    char why[160];
-    snprintf(why, sizeof(why),
-             "server unavailable: its tools were not verified within %u ms; retry later",
-             2 * s->f->cfg->limits.spawn_timeout_ms);
-    log_warn("tools_verification_slow session=%.8s server=%s held=%u", s->id, s->m->name, s->nheld);
-    held_refuse_all(s, why);
-}
-
-/* Asks the child for one page of its tools. */
-static int send_list_page(struct session *s, const char *cursor)
-{
-    struct pending *p = calloc(1, sizeof(*p));
-    cJSON *msg = cJSON_CreateObject();
-    char *out = NULL;
-    if (p == NULL || msg == NULL)
-        goto fail;
-    p->s = s;
-    p->kind = PENDING_TOOLS_LIST;
-    p->bid = ++s->f->next_bid;
-    p->client_id = cJSON_CreateRaw("null");
-    p->client_key = strdup("");
-    p->timer = evtimer_new(s->f->base, on_pending_timeout, p);
-    cJSON *params = cJSON_CreateObject();
-    cJSON_AddItemToObject(msg, "params", params);
-    if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL || params == NULL ||
-        cJSON_AddStringToObject(msg, "jsonrpc", "2.0") == NULL ||
-        cJSON_AddNumberToObject(msg, "id", (double)p->bid) == NULL ||
-        cJSON_AddStringToObject(msg, "method", "tools/list") == NULL ||
-        (cursor != NULL && cJSON_AddStringToObject(params, "cursor", cursor) == NULL) ||
-        (out = jsonrpc_print(msg)) == NULL || idmap_put(&s->f->pending_ids, p->bid, p) == -1)
-        goto fail;
-    cJSON_Delete(msg);
-    TAILQ_INSERT_TAIL(&s->pendings, p, link);
-    if (send_to_child(s, out, strlen(out)) == -1) {
-        free(out);
-        pending_free(p);
-        return -1;
-    }
-    free(out);
-    uint32_t ms = s->f->cfg->limits.spawn_timeout_ms;
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(p->timer, &tv);
-    return 0;
-fail:
-    free(out);
-    cJSON_Delete(msg);
-    if (p != NULL) {
-        if (p->timer != NULL)
-            event_free(p->timer);
-        cJSON_Delete(p->client_id);
-        free(p->client_key);
-        free(p);
-    }
-    return -1;
-}
-
-static void tools_list_now(struct session *s);
-
-static void on_list_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct session *s = arg;
-    if (!s->closing)
-        tools_list_now(s);
-}
-
-static void tools_verify_start(struct session *s)
-{
-    s->contract_gen++; /* calls checked before this and not yet forwarded are checked again */
-    if (s->tools_state == TOOLS_LISTING) {
-        s->relist = true;
-        return;
-    }
-    int64_t now = util_mono_ms();
-    if (now < s->over_budget_until_ms)
-        return; /* listed again on the first tool request after the budget's window */
-    int64_t ms = listing_wait_ms(&s->budget, now);
-    if (ms > 0) {
-        /* A child announcing changes faster than this would keep the event loop listing for
-         * it alone: tool requests wait (bounded by the hold timer), the listing starts later,
-         * and later again after each change (listing.h). */
-        s->tools_state = TOOLS_LISTING;
-        s->relist = false;
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-        evtimer_add(s->list_timer, &tv);
-        return;
-    }
-    tools_list_now(s);
-}
-
-/* Counts a listing's compiled schema nodes (*slot: s->contract_nodes or s->listing_nodes) in
- * its tenant's and the front's tallies. */
-static void nodes_set(struct session *s, size_t *slot, size_t n)
-{
-    if (tenant_nodes != NULL) {
-        size_t ti = (size_t)(s->t - s->f->cfg->tenants);
-        tenant_nodes[ti] = tenant_nodes[ti] - *slot + n;
-        total_nodes = total_nodes - *slot + n;
-    }
-    *slot = n;
-}
-
-static void listing_drop(struct session *s)
-{
-    contract_free(s->listing);
-    s->listing = NULL;
-    nodes_set(s, &s->listing_nodes, 0);
-}
-
-/* The child's listings cost more than its budget (or its schemas more memory than its tenant
- * or the front may hold): its tools are refused until retry_ms from now, then listed again on
- * demand. Nobody else's listings or calls are affected. */
-static void tools_over_budget(struct session *s, const char *why, int64_t retry_ms)
-{
-    char qw[384], msg[512];
-    listing_drop(s);
-    s->over_budget_until_ms = util_mono_ms() + retry_ms;
-    snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
-    s->tools_state = TOOLS_FAILED;
-    s->tools_failed_ms = util_mono_ms();
-    s->relist = false;
-    evtimer_del(s->list_timer);
-    log_warn("listing_over_budget session=%.8s server=%s tenant=%s retry_after_ms=%lld reason=%s",
-             s->id, s->m->name, s->t->name, (long long)retry_ms, quoted(qw, sizeof(qw), why));
-    snprintf(msg, sizeof(msg), "server unavailable: %s; its tools are refused for %lld s", why,
-             (long long)((retry_ms + 999) / 1000));
-    held_refuse_all(s, msg);
-}
-
-/* Counts one tools/list answer against the child's budget; -1 after tools_over_budget. */
-static int listing_spend(struct session *s, size_t bytes, size_t tools, size_t nodes)
-{
-    char why[256];
-    int64_t retry = 0;
-    if (listing_charge(&s->budget, &s->f->cfg->limits, util_mono_ms(), bytes, tools, nodes, why,
-                       sizeof(why), &retry) == 0)
-        return 0;
-    tools_over_budget(s, why, retry);
-    return -1;
-}
-
-/* The listing being collected holds more compiled schemas than its tenant or the front may:
- * -1 after tools_over_budget. */
-static int listing_memory_check(struct session *s)
-{
-    const struct config_limits *lim = &s->f->cfg->limits;
-    nodes_set(s, &s->listing_nodes, s->listing->nodes);
-    size_t ti = (size_t)(s->t - s->f->cfg->tenants);
-    char why[256];
-    if (tenant_nodes[ti] > lim->max_schema_nodes_per_tenant)
-        snprintf(why, sizeof(why),
-                 "the compiled tool schemas of tenant %s would exceed "
-                 "limits.max_schema_nodes_per_tenant (%zu nodes)",
-                 s->t->name, lim->max_schema_nodes_per_tenant);
-    else if (total_nodes > lim->max_schema_nodes)
-        snprintf(why, sizeof(why),
-                 "the compiled tool schemas of all servers would exceed limits.max_schema_nodes "
-                 "(%zu nodes)",
-                 lim->max_schema_nodes);
-    else
-        return 0;
-    tools_over_budget(s, why, LISTING_WINDOW_MS);
-    return -1;
-}
-
-static void tools_list_now(struct session *s)
-{
-    const struct config_limits *lim = &s->f->cfg->limits;
-    s->tools_state = TOOLS_LISTING;
-    s->relist = false;
-    listing_started(&s->budget, util_mono_ms());
-    listing_drop(s);
-    s->listing = contract_new(s->m);
-    if (s->listing != NULL) {
-        s->listing->max_tools = lim->max_listing_tools;
-        s->listing->max_pages = lim->max_listing_pages;
-        s->listing->max_nodes = lim->max_listing_schema_nodes;
-    }
-    if (s->listing == NULL) {
-        tools_verify_fail(s, "out of memory");
-        return;
-    }
-    if (!s->child_has_tools) {
-        /* No tools capability: nothing to list, nothing to call. */
-        struct contract *c = s->listing;
-        s->listing = NULL;
-        contract_free(s->contract);
-        s->contract = c;
-        nodes_set(s, &s->contract_nodes, 0);
-        s->tools_state = TOOLS_READY;
-        held_release(s);
-        return;
-    }
-    if (send_list_page(s, NULL) == -1)
-        tools_verify_fail(s, "cannot send tools/list to the server");
-}
-
-static void tools_verify_fail(struct session *s, const char *why)
-{
-    listing_drop(s);
-    snprintf(s->tools_error, sizeof(s->tools_error), "%s", why);
-    s->tools_state = TOOLS_FAILED;
-    s->tools_failed_ms = util_mono_ms();
-    char qw[384]; /* holds the server's words */
-    log_warn("tools_unverified session=%.8s server=%s pin_mode=%s reason=%s", s->id, s->m->name,
-             s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
-             : s->m->pin_mode == CONFIG_PIN_WARN  ? "warn"
-                                                  : "off",
-             quoted(qw, sizeof(qw), why));
-    if (s->relist) {
-        tools_verify_start(s);
-        return;
-    }
-    held_release(s);
-}
-
-/* Logs what the listing found that an operator must hear about, once per definition. */
-static void tools_report(struct session *s, const struct contract *c)
-{
-    const struct config_manifest *m = s->m;
-    bool enforce = m->pin_mode == CONFIG_PIN_ENFORCE;
-    for (size_t i = 0; i < c->n; i++) {
-        const struct contract_tool *t = &c->tools[i];
-        const char *bad = contract_schema_error(t->schemas);
-        bool hidden = contract_hides(m, t->verdict) || (bad != NULL && enforce);
-        if ((t->verdict != CONTRACT_DRIFT || m->pin_mode == CONFIG_PIN_OFF) &&
-            (t->verdict != CONTRACT_UNLISTED || m->unlisted_tools_allow) && bad == NULL)
-            continue;
-        if (!first_report(m->name, t->name, t->pin))
-            continue;
-        bool drift = t->verdict == CONTRACT_DRIFT && m->pin_mode != CONFIG_PIN_OFF;
-        cJSON *ev = drift ? front_audit_event(s->f, "schema_drift", NULL, m->name, t->name) : NULL;
-        if (ev != NULL) {
-            if (t->cfg->version != NULL)
-                cJSON_AddStringToObject(ev, "tool_version", t->cfg->version);
-            cJSON_AddStringToObject(ev, "pinned_sha256", t->cfg->sha256);
-            cJSON_AddStringToObject(ev, "observed_sha256", t->pin);
-            cJSON_AddStringToObject(ev, "pin_mode", enforce ? "enforce" : "warn");
-            cJSON_AddStringToObject(ev, "action", hidden ? "hidden" : "served");
-            front_audit(s->f, ev);
-        }
-        if (drift)
-            log_warn("tool_drift server=%s tool=%s tool_version=%s pinned=%s observed=%s "
-                     "pin_mode=%s action=%s",
-                     m->name, t->name, t->cfg->version != NULL ? t->cfg->version : "-",
-                     t->cfg->sha256, t->pin, enforce ? "enforce" : "warn",
-                     hidden ? "hidden" : "served");
-        char qn[160], qb[640]; /* names and schema errors come from the server: quoted */
-        if (t->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)
-            log_info("tool_unlisted server=%s tool=%s observed=%s unlisted_tools=deny "
-                     "action=hidden",
-                     m->name, quoted(qn, sizeof(qn), t->name), t->pin);
-        if (bad != NULL)
-            log_warn("tool_schema_unsupported server=%s tool=%s action=%s reason=%s", m->name,
-                     quoted(qn, sizeof(qn), t->name), enforce ? "hidden" : "served unvalidated",
-                     quoted(qb, sizeof(qb), bad));
-    }
-}
-
-/* One page of the broker's own tools/list came back. Takes msg. */
-static void tools_list_answer(struct session *s, struct pending *p, cJSON *msg, size_t len)
-{
-    char err[256];
-    pending_free(p);
-    const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
-    if (s->listing == NULL) { /* superseded */
-        cJSON_Delete(msg);
-        return;
-    }
-    if (result == NULL) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(e, "message");
-        snprintf(err, sizeof(err), "tools/list answered an error: %.160s",
-                 cJSON_IsString(text) ? text->valuestring : "(no message)");
-        cJSON_Delete(msg);
-        tools_verify_fail(s, err);
-        return;
-    }
-    const cJSON *next = cJSON_GetObjectItemCaseSensitive(result, "nextCursor");
-    size_t tools_before = s->listing->n, compiled_before = s->listing->nodes_compiled;
-    int added =
-        cJSON_IsObject(result)
-            ? contract_add_page(s->listing, cJSON_GetObjectItemCaseSensitive(result, "tools"), err,
-                                sizeof(err))
-            : -1;
-    /* What the page cost is charged whether or not it was acceptable. */
-    if (listing_spend(s, len, s->listing->n - tools_before,
-                      s->listing->nodes_compiled - compiled_before) == -1 ||
-        listing_memory_check(s) == -1) {
-        cJSON_Delete(msg);
-        return;
-    }
-    if (added == -1) {
-        if (!cJSON_IsObject(result))
-            snprintf(err, sizeof(err), "tools/list: the result is not an object");
-        cJSON_Delete(msg);
-        tools_verify_fail(s, err);
-        return;
-    }
-    if (cJSON_IsString(next)) {
-        int rc = send_list_page(s, next->valuestring);
-        cJSON_Delete(msg);
-        if (rc == -1)
-            tools_verify_fail(s, "cannot send tools/list to the server");
-        return;
-    }
-    cJSON_Delete(msg);
-    if (contract_finish(s->listing, err, sizeof(err)) == -1) {
-        tools_verify_fail(s, err);
-        return;
-    }
-    contract_free(s->contract);
-    s->contract = s->listing;
-    s->listing = NULL;
-    nodes_set(s, &s->contract_nodes, s->listing_nodes);
-    nodes_set(s, &s->listing_nodes, 0);
-    s->tools_state = TOOLS_READY;
-    tools_report(s, s->contract);
-    log_debug("tools_verified session=%.8s server=%s tools=%zu schema_nodes=%zu", s->id, s->m->name,
-              s->contract->n, s->contract_nodes);
-    /* Held requests are judged against this complete listing even when the child already
-     * announced another change: a child that keeps announcing must not starve them. */
-    bool again = s->relist;
-    held_release(s);
-    if (again && !s->closing)
-        tools_verify_start(s);
 }
 
 /* data.errors of a validation failure: instance pointer, keyword, message for each. */
@@ -1560,65 +1064,13 @@ static int contract_gate(struct session *s, const cJSON *msg, struct stream *st,
                  errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
         char qn[160];
         log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
-                 quoted(qn, sizeof(qn), name), n);
+                 session_quoted(qn, sizeof(qn), name), n);
         *refused = "invalid_arguments";
         return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
                                 extra);
     }
     *schemas = contract_schemas_ref(ct->schemas);
     return 0;
-}
-
-/* A client's tools/list answer: hides what the contract hides. Returns how many it hid. A
- * definition unlike the one verified means the server changed without saying list_changed:
- * judged on the spot, and the tools are listed again. */
-static size_t filter_listing(struct session *s, cJSON *result)
-{
-    cJSON *tools = cJSON_GetObjectItemCaseSensitive(result, "tools");
-    size_t hidden = 0;
-    bool changed = false;
-    if (!cJSON_IsArray(tools))
-        return 0;
-    cJSON *it = tools->child;
-    size_t seen = 0;
-    while (it != NULL) {
-        cJSON *next = it->next;
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
-        char pin[JCS_PIN_HEX];
-        bool hide;
-        if (++seen > s->f->cfg->limits.max_listing_tools || !cJSON_IsString(name) ||
-            jcs_tool_pin(it, pin) == -1) {
-            hide = true;
-        } else {
-            const struct contract_tool *ct = contract_find(s->contract, name->valuestring);
-            const struct config_tool *cfg = config_tool_find(s->m, name->valuestring);
-            const char *bad;
-            enum contract_verdict v;
-            if (ct != NULL && strcmp(ct->pin, pin) == 0) {
-                v = ct->verdict;
-                bad = contract_schema_error(ct->schemas);
-            } else {
-                struct contract_schemas *sc = contract_schemas_get(it, pin);
-                bad = sc == NULL ? "out of memory" : contract_schema_error(sc);
-                v = contract_judge(s->m, cfg, pin, bad == NULL);
-                bad = bad != NULL ? "bad" : NULL;
-                contract_schemas_unref(sc);
-                changed = s->tools_state == TOOLS_READY;
-            }
-            hide = contract_hides(s->m, v) || (bad != NULL && s->m->pin_mode == CONFIG_PIN_ENFORCE);
-        }
-        if (hide) {
-            cJSON_Delete(cJSON_DetachItemViaPointer(tools, it));
-            hidden++;
-        }
-        it = next;
-    }
-    if (changed) {
-        log_warn("tools_changed_unannounced session=%.8s server=%s note=\"listing again\"", s->id,
-                 s->m->name);
-        tools_verify_start(s);
-    }
-    return hidden;
 }
 
 /* A child answered a request with something unusable: the caller gets -32012, the log the
@@ -1631,11 +1083,12 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
     util_sha256_hex(line, len, h);
     char qn[160];
     log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=\"%s\"", type, s->id,
-             s->m->name, quoted(qn, sizeof(qn), p->tool != NULL ? p->tool : "-"), len, h, reason);
+             s->m->name, session_quoted(qn, sizeof(qn), p->tool != NULL ? p->tool : "-"), len, h,
+             reason);
     audit_result(p, type, 0);
     struct stream *st = p->st;
     if (st == NULL) {
-        pending_free(p);
+        session_pending_free(p);
         return;
     }
     cJSON *extra = cJSON_CreateObject();
@@ -1652,8 +1105,8 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
              code == ERR_INVALID_RESULT ? "invalid result from the server" : "result refused",
              reason);
     char *et = tool_error_text(p->client_id, code, why, type, p->tool, extra);
-    pending_free(p);
-    deliver_text(st, et);
+    session_pending_free(p);
+    session_deliver_text(st, et);
     free(et);
 }
 
@@ -1691,7 +1144,7 @@ void session_audit_refused(struct session *s, const struct principal *caller, co
 static void pending_send(struct pending *p, char *line, size_t len)
 {
     struct session *s = p->s;
-    int rc = send_to_child(s, line, len);
+    int rc = session_send_to_child(s, line, len);
     free(line);
     if (rc == 0) {
         p->forwarded = true;
@@ -1787,8 +1240,8 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
 
 /* accepted: the request was taken in earlier (held for a listing), so a drain that began since
  * does not refuse it: only work that arrives while draining is refused. */
-static int client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                          size_t len, const struct principal *caller, bool accepted)
+int session_client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
+                           size_t len, const struct principal *caller, bool accepted)
 {
     const struct config_limits *lim = &s->f->cfg->limits;
     const char *method = jsonrpc_method(msg);
@@ -1806,69 +1259,69 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     bool audited = is_audited(method);
     if (audited && call_target(msg, method) == NULL) {
         /* What it names is what is authorized, checked, counted and audited: it must be there. */
-        rc = refuse(st, (cJSON *)id, ERR_INVALID_PARAMS,
-                    strcmp(method, "resources/read") == 0
-                        ? "Invalid params: resources/read needs params.uri, a string"
-                        : "Invalid params: this method needs params.name, a string",
-                    NULL, -1);
+        rc = session_refuse(st, (cJSON *)id, ERR_INVALID_PARAMS,
+                            strcmp(method, "resources/read") == 0
+                                ? "Invalid params: resources/read needs params.uri, a string"
+                                : "Invalid params: this method needs params.name, a string",
+                            NULL, -1);
         goto out;
     }
     if (audited) {
         base = audit_base(s, "call", caller, method, call_target(msg, method), id);
         if (base == NULL && s->f->audit != NULL) {
-            rc = refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
-                        "audit unavailable: out of memory for the record; the call was not "
-                        "forwarded",
-                        "audit_unavailable", 1000);
+            rc = session_refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
+                                "audit unavailable: out of memory for the record; the call was not "
+                                "forwarded",
+                                "audit_unavailable", 1000);
             goto out;
         }
     }
     if (s->f->draining && !accepted) {
         refused = "server_unavailable";
-        rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
-                    "draining: the server is stopping; retry on a new session",
-                    "server_unavailable", 1000);
+        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
+                            "draining: the server is stopping; retry on a new session",
+                            "server_unavailable", 1000);
         goto out;
     }
     /* Before anything is counted against a quota: these refusals take nothing. */
     if (pending_by_client_key(s, id) != NULL) {
-        rc = refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
-                    "a request with this id is already in progress", NULL, -1);
+        rc = session_refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
+                            "a request with this id is already in progress", NULL, -1);
         goto out;
     }
     if (s->npending + s->nheld >= lim->max_pending_per_session) {
         refused = "quota_exceeded";
-        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
-                    "too many requests in progress on this session "
-                    "(limits.max_pending_per_session)",
-                    "quota_exceeded", 1000);
+        rc = session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
+                            "too many requests in progress on this session "
+                            "(limits.max_pending_per_session)",
+                            "quota_exceeded", 1000);
         goto out;
     }
     char busy[256];
     if (inflight_admit(s, busy, sizeof(busy)) == -1) {
         refused = "quota_exceeded";
-        rc = refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED, busy, "quota_exceeded", 1000);
+        rc = session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED, busy, "quota_exceeded", 1000);
         goto out;
     }
     if (is_tool_method(method) && util_mono_ms() < s->over_budget_until_ms) {
         char why[512];
         snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
         refused = "server_unavailable";
-        rc = refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
-                    (long)(s->over_budget_until_ms - util_mono_ms()));
+        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
+                            (long)(s->over_budget_until_ms - util_mono_ms()));
         goto out;
     }
     if (is_tool_method(method) && s->tools_state == TOOLS_FAILED && s->ready &&
         util_mono_ms() - s->tools_failed_ms >= SESSION_RELIST_MS)
-        tools_verify_start(s); /* the last listing failed a while ago: try again */
+        toolcheck_start(s); /* the last listing failed a while ago: try again */
     if (is_tool_method(method) &&
         (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING)) {
         /* Not judged yet: wait for the listing (started now if the child is ready for it). */
         if (s->tools_state == TOOLS_UNVERIFIED && s->ready)
-            tools_verify_start(s);
+            toolcheck_start(s);
         if (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING) {
             cJSON_Delete(base);
-            return hold_request(s, msg, st, text, len, caller);
+            return toolcheck_hold(s, msg, st, text, len, caller);
         }
     }
     const char *tool_name = NULL, *wanted = NULL, *current = NULL;
@@ -1912,7 +1365,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
             cargs = jsonrpc_print(args != NULL ? args : empty);
         cJSON_Delete(empty);
         if (cargs == NULL) {
-            rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+            rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
             goto out;
         }
         cargs_len = strlen(cargs);
@@ -1923,7 +1376,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     }
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+        rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
         goto out;
     }
     p->s = s;
@@ -1948,7 +1401,7 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
     if (tok != NULL && (cJSON_IsString(tok) || cJSON_IsNumber(tok)))
         p->progress_token = jsonrpc_print(tok);
-    p->timer = evtimer_new(s->f->base, on_pending_timeout, p);
+    p->timer = evtimer_new(s->f->base, session_on_pending_timeout, p);
     if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL ||
         (is_call && p->tool == NULL) || idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
         if (p->timer != NULL)
@@ -1961,13 +1414,12 @@ static int client_request(struct session *s, cJSON *msg, struct stream *st, cons
         contract_schemas_unref(p->schemas);
         quota_release(s->f->quotas, p->quota_slot);
         free(p);
-        rc = refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
+        rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
         goto out;
     }
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
     s->npending++;
-    npending_total++;
-    inflight(s, +1);
+    session_requests_add(s, +1);
 
     uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
     if (tc != NULL && tc->quota.timeout_ms > 0)
@@ -2032,7 +1484,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
     size_t outlen = 0;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
-        return client_request(s, msg, st, text, len, caller, false);
+        return session_client_request(s, msg, st, text, len, caller, false);
 
     if (kind == JSONRPC_RESPONSE) {
         /* The client answers a request the child made: give the child its own id back. */
@@ -2068,7 +1520,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             if (p == NULL) {
                 /* Still waiting for the tools to be verified: never sent, so nothing to tell
                  * the child; the request is answered as cancelled. */
-                held_cancel(s, rid);
+                toolcheck_held_cancel(s, rid);
                 cJSON_Delete(msg);
                 return 0;
             }
@@ -2090,13 +1542,13 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
     cJSON_Delete(msg);
     if (out == NULL)
         return -1;
-    if (send_to_child(s, out, outlen) == -1)
+    if (session_send_to_child(s, out, outlen) == -1)
         log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
     free(out);
     /* The child may now be asked for its tools: after the client's initialized, as the
      * lifecycle requires. */
     if (initialized && s->ready && s->tools_state == TOOLS_UNVERIFIED)
-        tools_verify_start(s);
+        toolcheck_start(s);
     return 0;
 }
 
@@ -2141,7 +1593,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         return;
     }
     if (p->kind == PENDING_TOOLS_LIST) {
-        tools_list_answer(s, p, msg, len);
+        toolcheck_list_answer(s, p, msg, len);
         return;
     }
     size_t max_result = p->tool_cfg != NULL ? p->tool_cfg->quota.max_result_bytes : 0;
@@ -2196,7 +1648,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         const cJSON *listed = cJSON_GetObjectItemCaseSensitive(result, "tools");
         /* A client's own listing costs the front as much as the broker's: the same budget. */
-        if (listing_spend(s, len, (size_t)cJSON_GetArraySize(listed), 0) == -1) {
+        if (toolcheck_spend(s, len, (size_t)cJSON_GetArraySize(listed), 0) == -1) {
             char why[512];
             snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
             cJSON_Delete(msg);
@@ -2205,7 +1657,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             return;
         }
         size_t changed = auth_filter_tools(s->m, p->filter_for, result);
-        changed += filter_listing(s, result);
+        changed += toolcheck_filter_listing(s, result);
         changed += annotate_versions(s->m, result);
         if (changed > 0)
             line = NULL; /* changed: print it */
@@ -2218,7 +1670,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         audit_result(p, e != NULL ? "error" : tool_error ? "tool_error" : "ok", len);
     }
     cJSON_Delete(msg);
-    pending_free(p);
+    session_pending_free(p);
     if (text != NULL) {
         stream_deliver(st, text, outlen, true);
         free(text);
@@ -2226,7 +1678,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
     if (failed_init)
         session_end(s, "initialize failed");
     else if (!s->closing && s->ready && s->tools_state == TOOLS_UNVERIFIED && s->nheld > 0)
-        tools_verify_start(s);
+        toolcheck_start(s);
 }
 
 /* A line that looked like an answer to one of our requests but is not a valid JSON-RPC
@@ -2238,8 +1690,8 @@ static void child_malformed_response(struct session *s, cJSON *msg, const char *
     if (p == NULL)
         return;
     if (p->kind == PENDING_TOOLS_LIST) {
-        pending_free(p);
-        tools_verify_fail(s, "tools/list: the answer is not a valid JSON-RPC response");
+        session_pending_free(p);
+        toolcheck_fail(s, "tools/list: the answer is not a valid JSON-RPC response");
         return;
     }
     bool init = p->initialize;
@@ -2318,14 +1770,14 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
         st = newest_pending_stream(s);
     } else if (strcmp(method, "notifications/tools/list_changed") == 0 &&
                s->tools_state != TOOLS_UNVERIFIED) {
-        tools_verify_start(s); /* the client re-lists after this: its request waits for us */
+        toolcheck_start(s); /* the client re-lists after this: its request waits for us */
     }
     if (st == NULL)
         st = s->get_stream;
     if (st == NULL) {
         char qm[96];
         log_debug("child_notification_dropped session=%.8s method=%s note=\"no stream open\"",
-                  s->id, quoted(qm, sizeof(qm), method));
+                  s->id, session_quoted(qm, sizeof(qm), method));
         cJSON_Delete(msg);
         return;
     }
@@ -2454,8 +1906,8 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     TAILQ_INIT(&s->pendings);
     TAILQ_INIT(&s->held);
     idmap_init(&s->srvreqs);
-    s->held_timer = evtimer_new(f->base, on_held_timeout, s);
-    s->list_timer = evtimer_new(f->base, on_list_timer, s);
+    s->held_timer = evtimer_new(f->base, toolcheck_on_held_timeout, s);
+    s->list_timer = evtimer_new(f->base, toolcheck_on_list_timer, s);
     if (s->held_timer == NULL || s->list_timer == NULL)
         goto fail;
     do {
@@ -2512,8 +1964,8 @@ static void session_release(evutil_socket_t fd, short what, void *arg)
     idmap_clear(&s->srvreqs, srvreq_free);
     contract_free(s->contract);
     contract_free(s->listing);
-    nodes_set(s, &s->contract_nodes, 0);
-    nodes_set(s, &s->listing_nodes, 0);
+    toolcheck_nodes_set(s, &s->contract_nodes, 0);
+    toolcheck_nodes_set(s, &s->listing_nodes, 0);
     ptally_put(s->pt);
     event_free(s->held_timer);
     event_free(s->list_timer);
@@ -2547,7 +1999,7 @@ void session_end(struct session *s, const char *why)
     char msg[192];
     snprintf(msg, sizeof(msg), "session ended: %s", why);
     struct pending *p;
-    held_refuse_all(s, msg);
+    toolcheck_held_refuse_all(s, msg);
     while ((p = TAILQ_FIRST(&s->pendings)) != NULL)
         pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", -1);
     struct stream *st;
@@ -2578,10 +2030,8 @@ void session_module_shutdown(struct front *f, const char *why)
     (void)f;
     free(tenant_sessions);
     free(tenant_starting);
-    free(tenant_nodes);
+    toolcheck_module_shutdown();
     free(tenant_inflight);
     tenant_sessions = tenant_starting = tenant_inflight = NULL;
-    tenant_nodes = NULL;
-    total_nodes = 0;
     idmap_free(&pair_sessions);
 }
