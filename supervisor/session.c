@@ -156,13 +156,8 @@ static void tally(const struct session *s, int delta)
 
 static uint64_t ptally_key(const char *tenant, const char *user)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *q = (const unsigned char *)tenant; *q != '\0'; q++)
-        h = (h ^ *q) * 0x100000001b3ull;
-    h = (h ^ 0xff) * 0x100000001b3ull; /* a byte no name holds */
-    for (const unsigned char *q = (const unsigned char *)user; *q != '\0'; q++)
-        h = (h ^ *q) * 0x100000001b3ull;
-    return h;
+    const char *parts[2] = {tenant, user};
+    return util_fnv1a(parts, 2);
 }
 
 /* The tally of p's tenant and user, created on first use; NULL when out of memory. Names are

@@ -53,13 +53,8 @@ static bool reported_ready;
  * not once per child or call. */
 static bool first_report(const char *server, const char *tool, const char *pin)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     const char *parts[3] = {server, tool, pin};
-    for (int i = 0; i < 3; i++) {
-        for (const unsigned char *q = (const unsigned char *)parts[i]; *q != '\0'; q++)
-            h = (h ^ *q) * 0x100000001b3ull;
-        h = (h ^ 0xff) * 0x100000001b3ull; /* separator no name contains */
-    }
+    uint64_t h = util_fnv1a(parts, 3);
     if (!reported_ready) {
         idmap_init(&reported);
         reported_ready = true;

@@ -45,6 +45,17 @@ int util_sha256_hex(const void *data, size_t len, char out[UTIL_SHA256_HEX + 1])
     return 0;
 }
 
+uint64_t util_fnv1a(const char *const *parts, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        for (const unsigned char *q = (const unsigned char *)parts[i]; *q != '\0'; q++)
+            h = (h ^ *q) * 0x100000001b3ull;
+        h = (h ^ 0xff) * 0x100000001b3ull;
+    }
+    return h;
+}
+
 int64_t util_mono_ms(void)
 {
     struct timespec ts;

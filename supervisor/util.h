@@ -29,6 +29,10 @@ int util_sha256(const void *data, size_t len, uint8_t out[UTIL_SHA256_LEN]);
  */
 int util_sha256_hex(const void *data, size_t len, char out[UTIL_SHA256_HEX + 1]);
 
+/* FNV-1a (64 bits) of n strings, each followed by the byte 0xff that no name holds, so ("ab","c")
+ * and ("a","bc") differ. A table key, not a digest: callers confirm a hit on the names. */
+uint64_t util_fnv1a(const char *const *parts, size_t n);
+
 /* CLOCK_MONOTONIC in milliseconds: for deadlines, rates and latencies. */
 int64_t util_mono_ms(void);
 

@@ -48,6 +48,16 @@ static void sha256_matches_known_digests(void **state)
     assert_string_equal(hex, SHA_EMPTY);
 }
 
+static void fnv1a_keeps_parts_apart(void **state)
+{
+    const char *ab_c[2] = {"ab", "c"}, *a_bc[2] = {"a", "bc"}, *abc[1] = {"abc"};
+    /* FNV-1a of the empty input is the offset basis; each part adds its separator */
+    assert_true(util_fnv1a(NULL, 0) == 0xcbf29ce484222325ull);
+    assert_true(util_fnv1a(ab_c, 2) != util_fnv1a(a_bc, 2));
+    assert_true(util_fnv1a(ab_c, 2) != util_fnv1a(abc, 1));
+    assert_true(util_fnv1a(ab_c, 2) == util_fnv1a(ab_c, 2));
+}
+
 static void clocks_agree_with_the_system(void **state)
 {
     (void)state;
@@ -115,6 +125,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hex_is_lower_case_and_terminated),
         cmocka_unit_test(sha256_matches_known_digests),
+        cmocka_unit_test(fnv1a_keeps_parts_apart),
         cmocka_unit_test(clocks_agree_with_the_system),
         cmocka_unit_test(duplicate_search_names_the_first_repeat),
     };
