@@ -121,6 +121,21 @@ def test_spawns_in_flight_are_bounded_per_tenant(make_daemon):
     _other_tenant_works(d, server="ts2")
 
 
+def _refused_while_busy(pool, calls, busy, probe, ms, what):
+    """Keeps busy[i] with a slow call in flight in calls[i] (submitted again when one was
+    refused because the probe's own call held the last slot) until the probe's echo is
+    refused; returns the probe's JSON-RPC error."""
+    def refused():
+        for i, c in enumerate(busy):
+            if i >= len(calls):
+                calls.append(pool.submit(c.call_tool, "slow", {"ms": ms}))
+            elif calls[i].done():
+                calls[i] = pool.submit(c.call_tool, "slow", {"ms": ms})
+        m = probe.call_tool("echo", {"text": "p"})
+        return "error" in m and m
+    return wait_for(refused, 10, interval=0.05, what=what)["error"]
+
+
 def test_requests_in_flight_are_capped_per_principal_and_per_tenant(make_daemon):
     """One user's requests in flight over all its sessions are bounded
     (limits.max_requests_in_flight_per_principal), then its tenant's
@@ -133,26 +148,12 @@ def test_requests_in_flight_are_capped_per_principal_and_per_tenant(make_daemon)
     for c in slow + [probe, bob_probe]:
         c.initialize()
     with ThreadPoolExecutor(3) as pool:
-        calls = [pool.submit(c.call_tool, "slow", {"ms": 4000}) for c in slow[:2]]
-
-        def alice_refused():
-            for i in (0, 1):  # refused: the probe's own call held alice's last slot
-                if calls[i].done():
-                    calls[i] = pool.submit(slow[i].call_tool, "slow", {"ms": 4000})
-            m = probe.call_tool("echo", {"text": "p"})
-            return "error" in m and m
-        err = wait_for(alice_refused, 10, interval=0.05, what="alice at her ceiling")["error"]
+        calls = []
+        err = _refused_while_busy(pool, calls, slow[:2], probe, 4000, "alice at her ceiling")
         assert err["code"] == -32013, err
         assert "max_requests_in_flight_per_principal" in err["message"], err
         # bob, same tenant: one more fits the tenant's 3, then the tenant is full
-        calls.append(pool.submit(slow[2].call_tool, "slow", {"ms": 4000}))
-
-        def bob_refused():
-            if calls[2].done():  # refused: the probe's own call held the tenant's last slot
-                calls[2] = pool.submit(slow[2].call_tool, "slow", {"ms": 4000})
-            m = bob_probe.call_tool("echo", {"text": "p"})
-            return "error" in m and m
-        err = wait_for(bob_refused, 10, interval=0.05, what="acme at its ceiling")["error"]
+        err = _refused_while_busy(pool, calls, slow, bob_probe, 4000, "acme at its ceiling")
         assert err["code"] == -32013, err
         assert "max_requests_in_flight_per_tenant" in err["message"], err
         _other_tenant_works(d)
@@ -185,14 +186,7 @@ def test_a_tenant_overrides_its_requests_in_flight(make_daemon):
     busy.initialize()
     probe.initialize()
     with ThreadPoolExecutor(1) as pool:
-        calls = [pool.submit(busy.call_tool, "slow", {"ms": 3000})]
-
-        def refused():
-            if calls[0].done():  # it lost its slot to the probe's own call: again
-                calls[0] = pool.submit(busy.call_tool, "slow", {"ms": 3000})
-            m = probe.call_tool("echo", {"text": "p"})
-            return "error" in m and m
-        err = wait_for(refused, 10, interval=0.05, what="acme at its own ceiling")["error"]
+        err = _refused_while_busy(pool, [], [busy], probe, 3000, "acme at its own ceiling")
         assert err["code"] == -32013, err
         assert "the tenant's max_requests_in_flight" in err["message"], err
         _other_tenant_works(d)

@@ -52,15 +52,22 @@ def test_headers_over_max_header_bytes_refused(make_daemon):
     assert d.request("POST", "/servers/ts/mcp", INIT).status == 200
 
 
-def test_max_connections(make_daemon):
-    d = make_daemon(limits={"max_connections": 2})
+def _hold(d, n, port=None):
+    """n keep-alive connections that each had one /healthz answered: open and counted."""
     held = []
-    for _ in range(2):
-        c = d.conn(5)
+    for _ in range(n):
+        c = d.conn(5) if port is None else http.client.HTTPConnection("127.0.0.1", port,
+                                                                        timeout=5)
         resp = d.open(c, "GET", "/healthz", key=None)
         assert resp.status == 200
         resp.read()
-        held.append(c)  # keep-alive: the connection stays open and counted
+        held.append(c)
+    return held
+
+
+def test_max_connections(make_daemon):
+    d = make_daemon(limits={"max_connections": 2})
+    held = _hold(d, 2)
     r = d.request("GET", "/healthz", key=None)
     assert r.status == 503, r
     for c in held:
@@ -74,22 +81,12 @@ def test_a_listeners_own_connection_ceiling_keeps_room_on_another(make_daemon):
     d = make_daemon(listen=[{"address": "127.0.0.1:0", "max_connections": 2},
                             {"address": "127.0.0.1:0", "admin": True}])
     admin = next(p for p, a in d.listeners if a)
-    held = []
-    for _ in range(2):
-        c = d.conn(5)
-        resp = d.open(c, "GET", "/healthz", key=None)
-        assert resp.status == 200
-        resp.read()
-        held.append(c)
+    held = _hold(d, 2)
     r = d.request("GET", "/healthz", key=None)
     assert r.status == 503, r
     assert "max_connections" in r.json()["error"]["message"], r
-    for _ in range(3):  # the admin listener is not counted against the first one's ceiling
-        ac = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
-        resp = d.open(ac, "GET", "/healthz", key=None)
-        assert resp.status == 200
-        resp.read()
-        held.append(ac)
+    # the admin listener is not counted against the first one's ceiling
+    held += _hold(d, 3, port=admin)
     for c in held:
         c.close()
     wait_for(lambda: d.request("GET", "/healthz", key=None).status == 200, 5,
