@@ -1273,35 +1273,28 @@ void hreq_stream_send(struct hreq *r, struct evbuffer *b)
     struct evbuffer *out = conn_out(r->c);
     struct httpd *d = r->c->d;
     out_sync(r->c);
-    if (d->lim.max_output_total != 0 && d->out_bytes + n > d->lim.max_output_total) {
-        /* Every client together may not make the front hold more than this either: the
-         * stream that would pass it ends, as below. */
-        log_warn("stream_dropped peer=%s pending=%zu all_connections=%zu limit=%zu "
-                 "note=\"answers not taken by all clients (limits.max_buffered_bytes)\"",
-                 r->c->peer, evbuffer_get_length(out), d->out_bytes, d->lim.max_output_total);
-        evbuffer_drain(b, n);
-        r->c->aborting = true;
-        conn_schedule(r->c);
-        return;
-    }
+    /* A client that does not read must not make the front buffer without bound, nor may one
+     * party's clients or all of them together: the stream that would pass a ceiling ends, and
+     * what its client missed stays with its session (Last-Event-ID replay). */
+    size_t used = evbuffer_get_length(out), limit = d->lim.max_output_bytes;
+    const char *key = "limits.max_stream_buffer_bytes";
     for (int i = 0; i < 2; i++) {
-        struct httpd_account *a = r->acct[i];
-        if (a == NULL || a->max == 0 || a->bytes + n <= a->max)
-            continue;
-        log_warn("stream_dropped peer=%s pending=%zu account=%zu limit=%zu note=\"answers not "
-                 "taken by one party's clients (%s)\"",
-                 r->c->peer, evbuffer_get_length(out), a->bytes, a->max, a->what);
-        evbuffer_drain(b, n);
-        r->c->aborting = true;
-        conn_schedule(r->c);
-        return;
+        const struct httpd_account *a = r->acct[i];
+        if (a != NULL && a->max != 0 && a->bytes + n > a->max) {
+            used = a->bytes;
+            limit = a->max;
+            key = a->what;
+        }
     }
-    if (evbuffer_get_length(out) + n > r->c->d->lim.max_output_bytes) {
-        /* A client that does not read must not make the front buffer without bound: its
-         * stream ends; what it missed stays with its session (Last-Event-ID replay). */
-        log_warn("stream_dropped peer=%s pending=%zu limit=%zu note=\"the client is not reading "
-                 "(limits.max_stream_buffer_bytes)\"",
-                 r->c->peer, evbuffer_get_length(out), r->c->d->lim.max_output_bytes);
+    if (d->lim.max_output_total != 0 && d->out_bytes + n > d->lim.max_output_total) {
+        used = d->out_bytes;
+        limit = d->lim.max_output_total;
+        key = "limits.max_buffered_bytes";
+    }
+    if (used + n > limit) {
+        log_warn("stream_dropped peer=%s pending=%zu buffered=%zu limit=%zu note=\"answers not "
+                 "taken by clients (%s)\"",
+                 r->c->peer, evbuffer_get_length(out), used, limit, key);
         evbuffer_drain(b, n);
         r->c->aborting = true;
         conn_schedule(r->c);
