@@ -35,7 +35,7 @@
 #include "child.h"
 #include "contract.h"
 #include "errors.h"
-#include "front.h"
+#include "frontenv.h"
 #include "httpd.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -131,7 +131,7 @@ void session_module_init(struct front *f, const struct session_transport *tr)
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
     util_hex(rnd, sizeof(rnd), call_nonce);
-    pool_module_init(f, &session_pool_client); /* warm children start here */
+    pool_set_client(&session_pool_client); /* warm children start here */
 }
 
 size_t session_count(void)

@@ -20,7 +20,7 @@
 #include "auth.h"
 #include "contract.h"
 #include "errors.h"
-#include "front.h"
+#include "frontenv.h"
 #include "jcs.h"
 #include "jsonrpc.h"
 #include "log.h"
