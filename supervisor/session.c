@@ -944,6 +944,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
 {
     char *out = NULL;
     size_t outlen = 0;
+    struct upstream *to = s->up;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
         return broker_request(s, msg, st, text, len, caller, false);
@@ -988,6 +989,8 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             }
             cJSON_ReplaceItemInObjectCaseSensitive(params, "requestId",
                                                    cJSON_CreateNumber((double)p->bid));
+            if (p->up != NULL)
+                to = p->up; /* the child it went to, even if the session moved since */
             session_pending_fail(p, ERR_CANCELLED, "request cancelled by the client", NULL, -1);
             text = NULL;
         }
@@ -1014,7 +1017,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
     cJSON_Delete(msg);
     if (out == NULL)
         return -1;
-    if (session_send_to_child(s, out, outlen) == -1)
+    if (s->closing || to == NULL || pool_write(to, out, outlen) == -1)
         log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
     free(out);
     /* The child may now be asked for its tools: after the client's initialized, as the
