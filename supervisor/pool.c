@@ -11,7 +11,7 @@
  *   request        → the one session with requests in flight there; refused when none or several
  *   list_changed   → every session attached
  *   resources/updated → the sessions subscribed to its uri
- *   other notifications → the one session with requests in flight, else dropped
+ *   other notifications → nobody: they name no request, and a guess could cross sessions
  * A child of one session gets every message of that session, as before sharing existed.
  */
 #include "pool.h"
@@ -703,14 +703,11 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
         cJSON_Delete(msg);
         return;
     }
-    struct session *s = only_busy(up);
-    if (s != NULL) {
-        client->message(s, msg, kind, line, len);
-        return;
-    }
+    /* Nothing in it says whose it is (a log message, say): a guess could hand one session's, or
+     * one tenant's, data to another, so nobody gets it. */
     char q[96];
-    log_debug("child_notification_dropped server=%s method=%s note=\"shared child: no single "
-              "session it belongs to\"",
+    log_debug("child_notification_dropped server=%s method=%s note=\"shared child: it names no "
+              "request, so no session it belongs to\"",
               pr->m->name, log_quote(q, sizeof(q), method, strlen(method)));
     cJSON_Delete(msg);
 }
