@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make bench: figures for the broker's hot path, spawn time and memory per session.
+"""make bench: figures for the broker's hot path, spawn time, memory per session and pooling.
 
 Starts mcpvisor on an ephemeral loopback port with the test server behind it, then measures:
   - calls/s and latency percentiles of tools/call echo on one session (ApacheBench, keep-alive,
@@ -7,10 +7,20 @@ Starts mcpvisor on an ephemeral loopback port with the test server behind it, th
   - the same spread over several sessions (one child each),
   - spawn time: initialize → answer, i.e. sandbox set-up + exec + the server's initialize,
   - memory per session: the front's RSS growth plus the child's (init + server) RSS,
+  - each isolation mode ("session": a child per session; "tenant": children shared by a tenant's
+    sessions; "shared": by every tenant's), with 1,000 sessions over four tenants:
+      sessions/s: initialize + notifications/initialized, opened from eight threads at once (in
+        "session" mode every one spawns a child, eight at most at once, so it is spawn-bound;
+        opening stops after 90 s and the output says how many were measured),
+      memory with all of them open: the front's RSS growth and the children's summed RSS and
+        PSS (children found in /proc by a marker argument; init + server each),
+      calls/s of tools/call echo over 16 of them, four per tenant (one ab each, 1 in flight);
+    a mode this build refuses (mcpvisor check fails) is reported as not measured,
   - the audit log's cost: the same calls with audit.sync none, batch and always (every call
     forwarded only after its record is written; always: fdatasync'ed, with group commit).
-Prints a table; compares with nothing else yet (no peer is installed here).
-`bench.py BUILD audit` (make bench-audit) measures the audit log's cost alone, a few seconds per mode.
+Prints tables; compares with nothing else yet (no peer is installed here).
+`bench.py BUILD audit` (make bench-audit) measures the audit log's cost alone, a few seconds per
+mode; `bench.py BUILD pool` (make bench-pool) the isolation modes alone.
 """
 
 import hashlib
@@ -21,6 +31,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +40,7 @@ import threading
 import time
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
-AUDIT_ONLY = len(sys.argv) > 2 and sys.argv[2] == "audit"
+ONLY = sys.argv[2] if len(sys.argv) > 2 else None  # "audit" or "pool": that part alone
 MCPVISOR = os.path.join(BUILD, "mcpvisor")
 TESTSERVER = os.path.join(BUILD, "tests", "servers", "testserver")
 ACCEPT = "application/json, text/event-stream"
@@ -46,25 +57,65 @@ def rss_kb(pid):
     return 0
 
 
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Refused(Exception):
+    """mcpvisor check refused the configuration (a key this build does not know)."""
+
+
 class Daemon:
-    def __init__(self, workdir, audit=None):
-        self.key = "mcpv_" + secrets.token_urlsafe(32)
+    """mcpvisor on an ephemeral port serving the test server as "ts". `tenants` tenants, one key
+    each; `manifest` and `limits` add to the server's manifest and the configuration's limits.
+    The test server's argv carries a marker unique to this daemon, to find its children in /proc."""
+
+    def __init__(self, workdir, audit=None, tenants=1, manifest=None, limits=None):
+        self.marker = "--bench-marker-" + secrets.token_hex(8)
+        self.keys = ["mcpv_" + secrets.token_urlsafe(32) for _ in range(tenants)]
+        self.key = self.keys[0]
         os.makedirs(os.path.join(workdir, "servers"))
+        lim = {"max_pending_per_session": 1024, "session_idle_s": 600}
+        lim.update(limits or {})
         cfg = {"listen": [{"address": "127.0.0.1:0"}], "manifests_dir": "servers",
                "auth": {"api_keys_file": "api-keys.json"},
-               "tenants": {"bench": {"uid": 61990, "gid": 61990, "servers": ["ts"]}},
-               "limits": {"max_pending_per_session": 1024, "session_idle_s": 600}}
+               "tenants": {"bench%d" % i: {"uid": 61990 + i, "gid": 61990 + i, "servers": ["ts"]}
+                           for i in range(tenants)},
+               "limits": lim}
         if audit is not None:
             cfg["audit"] = audit
         with open(os.path.join(workdir, "mcpvisor.json"), "w") as f:
             json.dump(cfg, f)
         with open(os.path.join(workdir, "api-keys.json"), "w") as f:
-            json.dump({"keys": [{"sha256": hashlib.sha256(self.key.encode()).hexdigest(),
-                                 "tenant": "bench", "user": "bench", "scopes": []}]}, f)
+            json.dump({"keys": [{"sha256": hashlib.sha256(k.encode()).hexdigest(),
+                                 "tenant": "bench%d" % i, "user": "bench", "scopes": []}
+                                for i, k in enumerate(self.keys)]}, f)
+        os.chmod(os.path.join(workdir, "api-keys.json"), 0o600)
+        man = {"name": "ts", "version": "1", "command": [TESTSERVER, self.marker]}
+        man.update(manifest or {})
         with open(os.path.join(workdir, "servers", "ts.json"), "w") as f:
-            json.dump({"name": "ts", "version": "1", "command": [TESTSERVER]}, f)
+            json.dump(man, f)
         self.log = []
-        self.proc = subprocess.Popen([MCPVISOR, "run", "-c", os.path.join(workdir, "mcpvisor.json")],
+        conf = os.path.join(workdir, "mcpvisor.json")
+        chk = subprocess.run([MCPVISOR, "check", "-c", conf], capture_output=True, text=True)
+        if chk.returncode != 0:
+            raise Refused((chk.stdout + chk.stderr).strip())
+        self.proc = subprocess.Popen([MCPVISOR, "run", "-c", conf],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -106,22 +157,35 @@ class Daemon:
         return sid, spawn
 
     def children(self):
-        pids = [int(m) for m in re.findall(r"msg=spawned .*?pid=(\d+)", "".join(self.log))]
-        return [p for p in pids if os.path.exists("/proc/%d" % p)]
+        """The live children as (init pid, server pid): servers carry the marker in their argv,
+        and each runs under its sandbox's init, a child of the spawner."""
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % name, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if self.marker.encode() in argv:
+                init = ppid(int(name))
+                found.append((init if ppid(init) == self.proc.pid else None, int(name)))
+        return found
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(20)
+        self.proc.wait(60)
 
 
-def ab(d, sid, n, c):
+def ab(d, sid, n, c, key=None):
     body = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                "params": {"name": "echo", "arguments": {"text": "hello"}}}, body)
     body.close()
     out = subprocess.run(["ab", "-q", "-k", "-n", str(n), "-c", str(c), "-p", body.name,
                           "-T", "application/json", "-H", "Accept: " + ACCEPT,
-                          "-H", "Authorization: Bearer " + d.key, "-H", "Mcp-Session-Id: " + sid,
+                          "-H", "Authorization: Bearer " + (key or d.key), "-H", "Mcp-Session-Id: " + sid,
                           "http://127.0.0.1:%d/servers/ts/mcp" % d.port],
                          capture_output=True, text=True)
     os.unlink(body.name)
@@ -133,14 +197,15 @@ def ab(d, sid, n, c):
             pct.get("50"), pct.get("99"))
 
 
-def spread(d, nsess, calls):
-    """calls/s, errors, worst p50, worst p99 of `calls` echo calls over nsess sessions."""
-    sids = [d.session()[0] for _ in range(nsess)]
-    ab(d, sids[0], 500, 1)  # warm-up
+def spread(d, nsess, calls, sessions=None):
+    """calls/s, errors, worst p50, worst p99 of `calls` echo calls over nsess sessions (new
+    ones, or the given (key, session id) pairs), one ab with one call in flight per session."""
+    sessions = sessions or [(d.key, d.session()[0]) for _ in range(nsess)]
+    ab(d, sessions[0][1], 500, 1, sessions[0][0])  # warm-up
     results = [None] * nsess
 
     def run(i):
-        results[i] = ab(d, sids[i], calls // nsess, 1)
+        results[i] = ab(d, sessions[i][1], calls // nsess, 1, sessions[i][0])
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(nsess)]
     for t in threads:
@@ -166,16 +231,250 @@ def broker(work):
         for _ in range(20):
             spawns.append(d.session()[1] * 1000)
         front1 = rss_kb(d.front)
-        kids = d.children()
-        child_rss = [rss_kb(p) for p in kids]
+        child_rss = [rss_kb(init) + rss_kb(server) for init, server in d.children() if init]
         print()
         print("spawn (sandbox + exec + initialize), 20 sessions: median %.1f ms, max %.1f ms"
               % (statistics.median(spawns), max(spawns)))
         print("memory per session: front +%.0f KiB, sandbox init + server ~%.0f KiB RSS"
               % ((front1 - front0) / 20.0,
-                 2 * statistics.median(child_rss) if child_rss else 0))
+                 statistics.median(child_rss) if child_rss else 0))
     finally:
         d.stop()
+    print()
+
+# ---- pooling: isolation "session", "tenant" and "shared" -------------------------------------
+
+POOL_SESSIONS = 1000     # sessions opened (and held open) per isolation mode
+POOL_TENANTS = 4         # the sessions go to these tenants in turn
+POOL_THREADS = 8         # client threads opening them, each on a keep-alive connection
+POOL_OPEN_BUDGET_S = 90  # stop opening after this long (spawn-bound "session" mode)
+POOL_CALL_SESSIONS = 16  # tools/call echo spread over this many of the open sessions
+POOL_CALLS = 24000
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                    "clientInfo": {"name": "bench", "version": "1"}}}).encode()
+INITIALIZED = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode()
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection with just the parsing mcpvisor's answers need
+    (Content-Length or chunked bodies): http.client would cost the client more CPU than the
+    front spends answering a pooled initialize."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+        self.buf = b""
+
+    def _connect(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("connection closed by mcpvisor")
+        self.buf += data
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def post(self, key, body, sid=None):
+        """(status, headers with lower-case names, body) of one POST to /servers/ts/mcp."""
+        if self.sock is None:
+            self._connect()
+        head = ("POST /servers/ts/mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                "Authorization: Bearer %s\r\nAccept: %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n" % (self.port, key, ACCEPT, len(body)))
+        if sid:
+            head += "Mcp-Session-Id: %s\r\n" % sid
+        self.sock.sendall(head.encode() + b"\r\n" + body)
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        raw, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                n = int(self._line().split(b";")[0], 16)
+                if n == 0:
+                    while self._line():
+                        pass
+                    break
+                data += self._take(n)
+                self._take(2)
+        else:
+            data = self._take(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, data
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def open_sessions(d, n, threads, budget_s):
+    """Opens up to n sessions (initialize, then notifications/initialized), the tenants in turn,
+    from `threads` threads; stops when the budget runs out. A 429 or 503 (a spawn ceiling) is
+    retried after 20 ms. Returns the (key, session id) pairs, the seconds taken, the retries and
+    the failures (status and body of the first few)."""
+    sessions, retries, failures = [], [0], []
+    lock = threading.Lock()
+    nxt = [0]
+    start = time.monotonic()
+    deadline = start + budget_s
+
+    def run():
+        conn = Conn(d.port)
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = nxt[0]
+                    if i >= n or len(failures) >= 10:
+                        return
+                    nxt[0] += 1
+                key = d.keys[i % len(d.keys)]
+                while True:
+                    status, headers, body = conn.post(key, INITIALIZE)
+                    if status in (429, 503) and time.monotonic() < deadline:
+                        with lock:
+                            retries[0] += 1
+                        time.sleep(0.02)
+                        continue
+                    break
+                sid = headers.get("mcp-session-id")
+                if status == 200 and sid:
+                    status, _, body = conn.post(key, INITIALIZED, sid)
+                if status not in (200, 202):
+                    with lock:
+                        failures.append("HTTP %d %s" % (status, body[:160].decode("utf-8", "replace")))
+                    continue
+                with lock:
+                    sessions.append((key, sid))
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return sessions, time.monotonic() - start, retries[0], failures
+
+
+def pool_mode(work, isolation):
+    """One daemon with the server's isolation set to `isolation`: opens POOL_SESSIONS sessions
+    over POOL_TENANTS tenants, measures memory with them all open, then tools/call echo over
+    POOL_CALL_SESSIONS of them. Returns a dict of figures, or None when this build refuses the
+    isolation mode."""
+    limits = {"max_sessions_per_principal": 4 * POOL_SESSIONS,
+              "max_sessions_per_tenant": 4 * POOL_SESSIONS,
+              # One spawn per client thread at most: the spawner never queues set-ups, and a
+              # pooled mode never waits for a spawn it did not need.
+              "max_spawns_in_flight": POOL_THREADS, "max_spawns_in_flight_per_tenant": POOL_THREADS,
+              "spawns_per_minute": 1000000, "spawns_per_minute_per_tenant": 1000000}
+    manifest = {"isolation": isolation, "pool": {"max_per_tenant": 1024},
+                # Each tenant's children run under its own uid; RLIMIT_NPROC counts per uid,
+                # and one child is two processes (the sandbox's init and the server).
+                "sandbox": {"limits": {"nproc": 4 * POOL_SESSIONS + 64}}}
+    try:
+        d = Daemon(os.path.join(work, "pool-" + isolation), tenants=POOL_TENANTS,
+                   manifest=manifest, limits=limits)
+    except Refused as e:
+        return {"isolation": isolation, "refused": e.args[0].splitlines()[0]}
+    try:
+        # Warm-up: one session opened and deleted, so the front's first-use allocations (and, in
+        # a pooled mode, the tenant's first child) are not counted below.
+        warm = d.session()[0]
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        c.request("DELETE", "/servers/ts/mcp", headers={"Authorization": "Bearer " + d.key,
+                                                       "Mcp-Session-Id": warm})
+        c.getresponse().read()
+        c.close()
+        time.sleep(0.2)
+        front0 = rss_kb(d.front)
+        sessions, took, retries, failures = open_sessions(d, POOL_SESSIONS, POOL_THREADS,
+                                                          POOL_OPEN_BUDGET_S)
+        time.sleep(0.5)  # let the last children settle after their initialize
+        front1 = rss_kb(d.front)
+        kids = d.children()
+        procs = [p for k in kids for p in k if p]
+        fig = {"isolation": isolation, "opened": len(sessions), "seconds": took,
+               "retries": retries, "failures": failures, "children": len(kids),
+               "front_kib": front1 - front0,
+               "child_rss_kib": sum(rss_kb(p) for p in procs),
+               "child_pss_kib": sum(pss_kb(p) for p in procs)}
+        # Calls over sessions of every tenant in turn (sessions[i] is not tenant i % TENANTS:
+        # the threads finished in any order).
+        by_tenant = {}
+        for key, sid in sessions:
+            by_tenant.setdefault(key, []).append((key, sid))
+        picked = []
+        while len(picked) < POOL_CALL_SESSIONS and any(by_tenant.values()):
+            for key in list(by_tenant):
+                if by_tenant[key] and len(picked) < POOL_CALL_SESSIONS:
+                    picked.append(by_tenant[key].pop(0))
+        if len(picked) == POOL_CALL_SESSIONS:
+            fig["calls"] = spread(d, POOL_CALL_SESSIONS, POOL_CALLS, picked)
+        return fig
+    finally:
+        d.stop()
+
+
+def pooling(work):
+    print("isolation: %d sessions over %d tenants, opened from %d threads (initialize + "
+          "notifications/initialized),\nmemory with them all open, then tools/call echo over %d of "
+          "them (one ab each, 1 in flight)" % (POOL_SESSIONS, POOL_TENANTS, POOL_THREADS,
+                                               POOL_CALL_SESSIONS))
+    print("%-9s %8s %10s %8s %10s %12s %12s %10s %8s %8s %7s" % (
+        "isolation", "sessions", "sessions/s", "children", "front MiB", "children MiB",
+        "per session", "calls/s", "p50 ms", "p99 ms", "errors"))
+    print("%-9s %8s %10s %8s %10s %12s %12s %10s %8s %8s %7s" % (
+        "", "open", "", "", "growth", "RSS (PSS)", "KiB (PSS)", "", "", "", ""))
+    notes = []
+    for isolation in ("session", "tenant", "shared"):
+        f = pool_mode(work, isolation)
+        if "refused" in f:
+            print("%-9s  not measured: this build refuses it (%s)" % (isolation, f["refused"]))
+            continue
+        n = f["opened"]
+        per = (f["front_kib"] + f["child_pss_kib"]) / n if n else 0
+        calls = f.get("calls")
+        print("%-9s %8d %10.0f %8d %10.1f %5.0f (%4.0f) %12.1f %10s %8s %8s %7s" % (
+            isolation, n, n / f["seconds"] if f["seconds"] else 0, f["children"],
+            f["front_kib"] / 1024.0, f["child_rss_kib"] / 1024.0, f["child_pss_kib"] / 1024.0,
+            per, "%.0f" % calls[0] if calls else "-", calls[2] if calls else "-",
+            calls[3] if calls else "-", calls[1] if calls else "-"))
+        if n < POOL_SESSIONS:
+            notes.append("%s: %d of %d sessions opened in the %d s budget (%s); memory is for "
+                         "%d open sessions: about %.0f MiB for %d" % (
+                             isolation, n, POOL_SESSIONS, POOL_OPEN_BUDGET_S,
+                             "; ".join(f["failures"][:2]) or "out of time", n,
+                             per * POOL_SESSIONS / 1024.0, POOL_SESSIONS))
+        elif f["failures"]:
+            notes.append("%s: %s" % (isolation, "; ".join(f["failures"][:2])))
+        if f["retries"]:
+            notes.append("%s: %d initialize requests refused (429/503, a spawn ceiling) and "
+                         "retried" % (isolation, f["retries"]))
+    for note in notes:
+        print("  note: " + note)
     print()
 
 
@@ -204,9 +503,12 @@ def main():
     os.chmod(work, 0o755)
     try:
         print("mcpvisor bench (%s), %d cores" % (BUILD, os.cpu_count()))
-        if not AUDIT_ONLY:
+        if ONLY is None:
             broker(work)
-        audit(work)
+        if ONLY in (None, "pool"):
+            pooling(work)
+        if ONLY in (None, "audit"):
+            audit(work)
         print("peers: none installed here to compare with")
     finally:
         shutil.rmtree(work, ignore_errors=True)
