@@ -8,10 +8,12 @@
 // prompts/get, progress notifications, concurrent requests on one session, the server's own
 // requests while a call is pending (sampling, elicitation, roots), and close (DELETE).
 //
-//   node client.mjs [--token KEY] [--streamable URL] [--sse URL]
+//   node client.mjs [--token KEY] [--name NAME] [--streamable URL] [--sse URL]
 //
 // --token (or MCP_INTEROP_TOKEN) is sent as "Authorization: Bearer KEY" on every request; with a
 // token, two extra checks assert that requests without it, or with a wrong one, are refused (401).
+// --name NAME prefixes every check name and this client's root and sampling answer with "NAME/",
+// so several clients can run at once against one server and be told apart.
 // Prints "ok NAME" or "not ok NAME: REASON" per check, then "client: N passed, M failed";
 // exits 1 if any check failed, 2 on a usage error.
 
@@ -29,11 +31,11 @@ import { assert, check, reason, tally, textOf } from './checks.mjs';
 
 function usage(msg) {
   if (msg) process.stderr.write(`client.mjs: ${msg}\n`);
-  process.stderr.write('usage: node client.mjs [--token KEY] [--streamable URL] [--sse URL]\n');
+  process.stderr.write('usage: node client.mjs [--token KEY] [--name NAME] [--streamable URL] [--sse URL]\n');
   process.exit(2);
 }
 
-const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, streamable: undefined, sse: undefined };
+const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, name: undefined, streamable: undefined, sse: undefined };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -45,6 +47,8 @@ const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, streamable: un
 }
 
 
+const prefix = opts.name ? `${opts.name}/` : '';
+
 const authHeaders = () => (opts.token ? { Authorization: `Bearer ${opts.token}` } : {});
 
 function makeTransport(kind, url) {
@@ -54,7 +58,7 @@ function makeTransport(kind, url) {
 }
 
 async function suite(kind, url) {
-  const label = kind === 'streamable' ? 'streamable-http' : 'sse';
+  const label = prefix + (kind === 'streamable' ? 'streamable-http' : 'sse');
   const client = new Client(
     { name: 'mcpvisor-interop-client', version: '1.0.0' },
     { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } }
@@ -266,13 +270,13 @@ async function authChecks(url) {
       headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', ...headers },
       body: initialize
     });
-  await check('auth missing key refused', async () => {
+  await check(`${prefix}auth missing key refused`, async () => {
     const r = await post({});
     await r.body?.cancel();
     assert(r.status === 401, `HTTP ${r.status}, expected 401`);
     assert(/^bearer/i.test(r.headers.get('www-authenticate') ?? ''), 'no WWW-Authenticate: Bearer challenge');
   });
-  await check('auth wrong key refused', async () => {
+  await check(`${prefix}auth wrong key refused`, async () => {
     const r = await post({ Authorization: `Bearer wrong-${opts.token}` });
     await r.body?.cancel();
     assert(r.status === 401, `HTTP ${r.status}, expected 401`);
