@@ -9,8 +9,9 @@ Starts mcpvisor on an ephemeral loopback port with the test server behind it, th
   - memory per session: the front's RSS growth plus the child's (init + server) RSS,
   - each isolation mode ("session": a child per session; "tenant": children shared by a tenant's
     sessions; "shared": by every tenant's), with 1,000 sessions over four tenants:
-      sessions/s: initialize + notifications/initialized, opened from eight threads at once (in
-        "session" mode every one spawns a child, eight at most at once, so it is spawn-bound;
+      sessions/s: initialize + notifications/initialized, by 16 client processes at once (in
+        "session" mode every one spawns a child, at most eight at once by
+        limits.max_spawns_in_flight, the others refused and retried, so it is spawn-bound;
         opening stops after 90 s and the output says how many were measured),
       memory with all of them open: the front's RSS growth and the children's summed RSS and
         PSS (children found in /proc by a marker argument; init + server each),
@@ -26,6 +27,7 @@ mode; `bench.py BUILD pool` (make bench-pool) the isolation modes alone.
 import hashlib
 import http.client
 import json
+import multiprocessing
 import os
 import re
 import secrets
@@ -246,7 +248,8 @@ def broker(work):
 
 POOL_SESSIONS = 1000     # sessions opened (and held open) per isolation mode
 POOL_TENANTS = 4         # the sessions go to these tenants in turn
-POOL_THREADS = 8         # client threads opening them, each on a keep-alive connection
+POOL_CLIENTS = 16        # client processes opening them, each on a keep-alive connection
+POOL_SPAWNS = 8          # limits.max_spawns_in_flight (and per tenant)
 POOL_OPEN_BUDGET_S = 90  # stop opening after this long (spawn-bound "session" mode)
 POOL_CALL_SESSIONS = 16  # tools/call echo spread over this many of the open sessions
 POOL_CALLS = 24000
@@ -330,53 +333,65 @@ class Conn:
             self.sock = None
 
 
-def open_sessions(d, n, threads, budget_s):
-    """Opens up to n sessions (initialize, then notifications/initialized), the tenants in turn,
-    from `threads` threads; stops when the budget runs out. A 429 or 503 (a spawn ceiling) is
-    retried after 20 ms. Returns the (key, session id) pairs, the seconds taken, the retries and
-    the failures (status and body of the first few)."""
-    sessions, retries, failures = [], [0], []
-    lock = threading.Lock()
-    nxt = [0]
-    start = time.monotonic()
-    deadline = start + budget_s
-
-    def run():
-        conn = Conn(d.port)
-        try:
-            while time.monotonic() < deadline:
-                with lock:
-                    i = nxt[0]
-                    if i >= n or len(failures) >= 10:
-                        return
-                    nxt[0] += 1
-                key = d.keys[i % len(d.keys)]
-                while True:
-                    status, headers, body = conn.post(key, INITIALIZE)
-                    if status in (429, 503) and time.monotonic() < deadline:
-                        with lock:
-                            retries[0] += 1
-                        time.sleep(0.02)
-                        continue
-                    break
-                sid = headers.get("mcp-session-id")
-                if status == 200 and sid:
-                    status, _, body = conn.post(key, INITIALIZED, sid)
-                if status not in (200, 202):
-                    with lock:
-                        failures.append("HTTP %d %s" % (status, body[:160].decode("utf-8", "replace")))
+def _open_worker(port, keys, first, step, n, budget_s, go, out):
+    """One client process of open_sessions: sessions first, first + step, ... below n, each for
+    keys[i % len(keys)], one after another on one keep-alive connection."""
+    conn = Conn(port)
+    conn._connect()
+    sessions, retries, failures = [], 0, []
+    go.wait()
+    deadline = time.monotonic() + budget_s
+    try:
+        for i in range(first, n, step):
+            if time.monotonic() >= deadline or len(failures) >= 3:
+                break
+            key = keys[i % len(keys)]
+            while True:
+                status, headers, body = conn.post(key, INITIALIZE)
+                if status in (429, 503) and time.monotonic() < deadline:
+                    retries += 1
+                    time.sleep(0.02)
                     continue
-                with lock:
-                    sessions.append((key, sid))
-        finally:
-            conn.close()
+                break
+            sid = headers.get("mcp-session-id")
+            if status == 200 and sid:
+                status, _, body = conn.post(key, INITIALIZED, sid)
+            if status not in (200, 202):
+                failures.append("HTTP %d %s" % (status, body[:160].decode("utf-8", "replace")))
+                continue
+            sessions.append((key, sid))
+    except (OSError, ValueError) as e:
+        failures.append(repr(e))
+    finally:
+        conn.close()
+    out.put((sessions, retries, failures, time.monotonic()))
 
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    return sessions, time.monotonic() - start, retries[0], failures
+
+def open_sessions(d, n, clients, budget_s):
+    """Opens up to n sessions (initialize, then notifications/initialized), the tenants in turn,
+    from `clients` client processes at once (threads of one Python process would measure the
+    GIL); stops when the budget runs out. A 429 or 503 (a spawn ceiling) is retried after 20 ms.
+    Returns the (key, session id) pairs, the seconds taken, the retries and the failures
+    (status and body of the first few)."""
+    ctx = multiprocessing.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open_worker, args=(d.port, d.keys, i, clients, n, budget_s, go, out))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(0.3)  # every client connected and waiting
+    start = time.monotonic()
+    go.set()
+    sessions, retries, failures, end = [], 0, [], start
+    for _ in procs:
+        got, r, f, t = out.get()
+        sessions += got
+        retries += r
+        failures += f
+        end = max(end, t)
+    for p in procs:
+        p.join()
+    return sessions, end - start, retries, failures
 
 
 def pool_mode(work, isolation):
@@ -386,9 +401,9 @@ def pool_mode(work, isolation):
     isolation mode."""
     limits = {"max_sessions_per_principal": 4 * POOL_SESSIONS,
               "max_sessions_per_tenant": 4 * POOL_SESSIONS,
-              # One spawn per client thread at most: the spawner never queues set-ups, and a
-              # pooled mode never waits for a spawn it did not need.
-              "max_spawns_in_flight": POOL_THREADS, "max_spawns_in_flight_per_tenant": POOL_THREADS,
+              # Spawns at once are bounded by the daemon, not the client: past them a new
+              # session gets 429/503 and the client retries (counted in the notes).
+              "max_spawns_in_flight": POOL_SPAWNS, "max_spawns_in_flight_per_tenant": POOL_SPAWNS,
               "spawns_per_minute": 1000000, "spawns_per_minute_per_tenant": 1000000}
     manifest = {"isolation": isolation, "pool": {"max_per_tenant": 1024},
                 # Each tenant's children run under its own uid; RLIMIT_NPROC counts per uid,
@@ -399,6 +414,7 @@ def pool_mode(work, isolation):
                    manifest=manifest, limits=limits)
     except Refused as e:
         return {"isolation": isolation, "refused": e.args[0].splitlines()[0]}
+    fig = None
     try:
         # Warm-up: one session opened and deleted, so the front's first-use allocations (and, in
         # a pooled mode, the tenant's first child) are not counted below.
@@ -410,7 +426,7 @@ def pool_mode(work, isolation):
         c.close()
         time.sleep(0.2)
         front0 = rss_kb(d.front)
-        sessions, took, retries, failures = open_sessions(d, POOL_SESSIONS, POOL_THREADS,
+        sessions, took, retries, failures = open_sessions(d, POOL_SESSIONS, POOL_CLIENTS,
                                                           POOL_OPEN_BUDGET_S)
         time.sleep(0.5)  # let the last children settle after their initialize
         front1 = rss_kb(d.front)
@@ -421,8 +437,7 @@ def pool_mode(work, isolation):
                "front_kib": front1 - front0,
                "child_rss_kib": sum(rss_kb(p) for p in procs),
                "child_pss_kib": sum(pss_kb(p) for p in procs)}
-        # Calls over sessions of every tenant in turn (sessions[i] is not tenant i % TENANTS:
-        # the threads finished in any order).
+        # Calls over sessions of every tenant in turn, as many of each.
         by_tenant = {}
         for key, sid in sessions:
             by_tenant.setdefault(key, []).append((key, sid))
@@ -436,12 +451,17 @@ def pool_mode(work, isolation):
         return fig
     finally:
         d.stop()
+        # What the daemon warned about once it was serving (refusals, exits, ...), by message.
+        serving = "".join(d.log).split("msg=ready", 1)[-1]
+        warned = re.findall(r"level=(?:warn|error)\b.*?msg=(\S+)", serving)
+        if warned and fig is not None:
+            fig["warnings"] = sorted({m: warned.count(m) for m in warned}.items())
 
 
 def pooling(work):
-    print("isolation: %d sessions over %d tenants, opened from %d threads (initialize + "
+    print("isolation: %d sessions over %d tenants, opened by %d client processes (initialize + "
           "notifications/initialized),\nmemory with them all open, then tools/call echo over %d of "
-          "them (one ab each, 1 in flight)" % (POOL_SESSIONS, POOL_TENANTS, POOL_THREADS,
+          "them (one ab each, 1 in flight)" % (POOL_SESSIONS, POOL_TENANTS, POOL_CLIENTS,
                                                POOL_CALL_SESSIONS))
     print("%-9s %8s %10s %8s %10s %12s %12s %10s %8s %8s %7s" % (
         "isolation", "sessions", "sessions/s", "children", "front MiB", "children MiB",
@@ -470,6 +490,9 @@ def pooling(work):
                              per * POOL_SESSIONS / 1024.0, POOL_SESSIONS))
         elif f["failures"]:
             notes.append("%s: %s" % (isolation, "; ".join(f["failures"][:2])))
+        if f.get("warnings"):
+            notes.append("%s: the daemon logged %s" % (isolation, ", ".join(
+                "%s x%d" % w for w in f["warnings"])))
         if f["retries"]:
             notes.append("%s: %d initialize requests refused (429/503, a spawn ceiling) and "
                          "retried" % (isolation, f["retries"]))
