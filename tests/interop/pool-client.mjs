@@ -7,8 +7,9 @@
 //
 // Checks: both connect at once (distinct sessions, the same server), both list the same tools,
 // interleaved echo calls each get their own answer, concurrent progress reaches only its own
-// session, concurrent sampling requests go to their own client and its answer back to its own
-// call, and one session's DELETE leaves the other working.
+// session, a sampling request made during one session's call goes to that client and its answer
+// back to that call, concurrent ones are refused (mcpvisor cannot tell whose they are) but never
+// crossed, and one session's DELETE leaves the other working.
 //
 //   node pool-client.mjs --url URL [--token KEY]
 //
@@ -23,7 +24,7 @@ import {
   ElicitRequestSchema,
   ListRootsRequestSchema
 } from '@modelcontextprotocol/sdk/types.js';
-import { assert, check, reason, tally, textOf } from './checks.mjs';
+import { SHARED_ROOT, assert, check, reason, tally, textOf } from './checks.mjs';
 
 function usage(msg) {
   if (msg) process.stderr.write(`pool-client.mjs: ${msg}\n`);
@@ -56,9 +57,7 @@ function makeSession(name) {
     requestInit: { headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {} }
   });
   const s = { name, client, transport, sampled: [], progress: [], errors: [], closed: false };
-  client.setRequestHandler(ListRootsRequestSchema, async () => ({
-    roots: [{ uri: `file:///tmp/mcpvisor-interop/pool-${name}`, name: `pool-${name}` }]
-  }));
+  client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [SHARED_ROOT] }));
   client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
     s.sampled.push(request.params);
     return {
@@ -146,21 +145,37 @@ if (connected) {
     }
   });
 
-  // The child's sampling requests, made while each call is pending, must go to the session whose
-  // call made them, and each answer back to that call.
-  await check(`${LABEL} concurrent sampling goes to its own client`, async () => {
+  // The child's sampling request, made while one session's call is pending, must go to that
+  // session, and its answer back to that call: each session in turn.
+  await check(`${LABEL} sampling during one session's call goes to that session`, async () => {
+    for (const s of both) {
+      const before = s.sampled.length;
+      const r = await s.client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: `from ${s.name}`, maxTokens: 16 } });
+      assert(!r.isError, `session ${s.name} isError: ${textOf(r)}`);
+      const asked = s.sampled.slice(before);
+      assert(asked.length === 1, `session ${s.name} was asked ${asked.length} times for sampling`);
+      assert(JSON.stringify(asked[0].messages).includes(`from ${s.name}`), `session ${s.name} was asked another's prompt`);
+      assert(textOf(r).includes(`sampled-by-session-${s.name}`),
+        `session ${s.name}'s call got another answer: ${textOf(r).slice(0, 200)}`);
+    }
+  });
+
+  // With calls of both sessions pending, the child's requests cannot be told apart: mcpvisor
+  // refuses them (the child gets an error, server-everything's tool reports it), and neither
+  // client may be asked the other's question or its call get the other's answer.
+  await check(`${LABEL} concurrent sampling is refused or answered, never crossed`, async () => {
     const before = { a: a.sampled.length, b: b.sampled.length };
     const results = await Promise.all(both.map((s) =>
       s.client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: `from ${s.name}`, maxTokens: 16 } })));
     both.forEach((s, i) => {
-      const r = results[i];
-      assert(!r.isError, `session ${s.name} isError: ${textOf(r)}`);
-      const asked = s.sampled.slice(before[s.name]);
-      assert(asked.length === 1, `session ${s.name} was asked ${asked.length} times for sampling`);
-      const said = JSON.stringify(asked[0].messages);
-      assert(said.includes(`from ${s.name}`), `session ${s.name} was asked another's prompt: ${said}`);
-      assert(textOf(r).includes(`sampled-by-session-${s.name}`),
-        `session ${s.name}'s call got another answer: ${textOf(r).slice(0, 200)}`);
+      const other = s === a ? 'b' : 'a';
+      const text = textOf(results[i]);
+      for (const q of s.sampled.slice(before[s.name])) {
+        assert(!JSON.stringify(q.messages).includes(`from ${other}`), `session ${s.name} was asked session ${other}'s prompt`);
+      }
+      assert(!text.includes(`sampled-by-session-${other}`), `session ${s.name}'s call got session ${other}'s answer`);
+      assert(text.includes(`sampled-by-session-${s.name}`) || /this child is shared/.test(text),
+        `session ${s.name}: neither its answer nor the shared-child refusal: ${text.slice(0, 200)}`);
     });
   });
 
@@ -178,7 +193,8 @@ if (connected) {
   });
 } else {
   for (const name of ['both list the same tools', 'interleaved echo calls each get their own answer',
-    'concurrent progress reaches only its own session', 'concurrent sampling goes to its own client',
+    'concurrent progress reaches only its own session', "sampling during one session's call goes to that session",
+    'concurrent sampling is refused or answered, never crossed',
     "one session's DELETE leaves the other working"]) {
     console.log(`not ok ${LABEL} ${name}: not connected`);
     tally.failed++;
