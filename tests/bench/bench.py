@@ -12,7 +12,8 @@ Starts mcpvisor on an ephemeral loopback port with the test server behind it, th
       sessions/s: initialize + notifications/initialized, by 16 client processes at once (in
         "session" mode every one spawns a child, at most eight at once by
         limits.max_spawns_in_flight, the others refused and retried, so it is spawn-bound;
-        opening stops after 90 s and the output says how many were measured),
+        fewer when MemAvailable or pid_max would not hold 1,000 children, and opening stops
+        after 90 s; the output says how many were measured),
       memory with all of them open: the front's RSS growth and the children's summed RSS and
         PSS (children found in /proc by a marker argument; init + server each),
       calls/s of tools/call echo over 16 of them, four per tenant (one ab each, 1 in flight);
@@ -394,6 +395,22 @@ def open_sessions(d, n, clients, budget_s):
     return sessions, end - start, retries, failures
 
 
+def session_capacity(n):
+    """How many session-isolated children this machine can hold, at most n, and why fewer: each
+    is two processes (init and server) of about 4 MiB RSS, and the client needs headroom."""
+    with open("/proc/meminfo") as f:
+        avail_kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    with open("/proc/sys/kernel/pid_max") as f:
+        pids = int(f.read())
+    running = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    by_mem = avail_kib // (2 * 4096)  # twice the RSS: half the available memory at most
+    by_pids = (pids - running) // 4
+    cap = min(n, by_mem, by_pids)
+    if cap == n:
+        return n, None
+    return cap, ("capped by %s: %d" % ("MemAvailable" if by_mem <= by_pids else "pid_max", cap))
+
+
 def pool_mode(work, isolation):
     """One daemon with the server's isolation set to `isolation`: opens POOL_SESSIONS sessions
     over POOL_TENANTS tenants, measures memory with them all open, then tools/call echo over
@@ -426,13 +443,16 @@ def pool_mode(work, isolation):
         c.close()
         time.sleep(0.2)
         front0 = rss_kb(d.front)
-        sessions, took, retries, failures = open_sessions(d, POOL_SESSIONS, POOL_CLIENTS,
+        want, cap = POOL_SESSIONS, None
+        if isolation == "session":
+            want, cap = session_capacity(POOL_SESSIONS)
+        sessions, took, retries, failures = open_sessions(d, want, POOL_CLIENTS,
                                                           POOL_OPEN_BUDGET_S)
         time.sleep(0.5)  # let the last children settle after their initialize
         front1 = rss_kb(d.front)
         kids = d.children()
         procs = [p for k in kids for p in k if p]
-        fig = {"isolation": isolation, "opened": len(sessions), "seconds": took,
+        fig = {"isolation": isolation, "opened": len(sessions), "seconds": took, "cap": cap,
                "retries": retries, "failures": failures, "children": len(kids),
                "front_kib": front1 - front0,
                "child_rss_kib": sum(rss_kb(p) for p in procs),
@@ -483,10 +503,11 @@ def pooling(work):
             per, "%.0f" % calls[0] if calls else "-", calls[2] if calls else "-",
             calls[3] if calls else "-", calls[1] if calls else "-"))
         if n < POOL_SESSIONS:
-            notes.append("%s: %d of %d sessions opened in the %d s budget (%s); memory is for "
-                         "%d open sessions: about %.0f MiB for %d" % (
-                             isolation, n, POOL_SESSIONS, POOL_OPEN_BUDGET_S,
-                             "; ".join(f["failures"][:2]) or "out of time", n,
+            notes.append("%s: %d of %d sessions opened (%s); memory is for %d open sessions: "
+                         "about %.0f MiB (front + children PSS) for %d" % (
+                             isolation, n, POOL_SESSIONS,
+                             f["cap"] or "; ".join(f["failures"][:2]) or
+                             "out of the %d s budget" % POOL_OPEN_BUDGET_S, n,
                              per * POOL_SESSIONS / 1024.0, POOL_SESSIONS))
         elif f["failures"]:
             notes.append("%s: %s" % (isolation, "; ".join(f["failures"][:2])))
