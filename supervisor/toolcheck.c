@@ -142,7 +142,7 @@ static void held_release(struct session *s)
         h->text = NULL;
         held_free(s, h);
         st->waiting--; /* session_client_request counts it again */
-        session_client_request(s, msg, st, text, len, caller, true);
+        broker_request(s, msg, st, text, len, caller, true);
         free(text);
         principal_free(caller);
     }
