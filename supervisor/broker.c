@@ -670,6 +670,10 @@ static int forward(struct call *c)
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(p->timer, &tv);
 
+    const cJSON *asked = cJSON_GetObjectItemCaseSensitive(c->params, "protocolVersion");
+    if (p->initialize && cJSON_IsString(asked) &&
+        strlen(asked->valuestring) < sizeof(p->init_version))
+        snprintf(p->init_version, sizeof(p->init_version), "%s", asked->valuestring);
     if (p->initialize && !pool_passthrough(s->up)) {
         /* The pool initialized the child: answered from its result, now or once it is ready. */
         p->init_local = true;

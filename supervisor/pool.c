@@ -820,14 +820,22 @@ static void up_retire(struct upstream *up, const char *why)
         up->retiring = false; /* keep serving: better an old child than none */
         return;
     }
-    log_info("pool_replacement server=%s tenant=%s for_pid=%d", pr->m->name, pair_tenant(pr),
-             up->child != NULL ? (int)up->pid : 0); /* its sessions move in up_ready */
-    (void)fresh;
+    log_info("pool_replacement server=%s tenant=%s for_pid=%d sessions=%zu", pr->m->name,
+             pair_tenant(pr), (int)up->pid, up->nmembers);
+    /* Its sessions' next requests wait for the fresh child; what is in flight finishes here. */
+    while (up->nmembers > 0 && members_add(fresh, up->members[up->nmembers - 1]) == 0) {
+        up->nmembers--;
+        client->moved(fresh->members[fresh->nmembers - 1], fresh);
+    }
+    if (up->nmembers == 0 && up->inflight == 0)
+        up_stop(up, "replaced");
 }
 
-void pool_call_begin(struct upstream *up)
+void pool_call_begin(struct upstream *up, bool client_call)
 {
     up->inflight++;
+    if (!client_call)
+        return; /* the broker's own listing is not one of the calls max_calls counts */
     up->calls++;
     const struct config_manifest *m = up->pair->m;
     if (up->retiring || up->exclusive || up->state != UP_READY)

@@ -84,8 +84,10 @@ void pool_detach(struct upstream *up, struct session *s);
 /* Queues text + "\n" for up's child (held while it starts). -1 when it cannot take it: the
  * child is gone or restarting behind an open circuit, or its input is full. */
 int pool_write(struct upstream *up, const char *text, size_t len);
-/* A request of a session was forwarded to up (it stays alive until pool_call_end), or ended. */
-void pool_call_begin(struct upstream *up);
+/* A request was forwarded to up (it stays alive until pool_call_end), or ended. client_call: a
+ * client's request, which pool.max_calls counts (the broker's own listing is not). A child at
+ * pool.max_calls or max_age_s is replaced here: its sessions move to a fresh child (moved). */
+void pool_call_begin(struct upstream *up, bool client_call);
 void pool_call_end(struct upstream *up);
 
 /* The session's own initialize goes to the child (a child of its own, started cold). */

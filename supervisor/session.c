@@ -725,7 +725,7 @@ int session_send_pending(struct pending *p, const char *text, size_t len)
     if (session_send_to_child(s, text, len) == -1)
         return -1;
     p->up = s->up; /* its answer comes from that child, wherever the session goes next */
-    pool_call_begin(p->up);
+    pool_call_begin(p->up, p->kind == PENDING_CLIENT);
     return 0;
 }
 
@@ -909,6 +909,15 @@ bool session_others_subscribed(const struct session *s, const char *uri)
 
 /* Answers a session's initialize from the one the pool's child gave (the child is initialized
  * once; each session is told what it negotiated). */
+static bool version_supported(const char *v)
+{
+    for (size_t i = 0; i < sizeof(supported_versions) / sizeof(supported_versions[0]); i++) {
+        if (strcmp(v, supported_versions[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 void session_init_answer(struct session *s, struct pending *p)
 {
     const cJSON *r = pool_init_result(s->up);
@@ -923,7 +932,16 @@ void session_init_answer(struct session *s, struct pending *p)
         session_pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
         return;
     }
-    snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
+    /* The client's own revision when mcpvisor serves it and it is not newer than the child's
+     * (revisions are dates: they compare as text); the child's otherwise, for the client to
+     * accept or leave, as negotiation goes. */
+    const char *v = pv->valuestring;
+    if (p->init_version[0] != '\0' && version_supported(p->init_version) &&
+        strcmp(p->init_version, v) < 0) {
+        v = p->init_version;
+        cJSON_ReplaceItemInObjectCaseSensitive(result, "protocolVersion", cJSON_CreateString(v));
+    }
+    snprintf(s->proto, sizeof(s->proto), "%s", v);
     const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
     s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
     cJSON_AddItemToObject(msg, "result", result);
@@ -1038,15 +1056,6 @@ static struct stream *newest_pending_stream(struct session *s)
             return p->st;
     }
     return NULL;
-}
-
-static bool version_supported(const char *v)
-{
-    for (size_t i = 0; i < sizeof(supported_versions) / sizeof(supported_versions[0]); i++) {
-        if (strcmp(v, supported_versions[i]) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* The request of this session that a child's answer names, or NULL. */
@@ -1333,6 +1342,9 @@ static bool pool_subscribed(const struct session *s, const char *uri)
 /* The session's tools are judged again on the child it now talks to. */
 static void tools_forget(struct session *s)
 {
+    /* A new child's first listing is not a change of the old one's: no back-off carried over. */
+    s->budget.doublings = 0;
+    s->budget.last_start_ms = 0;
     if (s->tools_state == TOOLS_LISTING)
         return; /* its listing pending failed with the child; toolcheck lists again */
     s->tools_state = TOOLS_UNVERIFIED;

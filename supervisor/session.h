@@ -84,6 +84,7 @@ struct pending {
     bool forwarded;        /* its line went to the child */
     struct upstream *up;   /* the child it went to (counted there until freed), or NULL */
     bool init_local;       /* an initialize answered from the pool's (not forwarded) */
+    char init_version[16]; /* initialize: the protocol revision the client asked for, or "" */
     bool token_rewritten;  /* the child saw the broker id as its progress token */
     uint64_t contract_gen; /* tools/call: the verdict it was checked against */
     TAILQ_ENTRY(pending) link;
