@@ -982,6 +982,7 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(max_sessions_per_tenant, 1, 1000000, 1000),
     LIMIT(max_sessions_per_principal, 1, 1000000, 256),
     LIMIT(max_spawns_in_flight, 1, 4096, 32),
+    LIMIT(max_children, 1, 1000000, 10000),
     LIMIT(max_spawns_in_flight_per_tenant, 1, 4096, 8),
     LIMIT(spawns_per_minute, 1, 1000000, 3000),
     LIMIT(spawns_per_minute_per_tenant, 1, 1000000, 600),
@@ -1485,24 +1486,28 @@ static int parse_env_map(struct ctx *c, const cJSON *v, const struct loc *at, bo
 static int parse_pool(struct ctx *c, const cJSON *v, const struct loc *at,
                       struct config_manifest *m)
 {
-    static const char *const keys[] = {"min_idle", "max_per_tenant", "idle_timeout_s", NULL};
+    static const char *const keys[] = {"min_idle",
+                                       "max_per_tenant",
+                                       "idle_timeout_s",
+                                       "sessions_per_child",
+                                       "max_calls",
+                                       "max_age_s",
+                                       NULL};
+    const cJSON *w;
 
     if (want_object(c, v, at, keys) == -1 ||
         get_u32(c, v, at, "min_idle", 0, 1024, &m->pool_min_idle) == -1 ||
         get_u32(c, v, at, "max_per_tenant", 1, 1024, &m->pool_max_per_tenant) == -1 ||
-        get_u32(c, v, at, "idle_timeout_s", 1, 86400, &m->pool_idle_timeout_s) == -1)
+        get_u32(c, v, at, "idle_timeout_s", 1, 86400, &m->pool_idle_timeout_s) == -1 ||
+        get_u32(c, v, at, "sessions_per_child", 1, 100000, &m->pool_sessions_per_child) == -1 ||
+        ((w = member(v, "max_calls")) != NULL &&
+         get_uint(c, w, KEY(at, "max_calls"), 1, UINT64_C(1) << 40, &m->pool_max_calls) == -1) ||
+        ((w = member(v, "max_age_s")) != NULL &&
+         get_uint(c, w, KEY(at, "max_age_s"), 1, 31536000, &m->pool_max_age_s) == -1))
         return -1;
     if (m->pool_min_idle > m->pool_max_per_tenant)
         return fail(c, KEY(at, "min_idle"), "must not exceed max_per_tenant (%" PRIu32 ")",
                     m->pool_max_per_tenant);
-    /* Keys of features not built yet are refused, never accepted and ignored. */
-    if (m->pool_min_idle > 0)
-        return fail(c, KEY(at, "min_idle"),
-                    "warm children are not supported yet: use 0 (each session starts its own)");
-    if (member(v, "idle_timeout_s") != NULL)
-        return fail(c, KEY(at, "idle_timeout_s"),
-                    "is not supported yet: it applies to warm children, which are not built; "
-                    "leave it out");
     return 0;
 }
 
@@ -1751,10 +1756,12 @@ static int parse_tools(struct ctx *c, const cJSON *v, struct config_manifest *m)
 static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
                           struct config_manifest *m)
 {
-    static const char *const keys[] = {"name",     "version",        "command", "env",
-                                       "secrets",  "isolation",      "pool",    "sandbox",
-                                       "pin_mode", "unlisted_tools", "tools",   NULL};
-    static const char *const isolations[] = {"session", "tenant", NULL};
+    static const char *const keys[] = {
+        "name",     "version",        "command", "env",
+        "secrets",  "isolation",      "pool",    "sandbox",
+        "pin_mode", "unlisted_tools", "tools",   "reads_principal_meta",
+        NULL};
+    static const char *const isolations[] = {"session", "tenant", "shared", NULL};
     static const char *const pin_modes[] = {"enforce", "warn", "off", NULL};
     static const char *const unlisted[] = {"deny", "allow", NULL};
     const cJSON *v;
@@ -1762,6 +1769,7 @@ static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
 
     m->pool_max_per_tenant = 64;
     m->pool_idle_timeout_s = 300;
+    m->pool_sessions_per_child = 100;
     /* Tools the manifest does not name are served unless it says "deny": a server promoted
      * from stdio works before its first `mcpvisor pin --write`; `mcpvisor check` lists them. */
     m->unlisted_tools_allow = true;
@@ -1790,13 +1798,26 @@ static int parse_manifest(struct ctx *c, const cJSON *root, const char *stem,
         if (get_enum(c, v, KEY(NULL, "isolation"), isolations, &e) == -1)
             return -1;
         m->isolation = (enum config_isolation)e;
-        if (m->isolation != CONFIG_ISOLATION_SESSION)
-            return fail(c, KEY(NULL, "isolation"),
-                        "\"tenant\" is not supported yet: every session gets its own child "
-                        "(use \"session\")");
     }
     if ((v = member(root, "pool")) != NULL && parse_pool(c, v, KEY(NULL, "pool"), m) == -1)
         return -1;
+    if ((v = member(root, "reads_principal_meta")) != NULL &&
+        get_bool(c, v, KEY(NULL, "reads_principal_meta"), &m->reads_principal_meta) == -1)
+        return -1;
+    if (m->isolation == CONFIG_ISOLATION_SESSION &&
+        (m->pool_max_calls > 0 || m->pool_max_age_s > 0))
+        return fail(c, KEY(KEY(NULL, "pool"), m->pool_max_calls > 0 ? "max_calls" : "max_age_s"),
+                    "applies to children shared by sessions (isolation \"tenant\" or \"shared\"); "
+                    "a session's own child lives as long as its session: leave it out");
+    if (m->reads_principal_meta && m->isolation != CONFIG_ISOLATION_SHARED)
+        return fail(c, KEY(NULL, "reads_principal_meta"),
+                    "only means something with isolation \"shared\" (mcpvisor adds the principal "
+                    "to requests only then): leave it out");
+    /* A shared child runs for no tenant in particular: no tenant's secrets_dir applies. */
+    if (m->isolation == CONFIG_ISOLATION_SHARED && m->nsecrets > 0)
+        return fail(c, KEY(NULL, "secrets"),
+                    "cannot be used with isolation \"shared\": one child serves every tenant, so "
+                    "no tenant's secrets_dir applies; use \"tenant\" isolation or \"env\"");
     if ((v = member(root, "sandbox")) != NULL &&
         parse_sandbox(c, v, KEY(NULL, "sandbox"), &m->sandbox) == -1)
         return -1;

@@ -23,7 +23,11 @@
 #define CONFIG_MAX_FILE_BYTES (4u << 20) /* any single configuration file */
 #define CONFIG_ERR_MAX        512
 
-enum config_isolation { CONFIG_ISOLATION_SESSION = 0, CONFIG_ISOLATION_TENANT };
+enum config_isolation {
+    CONFIG_ISOLATION_SESSION = 0, /* one child per session */
+    CONFIG_ISOLATION_TENANT,      /* children shared by one tenant's sessions */
+    CONFIG_ISOLATION_SHARED,      /* one pool for every tenant: the server keeps rows apart */
+};
 enum config_pin_mode { CONFIG_PIN_ENFORCE = 0, CONFIG_PIN_WARN, CONFIG_PIN_OFF };
 enum config_audit_sync {
     CONFIG_AUDIT_SYNC_ALWAYS = 0,
@@ -126,6 +130,10 @@ struct config_manifest {
     size_t nsecrets;
     enum config_isolation isolation;
     uint32_t pool_min_idle, pool_max_per_tenant, pool_idle_timeout_s;
+    uint32_t
+        pool_sessions_per_child; /* tenant/shared: sessions a child takes before another starts */
+    uint64_t pool_max_calls, pool_max_age_s; /* tenant/shared: replaced after (0: never) */
+    bool reads_principal_meta; /* shared: declares it keeps tenants apart by _meta principal */
     struct config_sandbox sandbox;
     enum config_pin_mode pin_mode;
     bool unlisted_tools_allow; /* "unlisted_tools": "allow" */
@@ -149,6 +157,7 @@ struct config_limits {
     uint32_t max_sessions_per_tenant;    /* 1000; 429 beyond (a tenant's max_sessions overrides) */
     uint32_t max_sessions_per_principal; /* 256 of one user of a tenant; 429 beyond */
     uint32_t max_spawns_in_flight;       /* 32 children starting at once; 503 beyond */
+    uint32_t max_children;               /* 10000 children in all, warm ones included */
     uint32_t max_spawns_in_flight_per_tenant;      /* 8 for one tenant; 429 beyond */
     uint32_t spawns_per_minute;                    /* 3000, bursts of a sixth of it; 503 beyond */
     uint32_t spawns_per_minute_per_tenant;         /* 600 for one tenant; 429 beyond */

@@ -33,6 +33,7 @@
 #include "jwks.h"
 #include "tls.h"
 #include "log.h"
+#include "pool.h"
 #include "privsep.h"
 #include "session.h"
 #include "util.h"
@@ -128,12 +129,13 @@ struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m
     sp->cb = cb;
     sp->arg = arg;
     snprintf(sp->server, sizeof(sp->server), "%s", m->name);
-    snprintf(sp->tenant_name, sizeof(sp->tenant_name), "%s", t->name);
+    const char *tname = t != NULL ? t->name : PRIVSEP_SHARED_TENANT;
+    snprintf(sp->tenant_name, sizeof(sp->tenant_name), "%s", tname);
     memset(&msg, 0, sizeof(msg));
     msg.spawn.type = PRIVSEP_SPAWN;
     msg.spawn.req = sp->req;
     if (privsep_set_name(msg.spawn.server, sizeof(msg.spawn.server), m->name) == -1 ||
-        privsep_set_name(msg.spawn.tenant, sizeof(msg.spawn.tenant), t->name) == -1 ||
+        privsep_set_name(msg.spawn.tenant, sizeof(msg.spawn.tenant), tname) == -1 ||
         idmap_put(&f->spawns, sp->req, sp) == -1) {
         free(sp);
         return NULL;
@@ -645,6 +647,7 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     struct timeval flush = {0, 200000};
     event_base_loopexit(f.base, &flush);
     event_base_dispatch(f.base);
+    pool_module_free();
     httpd_free(f.httpd);
     for (size_t i = 0; i < nl; i++)
         http_listener_free(f.listener[i]);

@@ -110,7 +110,8 @@ uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON
  * message. */
 struct config *front_config_from_fd(int fd, char *err, size_t errlen);
 
-/* Asks the spawner for server S for tenant T. Returns a handle to cancel with, or NULL. */
+/* Asks the spawner for server S for tenant T (NULL: S's shared child, isolation "shared").
+ * Returns a handle to cancel with, or NULL. */
 struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m,
                                 const struct config_tenant *t, front_spawn_cb cb, void *arg);
 /* The requester no longer wants the child: a late SPAWNED is killed and its fds closed. */

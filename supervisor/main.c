@@ -245,6 +245,38 @@ static void raise_nofile(void)
                  (unsigned long long)rl.rlim_cur);
 }
 
+/* The tenants allowed server m, counted up to 2. */
+static size_t tenants_of(const struct config *cfg, const struct config_manifest *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->ntenants && n < 2; i++)
+        n += config_tenant_allows(&cfg->tenants[i], m->name) ? 1 : 0;
+    return n;
+}
+
+/* A server shared by several tenants that does not say it keeps their rows apart would mix them:
+ * written on out (check) or logged (start-up, out NULL). Not an error: the operator may know. */
+static void warn_shared(const struct config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < cfg->nmanifests; i++) {
+        const struct config_manifest *m = &cfg->manifests[i];
+        if (m->isolation != CONFIG_ISOLATION_SHARED || m->reads_principal_meta ||
+            tenants_of(cfg, m) < 2)
+            continue;
+        if (out != NULL)
+            fprintf(out,
+                    "warning: %s: isolation \"shared\" runs one child for several tenants, and "
+                    "the manifest does not declare \"reads_principal_meta\": true; unless the "
+                    "server keeps tenants apart by params._meta[\"io.mcpvisor/principal\"], use "
+                    "isolation \"tenant\"\n",
+                    m->name);
+        else
+            log_warn("shared_without_principal_meta server=%s note=\"several tenants share one "
+                     "child and the manifest does not declare reads_principal_meta\"",
+                     m->name);
+    }
+}
+
 static int cmd_run(const char *path)
 {
     char err[CONFIG_ERR_MAX];
@@ -259,6 +291,7 @@ static int cmd_run(const char *path)
         log_warn("anonymous_enabled tenant=%s user=%s note=\"requests without credentials get "
                  "this principal; loopback listeners only\"",
                  cfg->anonymous.tenant, cfg->anonymous.user);
+    warn_shared(cfg, NULL);
 
     const struct passwd *pw = NULL;
     if (geteuid() == 0) {
@@ -414,6 +447,7 @@ static int cmd_check(const char *path, bool tools)
     printf("%s: ok (%zu listeners, %zu servers, %zu tools, %zu tenants, %zu API keys%s)\n",
            cfg->path, cfg->nlisteners, cfg->nmanifests, ntools, cfg->ntenants, cfg->napi_keys,
            cfg->has_anonymous ? ", anonymous access enabled" : "");
+    warn_shared(cfg, stdout);
     for (size_t i = 0; i < cfg->nmanifests; i++)
         sandbox_profile_describe(&cfg->manifests[i], &prof[i], &feat, stdout);
     fflush(stdout);

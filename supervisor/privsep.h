@@ -28,6 +28,9 @@ enum privsep_type {
 
 #define PRIVSEP_STEP_MAX 16
 
+/* The tenant of a spawn for a manifest with isolation "shared": no tenant name can be it. */
+#define PRIVSEP_SHARED_TENANT "*"
+
 struct privsep_spawn {
     uint32_t type;
     uint32_t pad;

@@ -37,6 +37,7 @@
 #include "httpd.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "pool.h"
 #include "quota.h"
 #include "util.h"
 
@@ -55,13 +56,12 @@ static void srvreq_free(void *v)
 static TAILQ_HEAD(, session) all_sessions = TAILQ_HEAD_INITIALIZER(all_sessions);
 static struct idmap by_key; /* first 64 bits of the id → session */
 static size_t nsessions;
-static uint32_t *tenant_sessions; /* per tenant (index in cfg->tenants) */
-static uint32_t *tenant_starting; /* children starting, per tenant */
-static size_t nstarting;
+static uint32_t *tenant_sessions;  /* per tenant (index in cfg->tenants) */
 static struct idmap pair_sessions; /* tenant index << 32 | manifest index → count */
 static size_t npending_total;      /* requests in flight, all sessions */
 static uint32_t *tenant_inflight;  /* the same per tenant */
 static const struct session_transport *transport; /* the only way up to HTTP */
+static struct front *the_front;
 /* Answers a tenant's clients have not taken. Never freed: a request may be unaccounted after
  * the module shut down. */
 static struct httpd_account *tenant_out;
@@ -102,13 +102,15 @@ static bool our_id(const cJSON *id, uint64_t *out)
     return (double)*out == id->valuedouble;
 }
 
+static const struct pool_client session_pool_client;
+
 void session_module_init(struct front *f, const struct session_transport *tr)
 {
     transport = tr;
+    the_front = f;
     idmap_init(&by_key);
     idmap_init(&pair_sessions);
     tenant_sessions = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
-    tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     int nodes_rc = toolcheck_module_init(f->cfg->ntenants);
     tenant_inflight = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     tenant_out = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(*tenant_out));
@@ -121,13 +123,13 @@ void session_module_init(struct front *f, const struct session_transport *tr)
                                                         : "limits.max_buffered_bytes_per_tenant";
     }
     idmap_init(&ptallies);
-    if (tenant_sessions == NULL || tenant_starting == NULL || nodes_rc == -1 ||
-        tenant_inflight == NULL || tenant_out == NULL)
+    if (tenant_sessions == NULL || nodes_rc == -1 || tenant_inflight == NULL || tenant_out == NULL)
         fatalx("out of memory");
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
     util_hex(rnd, sizeof(rnd), call_nonce);
+    pool_module_init(f, &session_pool_client); /* warm children start here */
 }
 
 size_t session_count(void)
@@ -254,48 +256,6 @@ static int inflight_admit(const struct session *s, char *why, size_t whylen)
     return -1;
 }
 
-/* The session's child has answered initialize, or the session ended before it did. */
-static void starting_done(struct session *s)
-{
-    if (!s->starting)
-        return;
-    s->starting = false;
-    nstarting--;
-    tenant_starting[s->t - s->f->cfg->tenants]--;
-}
-
-/* Spawn rate, last: a token is taken only for a session every other ceiling admits. The
- * tenant's bucket first, so a tenant over its own rate takes nothing from the others' share.
- * Keys start with a byte no tenant name holds, apart from the principal keys. */
-static int spawn_rate_admit(const struct front *f, const struct config_tenant *t,
-                            struct session_refusal *why)
-{
-    const struct config_limits *lim = &f->cfg->limits;
-    char key[CONFIG_NAME_MAX + 16];
-    long retry = -1;
-    int64_t now = util_mono_ms();
-    snprintf(key, sizeof(key), "\x1espawns\x1f%s", t->name);
-    uint32_t tb = lim->spawns_per_minute_per_tenant / 6, gb = lim->spawns_per_minute / 6;
-    if (quota_admit_key(f->quotas, key, lim->spawns_per_minute_per_tenant / 60.0, tb ? tb : 1, now,
-                        &retry) != QUOTA_OK) {
-        why->status = 429;
-        snprintf(why->message, sizeof(why->message),
-                 "tenant %s is starting servers faster than limits.spawns_per_minute_per_tenant "
-                 "(%u); retry later",
-                 t->name, lim->spawns_per_minute_per_tenant);
-    } else if (quota_admit_key(f->quotas, "\x1espawns", lim->spawns_per_minute / 60.0, gb ? gb : 1,
-                               now, &retry) != QUOTA_OK) {
-        why->status = 503;
-        snprintf(why->message, sizeof(why->message),
-                 "servers are starting faster than limits.spawns_per_minute (%u); retry later",
-                 lim->spawns_per_minute);
-    } else {
-        return 0;
-    }
-    why->retry_after_s = retry > 0 ? (retry + 999) / 1000 : 1;
-    return -1;
-}
-
 /* Sessions of p (each holds a reference to its tally). */
 static unsigned principal_sessions(const struct principal *p)
 {
@@ -330,24 +290,17 @@ int session_admit(const struct front *f, const struct config_manifest *m,
             why->message, sizeof(why->message),
             "tenant %s is at its ceiling of %u sessions (%s); retry later", t->name, tenant_max,
             t->max_sessions != 0 ? "the tenant's max_sessions" : "limits.max_sessions_per_tenant");
-    } else if (of_server >= m->pool_max_per_tenant) {
+    } else if (m->isolation == CONFIG_ISOLATION_SESSION && of_server >= m->pool_max_per_tenant) {
+        /* One child per session: the tenant's children of m are its sessions of m. */
         snprintf(why->message, sizeof(why->message),
                  "tenant %s is at its ceiling of %u sessions of server %s (the manifest's "
                  "pool.max_per_tenant); retry later",
                  t->name, m->pool_max_per_tenant, m->name);
-    } else if (nstarting >= lim->max_spawns_in_flight) {
-        why->status = 503;
-        why->retry_after_s = 1;
-        snprintf(why->message, sizeof(why->message),
-                 "too many servers starting at once (limits.max_spawns_in_flight); retry later");
-    } else if (tenant_starting[ti] >= lim->max_spawns_in_flight_per_tenant) {
-        why->retry_after_s = 1;
-        snprintf(why->message, sizeof(why->message),
-                 "tenant %s has %u servers starting (limits.max_spawns_in_flight_per_tenant); "
-                 "retry later",
-                 t->name, tenant_starting[ti]);
     } else {
-        return spawn_rate_admit(f, t, why);
+        int status = 0;
+        if (pool_admit(m, t, &status, &why->retry_after_s, why->message, sizeof(why->message)) == 0)
+            return 0;
+        why->status = status;
     }
     return -1;
 }
@@ -650,6 +603,8 @@ void session_pending_free(struct pending *p)
     }
     if (p->timer != NULL)
         event_free(p->timer);
+    if (p->up != NULL)
+        pool_call_end(p->up);
     cJSON_Delete(p->client_id);
     free(p->client_key);
     free(p->progress_token);
@@ -714,8 +669,9 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
     cJSON_AddNumberToObject(ev, "bytes_out", (double)bytes_out);
     if (!p->forwarded)
         cJSON_AddFalseToObject(ev, "forwarded"); /* refused or cancelled before it went out */
-    if (s->child != NULL)
-        cJSON_AddNumberToObject(ev, "child_pid", s->child->pid);
+    pid_t pid = pool_pid(p->up != NULL ? p->up : s->up);
+    if (pid > 0)
+        cJSON_AddNumberToObject(ev, "child_pid", pid);
     front_audit(s->f, ev);
     p->call_seq = 0; /* one result per call */
 }
@@ -758,14 +714,16 @@ static void pending_fail(struct pending *p, int code, const char *message, const
 
 int session_send_to_child(struct session *s, const char *text, size_t len)
 {
-    if (s->child != NULL)
-        return child_write(s->child, text, len);
-    if (s->spawn == NULL || s->nprespawn == SESSION_PRESPAWN_MAX)
+    return s->up != NULL && !s->closing ? pool_write(s->up, text, len) : -1;
+}
+
+int session_send_pending(struct pending *p, const char *text, size_t len)
+{
+    struct session *s = p->s;
+    if (session_send_to_child(s, text, len) == -1)
         return -1;
-    char *copy = strndup(text, len);
-    if (copy == NULL)
-        return -1;
-    s->prespawn[s->nprespawn++] = copy;
+    p->up = s->up; /* its answer comes from that child, wherever the session goes next */
+    pool_call_begin(p->up);
     return 0;
 }
 
@@ -784,8 +742,8 @@ void session_on_pending_timeout(evutil_socket_t fd, short what, void *arg)
                      "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
                      "\"requestId\":%" PRIu64 ",\"reason\":\"timeout\"}}",
                      p->bid);
-    if (n > 0 && s->child != NULL)
-        child_write(s->child, note, (size_t)n);
+    if (n > 0 && p->up != NULL)
+        pool_write(p->up, note, (size_t)n);
     if (p->kind == PENDING_TOOLS_LIST) {
         char why[96];
         snprintf(why, sizeof(why), "tools/list was not answered within %u ms", ms);
@@ -1139,13 +1097,19 @@ void session_audit_refused(struct session *s, const struct principal *caller, co
 static void pending_send(struct pending *p, char *line, size_t len)
 {
     struct session *s = p->s;
-    int rc = session_send_to_child(s, line, len);
+    int rc = session_send_pending(p, line, len);
     free(line);
     if (rc == 0) {
         p->forwarded = true;
         return;
     }
-    if (s->child == NULL && s->spawn == NULL)
+    long retry = s->up != NULL ? pool_unavailable_ms(s->up) : -1;
+    if (retry >= 0)
+        pending_fail(p, ERR_SERVER_UNAVAILABLE,
+                     "server unavailable: it keeps failing to start or crashing; retry after "
+                     "data.retry_after_ms",
+                     "server_unavailable", retry);
+    else if (s->up == NULL || s->closing)
         pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running", "server_unavailable",
                      -1);
     else
@@ -1233,6 +1197,155 @@ static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
     return refuse_tool_data(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, extra);
 }
 
+#define PRINCIPAL_META "io.mcpvisor/principal"
+
+/* A "shared" child is told who calls: params._meta["io.mcpvisor/principal"] becomes the verified
+ * principal, whatever the client put there (it cannot speak for anyone else). The credential is
+ * never part of it. -1 when params is not an object (nowhere to put it) or out of memory. */
+static int principal_meta(cJSON *msg, const struct principal *caller)
+{
+    cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    if (params == NULL)
+        params = cJSON_AddObjectToObject(msg, "params");
+    if (!cJSON_IsObject(params))
+        return -1;
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    if (meta == NULL && caller == NULL)
+        return 0;
+    if (meta == NULL)
+        meta = cJSON_AddObjectToObject(params, "_meta");
+    if (!cJSON_IsObject(meta))
+        return -1;
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, PRINCIPAL_META);
+    if (caller == NULL)
+        return 0; /* a notification: stripped only */
+    cJSON *who = cJSON_AddObjectToObject(meta, PRINCIPAL_META);
+    cJSON *scopes = cJSON_CreateArray();
+    if (who == NULL || scopes == NULL || !cJSON_AddItemToObject(who, "scopes", scopes)) {
+        cJSON_Delete(scopes);
+        return -1;
+    }
+    for (size_t i = 0; i < caller->nscopes; i++)
+        cJSON_AddItemToArray(scopes, cJSON_CreateString(caller->scopes[i]));
+    return cJSON_AddStringToObject(who, "tenant", caller->tenant) != NULL &&
+                   cJSON_AddStringToObject(who, "user", caller->user) != NULL &&
+                   cJSON_AddStringToObject(who, "agent",
+                                           caller->agent != NULL ? caller->agent : "") != NULL
+               ? 0
+               : -1;
+}
+
+/* On a child several sessions share, the child sees the broker id as the progress token (two
+ * sessions may both use "1"); the caller's token is restored on the way back. */
+static int progress_token_rewrite(cJSON *msg, uint64_t bid)
+{
+    cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    cJSON *num = cJSON_CreateNumber((double)bid);
+    if (num == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(meta, "progressToken", num)) {
+        cJSON_Delete(num);
+        return -1;
+    }
+    return 0;
+}
+
+static bool subscribed(const struct session *s, const char *uri)
+{
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (strcmp(s->subs[i], uri) == 0)
+            return true;
+    return false;
+}
+
+/* resources/subscribe and unsubscribe are counted per session, so a shared child's updates go
+ * to the sessions that asked, and one session's unsubscribe does not end another's. Returns 1
+ * when the request was answered here (an unsubscribe others still need), 0 to forward it, -1
+ * after refusing it. */
+static int subscription(struct session *s, const char *method, const cJSON *msg, struct stream *st)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const cJSON *uri =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(msg, "params"), "uri");
+    bool sub = strcmp(method, "resources/subscribe") == 0;
+    if (!sub && strcmp(method, "resources/unsubscribe") != 0)
+        return 0;
+    if (!cJSON_IsString(uri))
+        return 0; /* the server answers what is malformed */
+    if (sub) {
+        if (subscribed(s, uri->valuestring))
+            return 0;
+        char **n = s->nsubs < SESSION_MAX_SUBSCRIPTIONS
+                       ? realloc(s->subs, (s->nsubs + 1) * sizeof(*n))
+                       : NULL;
+        char *copy = n != NULL ? strdup(uri->valuestring) : NULL;
+        if (n != NULL)
+            s->subs = n;
+        if (copy == NULL)
+            return session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
+                                  "too many resource subscriptions on this session (at most 256)",
+                                  "quota_exceeded", -1);
+        s->subs[s->nsubs++] = copy;
+        return 0;
+    }
+    for (size_t i = 0; i < s->nsubs; i++) {
+        if (strcmp(s->subs[i], uri->valuestring) == 0) {
+            free(s->subs[i]);
+            s->subs[i] = s->subs[--s->nsubs];
+            break;
+        }
+    }
+    if (!pool_multi(s->up))
+        return 0;
+    struct session *o;
+    TAILQ_FOREACH(o, &all_sessions, link)
+    {
+        if (o != s && o->up == s->up && subscribed(o, uri->valuestring)) {
+            char *idt = jsonrpc_id_text(id);
+            char *text = NULL;
+            if (idt != NULL &&
+                asprintf(&text, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", idt) == -1)
+                text = NULL;
+            session_deliver_text(st, text);
+            free(idt);
+            free(text);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Answers a session's initialize from the one the pool's child gave (the child is initialized
+ * once; each session is told what it negotiated). */
+static void init_answer_local(struct session *s, struct pending *p)
+{
+    const cJSON *r = pool_init_result(s->up);
+    cJSON *result = cJSON_Duplicate(r, 1);
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(result, "protocolVersion");
+    cJSON *msg = cJSON_CreateObject();
+    if (result == NULL || msg == NULL || !cJSON_IsString(pv) ||
+        cJSON_AddStringToObject(msg, "jsonrpc", "2.0") == NULL ||
+        !cJSON_AddItemToObject(msg, "id", cJSON_CreateRaw(p->client_id->valuestring))) {
+        cJSON_Delete(result);
+        cJSON_Delete(msg);
+        pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
+        return;
+    }
+    snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
+    const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
+    s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
+    cJSON_AddItemToObject(msg, "result", result);
+    char *text = jsonrpc_print(msg);
+    cJSON_Delete(msg);
+    s->ready = true;
+    log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s child_pid=%d "
+             "shared=true",
+             s->id, s->m->name, s->t->name, s->principal->user, s->proto, (int)pool_pid(s->up));
+    struct stream *st = p->st;
+    session_pending_free(p);
+    session_deliver_text(st, text);
+    free(text);
+}
+
 /* accepted: the request was taken in earlier (held for a listing), so a drain that began since
  * does not refuse it: only work that arrives while draining is refused. */
 int session_client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
@@ -1276,6 +1389,15 @@ int session_client_request(struct session *s, cJSON *msg, struct stream *st, con
         rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
                             "draining: the server is stopping; retry on a new session",
                             "server_unavailable", 1000);
+        goto out;
+    }
+    long down = pool_unavailable_ms(s->up);
+    if (down >= 0) {
+        refused = "server_unavailable";
+        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
+                            "server unavailable: it keeps failing to start or crashing, so its "
+                            "restarts are paused; retry after data.retry_after_ms",
+                            "server_unavailable", down);
         goto out;
     }
     /* Before anything is counted against a quota: these refusals take nothing. */
@@ -1369,6 +1491,11 @@ int session_client_request(struct session *s, cJSON *msg, struct stream *st, con
         rc = -1;
         goto out;
     }
+    int sub = method != NULL ? subscription(s, method, msg, st) : 0;
+    if (sub != 0) {
+        rc = sub == 1 ? 0 : -1;
+        goto out;
+    }
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
@@ -1422,10 +1549,39 @@ int session_client_request(struct session *s, cJSON *msg, struct stream *st, con
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(p->timer, &tv);
 
+    if (p->initialize && !pool_passthrough(s->up)) {
+        /* The pool initialized the child: answered from its result, now or once it is ready. */
+        p->init_local = true;
+        if (pool_init_result(s->up) != NULL)
+            init_answer_local(s, p);
+        rc = 0;
+        goto out;
+    }
+    bool reprint = false; /* msg changed: printed rather than spliced */
+    if (pool_multi(s->up) && p->progress_token != NULL) {
+        if (progress_token_rewrite(msg, p->bid) == -1) {
+            pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
+            rc = 0;
+            goto out;
+        }
+        p->token_rewritten = true;
+        reprint = true;
+    }
+    if (s->m->isolation == CONFIG_ISOLATION_SHARED) {
+        if (principal_meta(msg, caller) == -1) {
+            pending_fail(p, ERR_INVALID_PARAMS,
+                         "Invalid params: params and params._meta must be objects (this server "
+                         "is told who calls in params._meta)",
+                         NULL, -1);
+            rc = 0;
+            goto out;
+        }
+        reprint = true;
+    }
     char bid[24];
     size_t outlen = 0;
     snprintf(bid, sizeof(bid), "%" PRIu64, p->bid);
-    char *out = with_id(msg, text, len, bid, &outlen);
+    char *out = with_id(msg, reprint ? NULL : text, len, bid, &outlen);
     if (out == NULL) {
         pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
         rc = 0;
@@ -1450,8 +1606,8 @@ int session_client_request(struct session *s, cJSON *msg, struct stream *st, con
             cJSON_AddStringToObject(ev, "args_sha256", h);
         }
         cJSON_AddNumberToObject(ev, "bytes_in", (double)p->bytes_in);
-        if (s->child != NULL)
-            cJSON_AddNumberToObject(ev, "child_pid", s->child->pid);
+        if (pool_pid(s->up) > 0)
+            cJSON_AddNumberToObject(ev, "child_pid", pool_pid(s->up));
     }
     p->call_seq = ev != NULL ? audit_record(s->f->audit, ev, on_call_audited, s->f, p->bid) : 0;
     if (p->call_seq == 0)
@@ -1522,6 +1678,16 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             cJSON_ReplaceItemInObjectCaseSensitive(params, "requestId",
                                                    cJSON_CreateNumber((double)p->bid));
             pending_fail(p, ERR_CANCELLED, "request cancelled by the client", NULL, -1);
+            text = NULL;
+        }
+        if (strcmp(method, "notifications/initialized") == 0 && !pool_passthrough(s->up)) {
+            /* The pool initialized the child once, for every session it serves. */
+            cJSON_Delete(msg);
+            return 0;
+        }
+        if (s->m->isolation == CONFIG_ISOLATION_SHARED &&
+            cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(msg, "params"))) {
+            principal_meta(msg, NULL); /* nobody speaks for another tenant */
             text = NULL;
         }
         if (text != NULL) {
@@ -1629,7 +1795,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             }
             snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
             s->ready = true;
-            starting_done(s);
+            pool_started(s->up);
             const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
             s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
             log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s", s->id,
@@ -1712,7 +1878,7 @@ static void child_request_to_client(struct session *s, cJSON *msg, const char *l
                                                 : "too many server requests in progress",
                                      NULL, -1);
         if (e != NULL) {
-            child_write(s->child, e, strlen(e));
+            session_send_to_child(s, e, strlen(e));
             free(e);
         }
         cJSON_Delete(child_id);
@@ -1752,15 +1918,35 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
         const cJSON *tok = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
         char *t = tok != NULL ? jsonrpc_print(tok) : NULL;
-        struct pending *p;
-        TAILQ_FOREACH(p, &s->pendings, link)
-        {
-            if (t != NULL && p->progress_token != NULL && strcmp(t, p->progress_token) == 0) {
-                st = p->st;
-                break;
+        struct pending *p, *found = NULL;
+        uint64_t bid;
+        if (pool_multi(s->up) && our_id(tok, &bid)) {
+            /* The child had the broker id as token: the caller's goes back in its place. */
+            found = idmap_get(&s->f->pending_ids, bid);
+            if (found != NULL && (found->s != s || !found->token_rewritten))
+                found = NULL;
+            cJSON *raw = found != NULL ? cJSON_CreateRaw(found->progress_token) : NULL;
+            cJSON *pm = cJSON_GetObjectItemCaseSensitive(msg, "params");
+            if (raw == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(pm, "progressToken", raw)) {
+                cJSON_Delete(raw);
+                found = NULL;
+            }
+            line = NULL;
+        } else {
+            TAILQ_FOREACH(p, &s->pendings, link)
+            {
+                if (t != NULL && p->progress_token != NULL && strcmp(t, p->progress_token) == 0) {
+                    found = p;
+                    break;
+                }
             }
         }
         free(t);
+        if (found == NULL && line == NULL) { /* a stray token never reaches another session */
+            cJSON_Delete(msg);
+            return;
+        }
+        st = found != NULL ? found->st : NULL;
     } else if (strcmp(method, "notifications/message") == 0) {
         st = newest_pending_stream(s);
     } else if (strcmp(method, "notifications/tools/list_changed") == 0 &&
@@ -1776,14 +1962,21 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
         cJSON_Delete(msg);
         return;
     }
+    char *printed = line == NULL ? jsonrpc_print(msg) : NULL;
     cJSON_Delete(msg);
-    stream_deliver(st, line, len, false); /* forwarded as the child wrote it */
+    if (line == NULL) {
+        if (printed == NULL)
+            return;
+        line = printed;
+        len = strlen(printed);
+    }
+    stream_deliver(st, line, len, false); /* forwarded as the child wrote it, unless rewritten */
+    free(printed);
 }
 
-static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind, const char *line,
-                             size_t len)
+static void on_child_message(struct session *s, cJSON *msg, enum jsonrpc_kind kind,
+                             const char *line, size_t len)
 {
-    struct session *s = owner;
     if (s->closing) {
         cJSON_Delete(msg);
         return;
@@ -1798,40 +1991,108 @@ static void on_child_message(void *owner, cJSON *msg, enum jsonrpc_kind kind, co
         child_notification(s, msg, line, len);
 }
 
-static void on_child_gone(void *owner, const char *why)
+/* ---- what the pool asks of sessions ------------------------------------------------------ */
+
+static struct session *pool_owner(const struct upstream *up, uint64_t bid)
 {
-    struct session *s = owner;
-    if (s->closing)
-        return; /* we killed it ourselves while ending the session */
-    log_info("session_child_gone session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
-             s->t->name, why);
-    session_end(s, why);
+    struct pending *p = idmap_get(&the_front->pending_ids, bid);
+    return p != NULL && p->up == up && !p->s->closing ? p->s : NULL;
 }
 
-static const struct child_ops session_child_ops = {on_child_message, on_child_gone};
-
-static void on_spawned(void *arg, pid_t pid, const int fds[3], const char *step, int err)
+static bool pool_busy(const struct session *s, const struct upstream *up)
 {
-    struct session *s = arg;
-    s->spawn = NULL;
-    if (pid == -1) {
-        char why[128];
-        snprintf(why, sizeof(why), "the server failed to start (step %s: %s)", step, strerror(err));
+    const struct pending *p;
+    TAILQ_FOREACH(p, &s->pendings, link)
+    {
+        if (p->up == up && p->kind == PENDING_CLIENT)
+            return true;
+    }
+    return false;
+}
+
+static bool pool_subscribed(const struct session *s, const char *uri)
+{
+    return subscribed(s, uri);
+}
+
+/* The session's tools are judged again on the child it now talks to. */
+static void tools_forget(struct session *s)
+{
+    if (s->tools_state == TOOLS_LISTING)
+        return; /* its listing pending failed with the child; toolcheck lists again */
+    s->tools_state = TOOLS_UNVERIFIED;
+    s->contract_gen++;
+}
+
+static void pool_lost(struct session *s, const char *why, bool restarting)
+{
+    if (s->closing)
+        return;
+    if (!restarting) {
+        log_info("session_child_gone session=%.8s server=%s tenant=%s reason=\"%s\"", s->id,
+                 s->m->name, s->t->name, why);
         session_end(s, why);
         return;
     }
-    s->child = child_new(&s->f->children, pid, fds, s->m->name, s->t->name, &session_child_ops, s);
-    if (s->child == NULL) {
-        session_end(s, "out of memory");
+    /* A shared child crashed (or was replaced): what went to it is lost, the session goes on. */
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "server unavailable: the server process serving this call ended (%s); it is being "
+             "restarted, retry",
+             why);
+    struct pending *p, *next;
+    bool listing_lost = false;
+    for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
+        next = TAILQ_NEXT(p, link);
+        if (p->up != s->up)
+            continue; /* not sent, or sent to a child it talked to before */
+        if (p->kind == PENDING_TOOLS_LIST) {
+            session_pending_free(p);
+            listing_lost = true;
+            continue;
+        }
+        pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", POOL_BACKOFF_MIN_MS);
+    }
+    if (listing_lost && s->tools_state == TOOLS_LISTING)
+        s->tools_state = TOOLS_UNVERIFIED;
+    tools_forget(s);
+    long retry = pool_unavailable_ms(s->up);
+    if (s->ready || retry < 0)
         return;
+    /* Its initialize waits for a child that keeps failing: answered now, not at its timeout. */
+    for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
+        next = TAILQ_NEXT(p, link);
+        if (p->init_local)
+            pending_fail(p, ERR_SERVER_UNAVAILABLE,
+                         "server unavailable: it keeps failing to start or crashing, so its "
+                         "restarts are paused; retry after data.retry_after_ms",
+                         "server_unavailable", retry);
     }
-    for (size_t i = 0; i < s->nprespawn; i++) {
-        if (child_write(s->child, s->prespawn[i], strlen(s->prespawn[i])) == -1)
-            log_warn("prespawn_dropped session=%.8s", s->id);
-        free(s->prespawn[i]);
-    }
-    s->nprespawn = 0;
+    session_end(s, why);
 }
+
+/* Its child was replaced (pool.max_calls, max_age_s): calls in flight finish on the old one. */
+static void pool_moved(struct session *s, struct upstream *to)
+{
+    s->up = to;
+    tools_forget(s);
+}
+
+static void pool_ready(struct session *s)
+{
+    struct pending *p, *next;
+    for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
+        next = TAILQ_NEXT(p, link);
+        if (p->init_local)
+            init_answer_local(s, p);
+    }
+    if (!s->closing && s->ready && s->tools_state == TOOLS_UNVERIFIED && s->nheld > 0)
+        toolcheck_start(s);
+}
+
+static const struct pool_client session_pool_client = {
+    pool_owner, pool_busy, pool_subscribed, on_child_message, pool_lost, pool_moved, pool_ready,
+};
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
@@ -1918,13 +2179,10 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     TAILQ_INSERT_TAIL(&all_sessions, s, link);
     nsessions++;
     tally(s, +1);
-    s->starting = true;
-    nstarting++;
-    tenant_starting[t - f->cfg->tenants]++;
     session_touch(s);
-    s->spawn = front_spawn(f, m, t, on_spawned, s);
-    if (s->spawn == NULL) {
-        session_end(s, "cannot ask the spawner");
+    s->up = pool_attach(s, m, t);
+    if (s->up == NULL) {
+        session_end(s, "cannot have a server started (out of memory, or limits.max_children)");
         return NULL;
     }
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
@@ -1953,8 +2211,9 @@ fail:
 static void session_release(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    child_free(s->child);
-    s->child = NULL;
+    for (size_t i = 0; i < s->nsubs; i++)
+        free(s->subs[i]);
+    free(s->subs);
     sse_ring_free(&s->replay);
     idmap_clear(&s->srvreqs, srvreq_free);
     contract_free(s->contract);
@@ -1980,7 +2239,6 @@ void session_end(struct session *s, const char *why)
     TAILQ_REMOVE(&all_sessions, s, link);
     nsessions--;
     tally(s, -1);
-    starting_done(s);
     evtimer_del(s->idle_timer);
     evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
@@ -2000,17 +2258,10 @@ void session_end(struct session *s, const char *why)
     struct stream *st;
     while ((st = TAILQ_FIRST(&s->streams)) != NULL)
         stream_free(st);
-    for (size_t i = 0; i < s->nprespawn; i++)
-        free(s->prespawn[i]);
-    s->nprespawn = 0;
-    if (s->spawn != NULL) {
-        front_spawn_cancel(s->f, s->spawn);
-        s->spawn = NULL;
-    }
-    /* Let it go as the stdio transport asks: stdin closed, then a kill after a grace period
-     * (child_free). A child that misbehaved was already killed (child_kill). */
-    if (s->child != NULL)
-        child_retire(s->child);
+    /* A child of its own is let go as the stdio transport asks: stdin closed, then a kill after
+     * a grace period. A shared one stays for the others (and idle reaping). */
+    if (s->up != NULL)
+        pool_detach(s->up, s);
     /* Callers up the stack may still hold s or its child: free on the next loop turn. */
     struct timeval zero = {0, 0};
     if (event_base_once(s->f->base, -1, EV_TIMEOUT, session_release, s, &zero) == -1)
@@ -2023,10 +2274,10 @@ void session_module_shutdown(struct front *f, const char *why)
     while ((s = TAILQ_FIRST(&all_sessions)) != NULL)
         session_end(s, why);
     (void)f;
+    pool_module_shutdown();
     free(tenant_sessions);
-    free(tenant_starting);
     toolcheck_module_shutdown();
     free(tenant_inflight);
-    tenant_sessions = tenant_starting = tenant_inflight = NULL;
+    tenant_sessions = tenant_inflight = NULL;
     idmap_free(&pair_sessions);
 }

@@ -2,9 +2,8 @@
  * session.h — MCP sessions (protocol revisions 2024-11-05 … 2025-11-25), the streams that carry
  * their messages to HTTP clients, and the broker that routes between a session and its child.
  *
- * A session is one way of choosing a child (isolation "session": one child per session); the
- * broker speaks to the child only through struct child, so other ways of choosing one (shared
- * per tenant, stateless requests) plug in beside it.
+ * A session talks to a child through the pool (pool.h), which picks it: its own (isolation
+ * "session"), one its tenant's sessions share ("tenant"), or one every tenant shares ("shared").
  *
  * Invariants: a session answers only the principal that created it; every JSON-RPC id the child
  * sees is the broker's own (client ids are restored on the way back); every HTTP exchange a
@@ -24,8 +23,7 @@
 #include "sse.h"
 
 struct front;
-struct child;
-struct front_spawn;
+struct upstream;
 struct principal;
 struct hreq;
 struct event;
@@ -34,10 +32,10 @@ struct contract_schemas;
 struct quota_slot;
 struct ptally;
 
-#define SESSION_ID_LEN           32 /* hex of 128 random bits */
-#define SESSION_REPLAY_MAX_BYTES (8u << 20)
-#define SESSION_PRESPAWN_MAX     16   /* messages queued before the child runs */
-#define SESSION_RELIST_MS        5000 /* a failed listing is tried again after this */
+#define SESSION_ID_LEN            32 /* hex of 128 random bits */
+#define SESSION_REPLAY_MAX_BYTES  (8u << 20)
+#define SESSION_MAX_SUBSCRIPTIONS 256  /* resources/subscribe per session */
+#define SESSION_RELIST_MS         5000 /* a failed listing is tried again after this */
 
 enum stream_kind { STREAM_POST = 0, STREAM_GET, STREAM_LEGACY };
 
@@ -84,6 +82,9 @@ struct pending {
     char *held_line; /* waits for its audit record to be written before it goes out */
     size_t held_len;
     bool forwarded;        /* its line went to the child */
+    struct upstream *up;   /* the child it went to (counted there until freed), or NULL */
+    bool init_local;       /* an initialize answered from the pool's (not forwarded) */
+    bool token_rewritten;  /* the child saw the broker id as its progress token */
     uint64_t contract_gen; /* tools/call: the verdict it was checked against */
     TAILQ_ENTRY(pending) link;
 };
@@ -119,13 +120,11 @@ struct session {
     const struct config_tenant *t;
     bool legacy_sse; /* 2024-11-05 HTTP+SSE transport */
     bool ready;      /* initialize answered */
-    bool starting;   /* counted among the children starting (until ready or ended) */
     bool closing;
-    char proto[16]; /* negotiated protocol version */
-    struct child *child;
-    struct front_spawn *spawn;
-    char *prespawn[SESSION_PRESPAWN_MAX]; /* rewritten lines waiting for the child */
-    size_t nprespawn;
+    char proto[16];      /* negotiated protocol version */
+    struct upstream *up; /* the child it talks to, through the pool */
+    char **subs;         /* resources it subscribed to (uris) */
+    size_t nsubs;
     struct stream *get_stream; /* standalone GET stream, or the legacy SSE stream */
     struct stream_list streams;
     struct pending_list pendings;

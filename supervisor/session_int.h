@@ -18,6 +18,8 @@ int session_refuse(struct stream *st, cJSON *id, int code, const char *message, 
                    long retry_after_ms);
 void session_pending_free(struct pending *p);
 int session_send_to_child(struct session *s, const char *text, size_t len);
+/* Sends a request's line to the session's child; p then belongs to that child's calls. */
+int session_send_pending(struct pending *p, const char *text, size_t len);
 void session_on_pending_timeout(evutil_socket_t fd, short what, void *arg);
 void session_requests_add(struct session *s, int delta);
 int session_client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,

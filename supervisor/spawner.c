@@ -197,14 +197,17 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         fatalx("front sent a spawn request with a malformed name");
 
     m = config_manifest_find(cfg, req->server);
-    t = config_tenant_find(cfg, req->tenant);
-    if (m == NULL || t == NULL || !config_tenant_allows(t, m->name)) {
+    /* A shared child runs for no tenant: only a server whose manifest says "shared" has one. */
+    bool shared = strcmp(req->tenant, PRIVSEP_SHARED_TENANT) == 0;
+    t = shared ? NULL : config_tenant_find(cfg, req->tenant);
+    if (m == NULL || (shared ? m->isolation != CONFIG_ISOLATION_SHARED
+                             : t == NULL || !config_tenant_allows(t, m->name))) {
         /* A correct front never asks this: log it loudly, refuse. */
         log_warn("spawn_refused server=%s tenant=%s reason=not_allowed", req->server, req->tenant);
         goto failed;
     }
     if (npending == pending_cap) {
-        log_warn("spawn_refused server=%s tenant=%s reason=busy in_setup=%zu", m->name, t->name,
+        log_warn("spawn_refused server=%s tenant=%s reason=busy in_setup=%zu", m->name, req->tenant,
                  npending);
         step = "busy";
         err = EAGAIN;
@@ -216,7 +219,7 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
         if (why[0] != '\0')
             log_warn("%s server=%s tenant=%s %s",
                      strcmp(step, "secrets") == 0 ? "secret_refused" : "env_failed", m->name,
-                     t->name, why);
+                     req->tenant, why);
         goto failed;
     }
     struct plan_cgroup cgx;
@@ -229,8 +232,8 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
     if (rc == -1) {
         step = res.step;
         err = res.err;
-        log_warn("spawn_failed server=%s tenant=%s step=%s errno=%d error=\"%s\"", m->name, t->name,
-                 res.step, res.err, strerror(res.err));
+        log_warn("spawn_failed server=%s tenant=%s step=%s errno=%d error=\"%s\"", m->name,
+                 req->tenant, res.step, res.err, strerror(res.err));
         if (cgx.path[0] != '\0') /* the child was reaped: the leaf is empty */
             sandbox_cgroup_release(cgx.path);
         goto failed;
@@ -241,7 +244,7 @@ static void handle_spawn(const struct config *cfg, int sock, const struct privse
     p->sp = sp;
     p->req = req->req;
     snprintf(p->server, sizeof(p->server), "%s", m->name);
-    snprintf(p->tenant, sizeof(p->tenant), "%s", t->name);
+    snprintf(p->tenant, sizeof(p->tenant), "%s", req->tenant);
     snprintf(p->cgroup, sizeof(p->cgroup), "%s", cgx.path);
     npending++;
     return;

@@ -231,7 +231,7 @@ static int send_list_page(struct session *s, const char *cursor)
         goto fail;
     cJSON_Delete(msg);
     TAILQ_INSERT_TAIL(&s->pendings, p, link);
-    if (session_send_to_child(s, out, strlen(out)) == -1) {
+    if (session_send_pending(p, out, strlen(out)) == -1) {
         free(out);
         session_pending_free(p);
         return -1;

@@ -337,19 +337,26 @@ static void wrong_types_and_ranges_are_errors(void **state)
                                       "\"pool\": {\"min_idle\": 65}}");
     assert_load_fails(f,
                       "manifests/echo.json: /pool/min_idle: must not exceed max_per_tenant (64)");
-    /* keys of features not built yet are refused, not accepted and ignored */
+    /* keys that mean nothing where they are given are refused, not accepted and ignored */
     write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
-                                      "\"pool\": {\"min_idle\": 1}}");
-    assert_load_fails(f, "manifests/echo.json: /pool/min_idle: warm children are not supported "
-                         "yet: use 0 (each session starts its own)");
+                                      "\"pool\": {\"max_calls\": 10}}");
+    assert_load_fails(f, "manifests/echo.json: /pool/max_calls: applies to children shared by "
+                         "sessions (isolation \"tenant\" or \"shared\"); a session's own child "
+                         "lives as long as its session: leave it out");
     write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
-                                      "\"pool\": {\"idle_timeout_s\": 300}}");
-    assert_load_fails(f, "manifests/echo.json: /pool/idle_timeout_s: is not supported yet: it "
-                         "applies to warm children, which are not built; leave it out");
+                                      "\"isolation\": \"tenant\", \"reads_principal_meta\": true}");
+    assert_load_fails(f, "manifests/echo.json: /reads_principal_meta: only means something with "
+                         "isolation \"shared\" (mcpvisor adds the principal to requests only "
+                         "then): leave it out");
     write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
-                                      "\"isolation\": \"tenant\"}");
-    assert_load_fails(f, "manifests/echo.json: /isolation: \"tenant\" is not supported yet: "
-                         "every session gets its own child (use \"session\")");
+                                      "\"isolation\": \"shared\", \"secrets\": {\"T\": \"t\"}}");
+    assert_load_fails(f, "manifests/echo.json: /secrets: cannot be used with isolation "
+                         "\"shared\": one child serves every tenant, so no tenant's secrets_dir "
+                         "applies; use \"tenant\" isolation or \"env\"");
+    write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
+                                      "\"isolation\": \"pooled\"}");
+    assert_load_fails(f, "manifests/echo.json: /isolation: expected \"session\", \"tenant\" "
+                         "or \"shared\"");
     write_file("manifests/echo.json", "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], "
                                       "\"tools\": {\"t\": {\"cache_ttl_s\": 5}}}");
     assert_load_fails(f, "manifests/echo.json: /tools/t/cache_ttl_s: result caching is not "
@@ -680,6 +687,11 @@ static void defaults_are_filled_in(void **state)
     assert_int_equal(m->pool_min_idle, 0);
     assert_int_equal(m->pool_max_per_tenant, 64);
     assert_int_equal(m->pool_idle_timeout_s, 300);
+    assert_int_equal(m->pool_sessions_per_child, 100);
+    assert_int_equal(m->pool_max_calls, 0);
+    assert_int_equal(m->pool_max_age_s, 0);
+    assert_false(m->reads_principal_meta);
+    assert_int_equal(cfg->limits.max_children, 10000);
     assert_false(m->sandbox.network);
     assert_int_equal(m->sandbox.nread_only, 0);
     assert_int_equal(m->sandbox.memory_mb, 0);
@@ -721,6 +733,29 @@ static void defaults_are_filled_in(void **state)
 }
 
 /* ---- size ceiling ------------------------------------------------------------------------- */
+
+static void pool_keys_are_parsed(void **state)
+{
+    struct fixture *f = *state;
+    write_file("mcpvisor.json", "{\"tenants\": {\"acme\": {\"servers\": [\"echo\"]}}}");
+    write_file("manifests/echo.json",
+               "{\"name\": \"echo\", \"command\": [\"/bin/cat\"], \"isolation\": \"shared\", "
+               "\"reads_principal_meta\": true, \"pool\": {\"min_idle\": 2, \"max_per_tenant\": 3, "
+               "\"idle_timeout_s\": 7, \"sessions_per_child\": 5, \"max_calls\": 1000, "
+               "\"max_age_s\": 3600}}");
+    struct config *cfg = load(f);
+    assert_non_null(cfg);
+    const struct config_manifest *m = config_manifest_find(cfg, "echo");
+    assert_int_equal(m->isolation, CONFIG_ISOLATION_SHARED);
+    assert_true(m->reads_principal_meta);
+    assert_int_equal(m->pool_min_idle, 2);
+    assert_int_equal(m->pool_max_per_tenant, 3);
+    assert_int_equal(m->pool_idle_timeout_s, 7);
+    assert_int_equal(m->pool_sessions_per_child, 5);
+    assert_int_equal(m->pool_max_calls, 1000);
+    assert_int_equal(m->pool_max_age_s, 3600);
+    config_free(cfg);
+}
 
 static void oversized_file_is_refused(void **state)
 {
@@ -839,6 +874,10 @@ static void assert_manifest_equal(const struct config_manifest *a, const struct 
     assert_int_equal(a->pool_min_idle, b->pool_min_idle);
     assert_int_equal(a->pool_max_per_tenant, b->pool_max_per_tenant);
     assert_int_equal(a->pool_idle_timeout_s, b->pool_idle_timeout_s);
+    assert_int_equal(a->pool_sessions_per_child, b->pool_sessions_per_child);
+    assert_int_equal(a->pool_max_calls, b->pool_max_calls);
+    assert_int_equal(a->pool_max_age_s, b->pool_max_age_s);
+    assert_int_equal(a->reads_principal_meta, b->reads_principal_meta);
     assert_int_equal(x->network, y->network);
     assert_strv_equal(x->read_only, x->nread_only, y->read_only, y->nread_only);
     assert_strv_equal(x->read_write, x->nread_write, y->read_write, y->nread_write);
@@ -1216,6 +1255,7 @@ int main(void)
         T(api_keys_are_decoded_and_duplicates_refused),
         T(anonymous_needs_every_listener_on_loopback),
         T(defaults_are_filled_in),
+        T(pool_keys_are_parsed),
         T(oversized_file_is_refused),
         T(fs_list_returns_sorted_json_files),
         T(bundle_round_trip_gives_an_identical_config),
