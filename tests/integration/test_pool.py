@@ -26,8 +26,9 @@ import uuid
 
 import pytest
 
-from conftest import (LATEST, MCPVISOR, TESTSERVER, KEYS, McpClient, manifest, pid_alive,
-                      sse_data, tool_text, wait_for, world_readable_dir)
+from conftest import (ACCEPT_BOTH, KEYS, LATEST, MCPVISOR, TESTSERVER, McpClient, SSEReader,
+                      bearer, manifest, pid_alive, sse_data, tool_text, wait_for,
+                      world_readable_dir)
 
 ROOT = os.geteuid() == 0
 UID_A, GID_A = 61001, 61001
@@ -199,6 +200,26 @@ def sentinel(c, sse):
     return drain_until(sse, is_updated(uri), "the sentinel " + uri)
 
 
+def send(c, msg):
+    """POSTs msg on a connection of its own without waiting for the answer (whose head comes
+    only with the response when nothing related precedes it); answer_of(conn, rid) reads it."""
+    conn = c.d.conn(20)
+    h = c.headers({"Content-Type": "application/json", "Accept": ACCEPT_BOTH,
+                   "Authorization": "Bearer " + bearer(c.key)})
+    conn.request("POST", c.path, body=json.dumps(msg), headers=h)
+    return conn
+
+
+def answer_of(conn, rid):
+    """The response to rid of a request sent with send(), as JSON or on an SSE stream."""
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.status
+    if (resp.headers.get("Content-Type") or "").startswith("application/json"):
+        return json.loads(resp.read())
+    resp._mcp_sock = conn.sock
+    return SSEReader(resp, 20).until_response(rid)[1]
+
+
 def open_stream(c):
     conn, resp, sse = c.open_get()
     assert resp.status == 200, resp.status
@@ -331,6 +352,31 @@ def test_server_request_goes_to_the_pending_session_only(make_daemon, isolation)
         conn.close()
 
 
+@pytest.mark.parametrize("isolation", ["tenant", "shared"])
+def test_cancellation_reaches_only_the_callers_request(make_daemon, isolation):
+    """Two sessions of one child each cancel "their" request c-1; only the one that has it
+    pending cancels anything, and the child sees mcpvisor's id for it."""
+    m = pooled("ts", isolation)
+    d = start(make_daemon, [m])
+    a = session(d, "ts", "alice")
+    b = session(d, "ts", "bob" if isolation == "tenant" else "carol")
+    assert whoami(a)["instance"] == whoami(b)["instance"]
+    mark = d.mark()
+    conn = send(a, {"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                    "params": {"name": "hang", "arguments": {}}})
+    d.wait_log(r"child_stderr .*hang: not answering", 5, start=mark)
+    for c in (b, a):  # b first: the child reads them in this order
+        r = c.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": "c-1", "reason": "test"}})
+        assert r.status == 202, r
+    d.wait_log(r"child_stderr .*cancelled requestId=", 5, start=mark)
+    assert tool_text(call(b, 2, "echo", {"text": "after"})[1]) == "after"  # the child read on
+    cancels = d.log_lines(r"child_stderr .*cancelled requestId=")
+    assert len(cancels) == 1, cancels
+    assert "c-1" not in cancels[0], cancels  # the broker's id, not a's
+    conn.close()
+
+
 def test_list_changed_reaches_every_session_of_the_tenant_child(make_daemon):
     m = pooled("ts", "tenant")
     d = start(make_daemon, [m])
@@ -429,12 +475,13 @@ def test_crash_fails_calls_in_flight_and_sessions_live_on(make_daemon, isolation
     assert whoami(b)["instance"] == before["instance"]
     old_pid = host_pid(m, before)
     mark = d.mark()
-    conn, resp, sse = a.stream_post({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                                     "params": {"name": "hang", "arguments": {}}})
+    conn = send(a, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                    "params": {"name": "hang", "arguments": {}}})
     d.wait_log(r"child_stderr .*hang: not answering", 5, start=mark)
     _, crashed = call(b, 5, "crash")
     assert_unavailable(crashed)
-    _, hung = sse.until_response(5)
+    hung = answer_of(conn, 5)
+    assert hung["id"] == 5, hung
     assert_unavailable(hung)
     conn.close()
     wait_for(lambda: not pid_alive(old_pid), 5, what="the crashed child gone")
@@ -484,14 +531,24 @@ def test_crash_loop_opens_the_circuit_until_the_server_starts_again(make_daemon)
             c.delete()  # no pile of sessions while the loop lasts
             return ans if "error" in ans else None
 
-        def circuit_open():
+        def failed():
             err = attempt()
             assert err is not None, "a call succeeded while the server cannot start"
             assert_unavailable(err)
             failures.append(err)
             return err["error"]["data"].get("retry_after_ms", 0) > 0
 
-        wait_for(circuit_open, 20, interval=0.1, what="the circuit to open")
+        def spawns():
+            return len(d.log_lines(r"msg=spawned server=ts "))
+
+        # a few crashes in a row, then attempts fail at once, with retry_after_ms
+        wait_for(lambda: failed() and spawns() >= 3, 20, interval=0.1,
+                 what="repeated start failures, then refusals with retry_after_ms")
+        before = spawns()
+        for _ in range(5):
+            assert failed(), failures[-1]
+        # open circuit: five more attempts cost at most one probe spawn, not one each
+        assert spawns() - before <= 1, d.log_lines(r"msg=spawned server=ts ")
         os.unlink(flag)
         # the probe comes once the circuit's retry_after_ms is over
         wait = failures[-1]["error"]["data"]["retry_after_ms"] / 1000.0
@@ -543,9 +600,12 @@ def test_idle_children_are_stopped_down_to_min_idle(make_daemon):
 def test_max_per_tenant_and_sessions_per_child(make_daemon):
     m = pooled("ts", "tenant", pool={"max_per_tenant": 2, "sessions_per_child": 1})
     d = start(make_daemon, [m])
-    ws = [whoami(session(d, "ts", w)) for w in ("alice", "bob", "alice")]
+    ws = [whoami(session(d, "ts", w)) for w in ("alice", "bob", "alice", "bob")]
     assert ws[0]["instance"] != ws[1]["instance"], ws  # the first child was full
-    assert len({w["instance"] for w in ws}) == 2, ws  # the third shares: max_per_tenant
+    assert len({w["instance"] for w in ws}) == 2, ws  # then they share: max_per_tenant
+    # the least-loaded child takes each session past the ceiling: two and two
+    assert sorted([w["instance"] for w in ws].count(i) for i in (ws[0]["instance"],
+                                                                  ws[1]["instance"])) == [2, 2]
     assert len(procs(m)) == 2
     assert whoami(session(d, "ts", "carol"))["instance"] not in {w["instance"] for w in ws}
 
@@ -567,7 +627,32 @@ def test_max_children_refuses_a_session_that_needs_one_more(make_daemon):
              what="a session once the first ended")
 
 
-def test_max_calls_replaces_the_child_and_lets_calls_in_flight_finish(make_daemon):
+def test_max_children_counts_children_not_sessions(make_daemon):
+    m = pooled("ts", "tenant")
+    d = start(make_daemon, [m], limits={"max_children": 1})
+    a, b = session(d, "ts", "alice"), session(d, "ts", "bob")  # one child for both
+    assert whoami(a)["instance"] == whoami(b)["instance"]
+    r = d.request("POST", "/servers/ts/mcp", {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": LATEST, "capabilities": {},
+                   "clientInfo": {"name": "pytest", "version": "1"}}}, key="carol")
+    assert r.status == 503, r  # other's first session needs a child of its own
+    assert r.header("Retry-After"), r
+    assert len(procs(m)) == 1
+
+
+def test_max_calls_replaces_the_child(make_daemon):
+    m = pooled("ts", "tenant", pool={"max_calls": 3})
+    d = start(make_daemon, [m])
+    a, b = session(d, "ts", "alice"), session(d, "ts", "bob")
+    ws = [whoami(c) for c in (a, b, a, b)]  # whoami raises if a call fails
+    assert ws[0]["instance"] == ws[1]["instance"] == ws[2]["instance"], ws
+    assert ws[3]["instance"] != ws[0]["instance"], ws  # the 4th call: a fresh child
+    old_pid = host_pid(m, ws[0])
+    wait_for(lambda: not pid_alive(old_pid), 10, what="the replaced child stopped")
+
+
+def test_max_calls_lets_calls_in_flight_finish_on_the_old_child(make_daemon):
     m = pooled("ts", "tenant", pool={"max_calls": 3})
     d = start(make_daemon, [m])
     a, b = session(d, "ts", "alice"), session(d, "ts", "bob")
@@ -589,6 +674,30 @@ def test_max_calls_replaces_the_child_and_lets_calls_in_flight_finish(make_daemo
     conn.close()
     assert whoami(a)["instance"] == w4["instance"]
     wait_for(lambda: not pid_alive(old_pid), 10, what="the replaced child stopped")
+
+
+def test_repeated_replacements_never_fail_a_call(make_daemon):
+    """Six replacements in a row (max_calls 2), each a graceful one: every call is answered,
+    by the old child or the new, and none waits long enough to time out."""
+    m = pooled("ts", "tenant", pool={"max_calls": 2})
+    d = start(make_daemon, [m], limits={"request_timeout_ms": 3000})
+    a = session(d, "ts", "alice")
+    latencies = []
+
+    def timed_whoami():
+        t0 = time.monotonic()
+        w = whoami(a)
+        latencies.append(round(time.monotonic() - t0, 2))
+        # answered, or refused at its timeout: never held past request_timeout_ms
+        assert latencies[-1] < 3.5, latencies
+        return w["instance"]
+
+    seen = [timed_whoami()]
+    for _ in range(6):
+        wait_for(lambda: timed_whoami() != seen[-1], 10, interval=0.05,
+                 what="a call on the next replacement")
+        seen.append(timed_whoami())
+    assert len(set(seen)) == len(seen), seen
 
 
 def test_max_age_replaces_the_child_without_failing_a_call(make_daemon):
