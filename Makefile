@@ -42,7 +42,7 @@ PROBE_BIN := $(PROBE_SRC:tests/probes/%.c=$(BUILD)/tests/probes/%)
 DEMO_BIN := $(BUILD)/demo-server
 
 .PHONY: all deps run check unit integration interop asan asan-check style format install clean bench \
-	bench-audit
+	bench-audit bench-pool
 
 all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN) $(PROBE_BIN)
 
@@ -128,6 +128,10 @@ bench: deps all
 # The audit log's cost alone: calls/s and latency with sync none, batch and always.
 bench-audit: deps all
 	/usr/bin/python3 tests/bench/bench.py $(BUILD) audit
+
+# Isolation modes alone: sessions/s, memory for 1,000 open sessions and calls/s in each.
+bench-pool: deps all
+	/usr/bin/python3 tests/bench/bench.py $(BUILD) pool
 
 install: all
 	install -D -m 0755 $(BUILD)/mcpvisor $(DESTDIR)$(PREFIX)/bin/mcpvisor

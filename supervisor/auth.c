@@ -202,7 +202,7 @@ enum auth_result auth_authenticate(const struct config *cfg, const struct jwks *
     return AUTH_OK;
 }
 
-static bool tool_allowed(const struct config_tool *t, const struct principal *p)
+bool auth_tool_allowed(const struct config_tool *t, const struct principal *p)
 {
     for (size_t i = 0; i < t->nscopes; i++) {
         if (!principal_has_scope(p, t->scopes[i]))
@@ -225,7 +225,7 @@ const struct config_tool *auth_tool_forbidden(const struct config_manifest *m,
         return NULL; /* the server answers a malformed call itself */
     *tool_name = name->valuestring;
     const struct config_tool *t = config_tool_find(m, name->valuestring);
-    return t != NULL && !tool_allowed(t, p) ? t : NULL;
+    return t != NULL && !auth_tool_allowed(t, p) ? t : NULL;
 }
 
 size_t auth_filter_tools(const struct config_manifest *m, const struct principal *p, cJSON *result)
@@ -240,7 +240,7 @@ size_t auth_filter_tools(const struct config_manifest *m, const struct principal
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         const struct config_tool *t =
             cJSON_IsString(name) ? config_tool_find(m, name->valuestring) : NULL;
-        if (t != NULL && !tool_allowed(t, p)) {
+        if (t != NULL && !auth_tool_allowed(t, p)) {
             cJSON_Delete(cJSON_DetachItemViaPointer(tools, it));
             removed++;
         }

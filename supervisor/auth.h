@@ -60,6 +60,8 @@ void principal_free(struct principal *p);
 bool auth_same_principal(const struct principal *a, const struct principal *b);
 bool principal_has_scope(const struct principal *p, const char *scope);
 
+/* Whether p holds every scope tool t needs. */
+bool auth_tool_allowed(const struct config_tool *t, const struct principal *p);
 /*
  * Per-tool authorization. For a tools/call request, returns the manifest tool when the caller
  * lacks one of its scopes (NULL when allowed or not a tools/call). *tool_name receives the

@@ -144,60 +144,6 @@ struct front_spawn *front_spawn(struct front *f, const struct config_manifest *m
     return sp;
 }
 
-cJSON *front_audit_event(struct front *f, const char *event, const struct principal *p,
-                         const char *server, const char *tool)
-{
-    if (f->audit == NULL)
-        return NULL;
-    cJSON *ev = cJSON_CreateObject();
-    bool ok = cJSON_AddStringToObject(ev, "event", event) != NULL;
-    if (ok && p != NULL)
-        ok = cJSON_AddStringToObject(ev, "tenant", p->tenant) != NULL &&
-             cJSON_AddStringToObject(ev, "user", p->user) != NULL &&
-             cJSON_AddStringToObject(ev, "agent", p->agent != NULL ? p->agent : "") != NULL;
-    if (ok && server != NULL)
-        ok = cJSON_AddStringToObject(ev, "server", server) != NULL;
-    if (ok && tool != NULL)
-        ok = cJSON_AddStringToObject(ev, "tool", tool) != NULL;
-    if (!ok) { /* a record missing who or what would mislead: none rather than that */
-        cJSON_Delete(ev);
-        return NULL;
-    }
-    return ev;
-}
-
-uint64_t front_audit(struct front *f, cJSON *ev)
-{
-    if (f->audit == NULL) {
-        cJSON_Delete(ev);
-        return 0;
-    }
-    return audit_record(f->audit, ev, NULL, NULL, 0);
-}
-
-struct front_audit_burst front_quota_refused_burst = {"\x1e"
-                                                      "quota_refused",
-                                                      0};
-
-uint64_t front_audit_limited(struct front *f, struct front_audit_burst *b, cJSON *ev)
-{
-    if (f->audit == NULL) {
-        cJSON_Delete(ev);
-        return 0;
-    }
-    if (quota_admit_key(f->quotas, b->key, FRONT_AUDIT_RATE, FRONT_AUDIT_BURST, util_mono_ms(),
-                        NULL) != QUOTA_OK) {
-        b->suppressed++;
-        cJSON_Delete(ev);
-        return 0;
-    }
-    if (b->suppressed > 0) {
-        cJSON_AddNumberToObject(ev, "suppressed_before", (double)b->suppressed);
-        b->suppressed = 0;
-    }
-    return front_audit(f, ev);
-}
-
 /* An audit record of the spawner's doing: spawn (ok or failed) and exit. */
 static void audit_child(struct front *f, const char *event, const char *server, const char *tenant,
                         pid_t pid)
@@ -586,6 +532,8 @@ int front_run(const struct config *cfg, int sock, const int *lfds, size_t nl, in
     struct timeval ka = {.tv_sec = FRONT_KEEPALIVE_S};
     event_add(f.keepalive, &ka);
     child_env_init(&f.children, f.base, &cfg->limits, child_kill_cb, child_kill_after_cb, &f);
+    static const struct pool_spawner spawner = {front_spawn, front_spawn_cancel};
+    pool_module_init(&f, &spawner);
     session_module_init(&f, &http_session_transport);
     f.quotas = quota_table_new(0);
     f.quota_sweep = event_new(f.base, -1, EV_PERSIST, on_quota_sweep, &f);

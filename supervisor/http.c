@@ -28,7 +28,7 @@
 
 #include "auth.h"
 #include "errors.h"
-#include "front.h"
+#include "frontenv.h"
 #include "httpd.h"
 #include "jose.h"
 #include "jsonrpc.h"

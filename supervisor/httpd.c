@@ -1152,14 +1152,15 @@ void httpd_free(struct httpd *d)
 {
     if (d == NULL)
         return;
+    /* Connections first: each one counts itself out of its listener. */
+    struct hconn *c;
+    while ((c = TAILQ_FIRST(&d->conns)) != NULL)
+        conn_free(c);
     for (size_t i = 0; i < d->nlisteners; i++) {
         evconnlistener_free(d->listeners[i]->el);
         free(d->listeners[i]);
     }
     d->nlisteners = 0;
-    struct hconn *c;
-    while ((c = TAILQ_FIRST(&d->conns)) != NULL)
-        conn_free(c);
     event_free(d->resume);
     idmap_free(&d->per_addr);
     free(d);

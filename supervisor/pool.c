@@ -11,7 +11,7 @@
  *   request        → the one session with requests in flight there; refused when none or several
  *   list_changed   → every session attached
  *   resources/updated → the sessions subscribed to its uri
- *   other notifications → the one session with requests in flight, else dropped
+ *   other notifications → nobody: they name no request, and a guess could cross sessions
  * A child of one session gets every message of that session, as before sharing existed.
  */
 #include "pool.h"
@@ -25,7 +25,7 @@
 #include <sys/random.h>
 
 #include "child.h"
-#include "front.h"
+#include "frontenv.h"
 #include "idmap.h"
 #include "log.h"
 #include "quota.h"
@@ -83,6 +83,7 @@ struct pool_pair {
 
 static struct front *front;
 static const struct pool_client *client;
+static const struct pool_spawner *spawner;
 static struct idmap pairs; /* manifest index << 32 | tenant index (all ones: shared) */
 static TAILQ_HEAD(, pool_pair) all_pairs = TAILQ_HEAD_INITIALIZER(all_pairs);
 static size_t nchildren; /* upstreams not stopped: running, starting or backing off */
@@ -302,7 +303,7 @@ static void up_stop(struct upstream *up, const char *why)
     evtimer_del(up->timer);
     queue_clear(up);
     if (up->spawn != NULL) {
-        front_spawn_cancel(front, up->spawn);
+        spawner->cancel(front, up->spawn);
         up->spawn = NULL;
     }
     if (up->child != NULL)
@@ -354,7 +355,7 @@ static void up_failed(struct upstream *up, const char *why)
         up->child = NULL;
     }
     if (up->spawn != NULL) {
-        front_spawn_cancel(front, up->spawn);
+        spawner->cancel(front, up->spawn);
         up->spawn = NULL;
     }
     starting_set(up, false);
@@ -502,7 +503,7 @@ static void up_spawn(struct upstream *up)
     struct pool_pair *pr = up->pair;
     up->state = UP_SPAWNING;
     starting_set(up, true);
-    up->spawn = front_spawn(front, pr->m, pr->t, on_spawned, up);
+    up->spawn = spawner->spawn(front, pr->m, pr->t, on_spawned, up);
     if (up->spawn == NULL) {
         /* Asynchronous, so the caller's state is settled first. */
         starting_set(up, false);
@@ -702,14 +703,11 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
         cJSON_Delete(msg);
         return;
     }
-    struct session *s = only_busy(up);
-    if (s != NULL) {
-        client->message(s, msg, kind, line, len);
-        return;
-    }
+    /* Nothing in it says whose it is (a log message, say): a guess could hand one session's, or
+     * one tenant's, data to another, so nobody gets it. */
     char q[96];
-    log_debug("child_notification_dropped server=%s method=%s note=\"shared child: no single "
-              "session it belongs to\"",
+    log_debug("child_notification_dropped server=%s method=%s note=\"shared child: it names no "
+              "request, so no session it belongs to\"",
               pr->m->name, log_quote(q, sizeof(q), method, strlen(method)));
     cJSON_Delete(msg);
 }
@@ -885,15 +883,21 @@ pid_t pool_pid(const struct upstream *up)
 
 /* ---- module ------------------------------------------------------------------------------- */
 
-void pool_module_init(struct front *f, const struct pool_client *pc)
+void pool_module_init(struct front *f, const struct pool_spawner *sp)
 {
     front = f;
-    client = pc;
+    spawner = sp;
     shutting_down = false;
     idmap_init(&pairs);
     tenant_starting = calloc(f->cfg->ntenants > 0 ? f->cfg->ntenants : 1, sizeof(uint32_t));
     if (tenant_starting == NULL)
         fatalx("out of memory");
+}
+
+void pool_set_client(const struct pool_client *pc)
+{
+    const struct front *f = front;
+    client = pc;
     for (size_t i = 0; i < f->cfg->nmanifests; i++) {
         const struct config_manifest *m = &f->cfg->manifests[i];
         if (m->pool_min_idle == 0)

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "frontenv.h"
 #include "jsonrpc.h"
 
 struct front;
@@ -50,8 +51,18 @@ struct pool_client {
     void (*ready)(struct session *s);
 };
 
-/* Starts warm children (pool.min_idle) for every configured tenant. client is borrowed. */
-void pool_module_init(struct front *f, const struct pool_client *client);
+/* How the pool has children started: the front's privsep channel to the spawner. */
+struct pool_spawner {
+    struct front_spawn *(*spawn)(struct front *f, const struct config_manifest *m,
+                                 const struct config_tenant *t, front_spawn_cb cb, void *arg);
+    void (*cancel)(struct front *f, struct front_spawn *sp);
+};
+
+/* The front sets the pool up (sp borrowed for the life of the module). */
+void pool_module_init(struct front *f, const struct pool_spawner *sp);
+/* The sessions above give their callbacks (borrowed), and warm children (pool.min_idle) start
+ * for every configured tenant. */
+void pool_set_client(const struct pool_client *client);
 /* Stops every child (sessions ended first). */
 void pool_module_shutdown(void);
 /* Frees what is left once the loop stopped. */

@@ -1,12 +1,14 @@
 /*
- * session.c — sessions, their streams, and the broker between a session and its child.
+ * session.c — sessions (one client conversation: ids, streams, replay, expiry) and what comes
+ * back to them from their child.
  *
  * Owns: every session, stream and pending request, and the per-tenant tallies. Never calls up
  * into the HTTP layer by name (it answers through the session_transport it was given) and never
- * touches a child's pipes (only child_*). The broker's own listing of a child's tools and the
- * requests held for its verdict are toolcheck.c's (session_int.h is what the two share).
+ * touches a child (the pool picks it, and routes its messages here through struct pool_client).
+ * A request's gates and forwarding are broker.c's; the broker's own listing of a child's tools
+ * and the requests held for its verdict are toolcheck.c's (session_int.h is what they share).
  *
- * Routing rules (child → client):
+ * Routing rules (child → client), within the session the pool routed a message to:
  *   response      → the pending request with that broker id; the caller's id is restored
  *   progress      → the stream of the request whose progressToken it carries
  *   request       → the newest open request's stream (it is "related" while one is pending),
@@ -33,7 +35,7 @@
 #include "child.h"
 #include "contract.h"
 #include "errors.h"
-#include "front.h"
+#include "frontenv.h"
 #include "httpd.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -129,7 +131,7 @@ void session_module_init(struct front *f, const struct session_transport *tr)
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         log_warn("call_nonce_weak note=\"getrandom failed; audit call ids restart at 1\"");
     util_hex(rnd, sizeof(rnd), call_nonce);
-    pool_module_init(f, &session_pool_client); /* warm children start here */
+    pool_set_client(&session_pool_client); /* warm children start here */
 }
 
 size_t session_count(void)
@@ -233,7 +235,7 @@ void session_requests_add(struct session *s, int delta)
 }
 
 /* 0 when s may take one more request in; -1 with a sentence in why. */
-static int inflight_admit(const struct session *s, char *why, size_t whylen)
+int session_inflight_admit(const struct session *s, char *why, size_t whylen)
 {
     const struct config_limits *lim = &s->f->cfg->limits;
     if (s->pt != NULL && s->pt->inflight >= lim->max_requests_in_flight_per_principal)
@@ -622,8 +624,8 @@ void session_pending_free(struct pending *p)
 /* A session's audit record: the who/what/where of a request (method NULL for the session's own
  * records). NULL without an audit log. A call's records share its call_id: a seq can change when
  * a failed write is retried, this cannot. */
-static cJSON *audit_base(struct session *s, const char *event, const struct principal *caller,
-                         const char *method, const char *target, const cJSON *id)
+cJSON *session_audit_base(struct session *s, const char *event, const struct principal *caller,
+                          const char *method, const char *target, const cJSON *id)
 {
     cJSON *b = front_audit_event(s->f, event, caller, s->m->name, target);
     if (b == NULL)
@@ -678,7 +680,7 @@ static void audit_result(struct pending *p, const char *outcome, size_t bytes_ou
 
 /* A refusal before the call went anywhere: a call record (forwarded: false) and its result.
  * Takes base, a "call" record. */
-static void audit_refused(struct session *s, cJSON *base, const char *type)
+void session_audit_refusal(struct session *s, cJSON *base, const char *type)
 {
     if (base == NULL)
         return;
@@ -697,8 +699,8 @@ static void audit_refused(struct session *s, cJSON *base, const char *type)
 }
 
 /* Answers a pending request with a typed error and forgets it. */
-static void pending_fail(struct pending *p, int code, const char *message, const char *type,
-                         long retry_after_ms)
+void session_pending_fail(struct pending *p, int code, const char *message, const char *type,
+                          long retry_after_ms)
 {
     struct stream *st = p->st;
     audit_result(p, type != NULL ? type : "error", 0);
@@ -756,14 +758,14 @@ void session_on_pending_timeout(evutil_socket_t fd, short what, void *arg)
     char msg[96];
     snprintf(msg, sizeof(msg), "request timed out after %u ms", ms);
     bool init = p->initialize;
-    pending_fail(p, ERR_TIMEOUT, msg, "timeout", -1);
+    session_pending_fail(p, ERR_TIMEOUT, msg, "timeout", -1);
     if (init)
         session_end(s, "initialize timed out");
 }
 
 /* The original bytes of msg's id (from its text when known) as a raw item, so the id goes back
  * to its sender exactly as it came. */
-static cJSON *id_raw(const cJSON *msg, const char *text, size_t len)
+cJSON *session_id_raw(const cJSON *msg, const char *text, size_t len)
 {
     size_t a, b;
     char *t;
@@ -778,7 +780,7 @@ static cJSON *id_raw(const cJSON *msg, const char *text, size_t len)
 
 /* msg's text with its id value replaced by `id` (JSON text): spliced into the original bytes
  * when they are known, printed otherwise. malloc'ed; *outlen its length. */
-static char *with_id(cJSON *msg, const char *text, size_t len, const char *id, size_t *outlen)
+char *session_with_id(cJSON *msg, const char *text, size_t len, const char *id, size_t *outlen)
 {
     size_t a, b;
     if (text != NULL && jsonrpc_id_span(text, len, &a, &b) == 0)
@@ -793,7 +795,7 @@ static char *with_id(cJSON *msg, const char *text, size_t len, const char *id, s
     return out;
 }
 
-static struct pending *pending_by_client_key(struct session *s, const cJSON *id)
+struct pending *session_pending_by_key(struct session *s, const cJSON *id)
 {
     char *key = jsonrpc_id_text(id);
     struct pending *p, *found = NULL;
@@ -848,184 +850,6 @@ static size_t annotate_versions(const struct config_manifest *m, cJSON *result)
     return n;
 }
 
-/* A caller that pinned a tool version (params._meta["mcpvisor/version"]) must get that version:
- * returns the manifest tool (or NULL with *unknown) when the pin does not match. */
-static bool version_mismatch(const struct config_manifest *m, const cJSON *msg,
-                             const char **tool_name, const char **wanted, const char **current)
-{
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-    const cJSON *want = cJSON_GetObjectItemCaseSensitive(meta, VERSION_META);
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
-    if (want == NULL || !cJSON_IsString(name))
-        return false;
-    const struct config_tool *t = config_tool_find(m, name->valuestring);
-    *tool_name = name->valuestring;
-    *current = t != NULL ? t->version : NULL;
-    *wanted = cJSON_IsString(want) ? want->valuestring : "(not a string)";
-    return *current == NULL || !cJSON_IsString(want) || strcmp(*current, want->valuestring) != 0;
-}
-
-/* A typed error about one tool as text: data.tool, then the members of `extra` (taken, may be
- * NULL). NULL on allocation failure. */
-static char *tool_error_text(const cJSON *id, int code, const char *message, const char *type,
-                             const char *tool, cJSON *extra)
-{
-    cJSON *e = jsonrpc_error_new(id, code, message, type, -1);
-    cJSON *data =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "error"), "data");
-    if (tool != NULL)
-        cJSON_AddStringToObject(data, "tool", tool);
-    while (extra != NULL && extra->child != NULL && data != NULL) {
-        cJSON *item = cJSON_DetachItemViaPointer(extra, extra->child);
-        cJSON_AddItemToObject(data, item->string, item);
-    }
-    cJSON_Delete(extra);
-    char *et = e != NULL ? jsonrpc_print(e) : NULL;
-    cJSON_Delete(e);
-    return et;
-}
-
-/* A typed refusal about one tool, answered on st: see tool_error_text. */
-static int refuse_tool_data(struct stream *st, const cJSON *id, int code, const char *message,
-                            const char *type, const char *tool, cJSON *extra)
-{
-    char *et = tool_error_text(id, code, message, type, tool, extra);
-    session_deliver_text(st, et);
-    free(et);
-    return -1;
-}
-
-/* A typed refusal about one tool: data.tool, and one more data member when `value` is given. */
-static int refuse_tool(struct stream *st, const cJSON *id, int code, const char *message,
-                       const char *type, const char *tool, const char *key, const char *value)
-{
-    cJSON *extra = NULL;
-    if (value != NULL) {
-        extra = cJSON_CreateObject();
-        cJSON_AddStringToObject(extra, key, value);
-    }
-    return refuse_tool_data(st, id, code, message, type, tool, extra);
-}
-
-/* ---- tool contracts ----------------------------------------------------------------------- */
-
-/* The broker's own listing of a child's tools, and the tool requests held until it is
- * judged, are toolcheck.c's: here, the gates each call passes. */
-
-static bool is_tool_method(const char *method)
-{
-    return method != NULL &&
-           (strcmp(method, "tools/call") == 0 || strcmp(method, "tools/list") == 0);
-}
-
-/* data.errors of a validation failure: instance pointer, keyword, message for each. */
-static void add_errors(cJSON *data, const struct jsonschema_error *errs, size_t n)
-{
-    cJSON *list = cJSON_AddArrayToObject(data, "errors");
-    for (size_t i = 0; i < n && i < CONTRACT_MAX_ERRORS && list != NULL; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "instance", errs[i].instance);
-        cJSON_AddStringToObject(e, "keyword", errs[i].keyword);
-        cJSON_AddStringToObject(e, "message", errs[i].message);
-        cJSON_AddItemToArray(list, e);
-    }
-}
-
-static const char *tool_version(const struct config_tool *t)
-{
-    return t != NULL && t->version != NULL ? t->version : NULL;
-}
-
-/*
- * The contract's word on a tools/call: refused (answered on st, returns -1) when the tool is
- * hidden, drifted under enforce or its arguments fail its inputSchema; otherwise 0 with
- * *schemas set to what its result will be checked against (a reference, or NULL).
- */
-static int contract_gate(struct session *s, const cJSON *msg, struct stream *st, const char *name,
-                         struct contract_schemas **schemas, const char **refused)
-{
-    const struct config_manifest *m = s->m;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const struct config_tool *cfg = config_tool_find(m, name);
-    const struct contract_tool *ct = contract_find(s->contract, name);
-    bool enforce = m->pin_mode == CONFIG_PIN_ENFORCE;
-    char why[512];
-
-    *schemas = NULL;
-    if (s->tools_state == TOOLS_FAILED && enforce) {
-        snprintf(why, sizeof(why),
-                 "server unavailable: its tools could not be verified against their pins (%s)",
-                 s->tools_error);
-        *refused = "server_unavailable";
-        return refuse_tool(st, id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable", name, NULL,
-                           NULL);
-    }
-    if (ct == NULL && enforce) {
-        /* Not in the verified listing: nothing about it was checked, so it is not called. */
-        snprintf(why, sizeof(why),
-                 "unknown tool: server %s does not list %s, so its definition cannot be checked "
-                 "(pin_mode: enforce)",
-                 m->name, name);
-        *refused = "unknown_tool";
-        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
-    }
-    if ((ct == NULL && cfg == NULL && !m->unlisted_tools_allow) ||
-        (ct != NULL && ct->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)) {
-        snprintf(why, sizeof(why),
-                 "unknown tool: %s is not in the manifest of server %s (unlisted_tools: deny)",
-                 name, m->name);
-        *refused = "unknown_tool";
-        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
-    }
-    if (ct == NULL)
-        return 0; /* warn, off: the server does not list it; its own answer will say so */
-    if (ct->verdict == CONTRACT_DRIFT && enforce) {
-        cJSON *extra = cJSON_CreateObject();
-        if (tool_version(cfg) != NULL)
-            cJSON_AddStringToObject(extra, "tool_version", cfg->version);
-        cJSON_AddStringToObject(extra, "pinned_sha256", cfg->sha256);
-        cJSON_AddStringToObject(extra, "observed_sha256", ct->pin);
-        snprintf(why, sizeof(why),
-                 "schema drift: the server now describes tool %s differently from its pin; "
-                 "review it and update the manifest (mcpvisor pin %s)",
-                 name, m->name);
-        *refused = "schema_drift";
-        return refuse_tool_data(st, id, ERR_SCHEMA_DRIFT, why, "schema_drift", name, extra);
-    }
-    const char *bad = contract_schema_error(ct->schemas);
-    if (bad != NULL && enforce) {
-        snprintf(why, sizeof(why),
-                 "unknown tool: %s is hidden because mcpvisor cannot validate its schemas (%.300s)",
-                 name, bad);
-        *refused = "unknown_tool";
-        return refuse_tool(st, id, ERR_UNKNOWN_TOOL, why, "unknown_tool", name, NULL, NULL);
-    }
-    if (bad != NULL)
-        return 0; /* warn and off serve it unvalidated; the listing logged why */
-
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
-    struct jsonschema_error errs[CONTRACT_MAX_ERRORS];
-    size_t n = contract_check_arguments(ct->schemas, args, errs, CONTRACT_MAX_ERRORS);
-    if (n > 0) {
-        cJSON *extra = cJSON_CreateObject();
-        add_errors(extra, errs, n);
-        if (tool_version(cfg) != NULL)
-            cJSON_AddStringToObject(extra, "tool_version", cfg->version);
-        snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
-                 errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
-        char qn[160];
-        log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
-                 session_quoted(qn, sizeof(qn), name), n);
-        *refused = "invalid_arguments";
-        return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
-                                extra);
-    }
-    *schemas = contract_schemas_ref(ct->schemas);
-    return 0;
-}
-
 /* A child answered a request with something unusable: the caller gets -32012, the log the
  * payload's hash. errs may be NULL. */
 static void fail_result(struct session *s, struct pending *p, const char *line, size_t len,
@@ -1048,208 +872,22 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
     cJSON_AddStringToObject(extra, "reason", reason);
     cJSON_AddStringToObject(extra, "payload_sha256", h);
     const struct config_tool *cfg = p->tool != NULL ? config_tool_find(s->m, p->tool) : NULL;
-    if (tool_version(cfg) != NULL)
+    if (broker_tool_version(cfg) != NULL)
         cJSON_AddStringToObject(extra, "tool_version", cfg->version);
     if (nerrs > 0) {
-        add_errors(extra, errs, nerrs);
+        broker_add_errors(extra, errs, nerrs);
     }
     char why[384];
     snprintf(why, sizeof(why), "%s: %s",
              code == ERR_INVALID_RESULT ? "invalid result from the server" : "result refused",
              reason);
-    char *et = tool_error_text(p->client_id, code, why, type, p->tool, extra);
+    char *et = broker_tool_error_text(p->client_id, code, why, type, p->tool, extra);
     session_pending_free(p);
     session_deliver_text(st, et);
     free(et);
 }
 
-/* The methods whose every call is audited (who called what, and how it ended). */
-static bool is_audited(const char *method)
-{
-    return method != NULL &&
-           (strcmp(method, "tools/call") == 0 || strcmp(method, "resources/read") == 0 ||
-            strcmp(method, "prompts/get") == 0);
-}
-
-/* What an audited call names: the tool, the prompt or the resource. Borrowed. */
-static const char *call_target(const cJSON *msg, const char *method)
-{
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-        params, strcmp(method, "resources/read") == 0 ? "uri" : "name");
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-void session_audit_refused(struct session *s, const struct principal *caller, const cJSON *msg,
-                           const char *type)
-{
-    const char *method = jsonrpc_method(msg);
-    if (!is_audited(method) || call_target(msg, method) == NULL)
-        return;
-    audit_refused(s,
-                  audit_base(s, "call", caller, method, call_target(msg, method),
-                             cJSON_GetObjectItemCaseSensitive(msg, "id")),
-                  type);
-}
-
-/* Sends a pending request's line to the child and starts nothing else; on failure the request
- * is answered with the reason. Takes line. */
-static void pending_send(struct pending *p, char *line, size_t len)
-{
-    struct session *s = p->s;
-    int rc = session_send_pending(p, line, len);
-    free(line);
-    if (rc == 0) {
-        p->forwarded = true;
-        return;
-    }
-    long retry = s->up != NULL ? pool_unavailable_ms(s->up) : -1;
-    if (retry >= 0)
-        pending_fail(p, ERR_SERVER_UNAVAILABLE,
-                     "server unavailable: it keeps failing to start or crashing; retry after "
-                     "data.retry_after_ms",
-                     "server_unavailable", retry);
-    else if (s->up == NULL || s->closing)
-        pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running", "server_unavailable",
-                     -1);
-    else
-        pending_fail(p, ERR_QUOTA_EXCEEDED,
-                     "the server is not reading its input fast enough "
-                     "(limits.max_child_write_bytes)",
-                     "quota_exceeded", 1000);
-}
-
-/* The call's audit record is written (or could not be): forward it, or refuse it. */
-static void on_call_audited(void *ctx, uint64_t bid, bool ok)
-{
-    struct front *f = ctx;
-    struct pending *p = idmap_get(&f->pending_ids, bid);
-    if (p == NULL || p->held_line == NULL)
-        return; /* answered meanwhile (cancelled, timed out, session ended) */
-    char *line = p->held_line;
-    size_t len = p->held_len;
-    p->held_line = NULL;
-    if (!ok) {
-        free(line);
-        p->call_seq = 0; /* that record does not exist */
-        pending_fail(p, ERR_AUDIT_UNAVAILABLE,
-                     "audit unavailable: the audit log cannot be written, so the call was not "
-                     "forwarded; retry later",
-                     "audit_unavailable", 1000);
-        return;
-    }
-    if (p->tool != NULL && p->contract_gen != p->s->contract_gen) {
-        /* The server announced new tools while the record was being written: the verdict
-         * this call passed may no longer hold. */
-        free(line);
-        pending_fail(p, ERR_SERVER_UNAVAILABLE,
-                     "server unavailable: its tools changed while the call was being recorded, "
-                     "so it was not forwarded; retry",
-                     "server_unavailable", LISTING_MIN_GAP_MS);
-        return;
-    }
-    pending_send(p, line, len);
-}
-
-/* Quotas of a tools/call: argument size, rates, concurrency. Returns 0 (with *slot set when a
- * concurrency slot is held), or -1 after refusing on st. */
-static int quota_gate(struct session *s, const cJSON *msg, struct stream *st,
-                      const struct principal *caller, const struct config_tool *tc,
-                      size_t args_bytes, struct quota_slot **slot, const char **refused)
-{
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const struct config_quota *q = &tc->quota;
-    char why[384];
-    *slot = NULL;
-    if (q->max_args_bytes > 0 && args_bytes > q->max_args_bytes) {
-        snprintf(why, sizeof(why),
-                 "quota exceeded: the arguments are %zu bytes; tool %s accepts at most %zu "
-                 "(quota.max_args_bytes)",
-                 args_bytes, tc->name, q->max_args_bytes);
-        *refused = "quota_exceeded";
-        return refuse_tool(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, NULL, NULL);
-    }
-    long retry = -1;
-    enum quota_verdict v =
-        quota_admit_call(s->f->quotas, caller->tenant, caller->user, s->m->name, tc->name, q,
-                         s->t->quota_scale, util_mono_ms(), &retry, slot);
-    if (v == QUOTA_OK)
-        return 0;
-    snprintf(why, sizeof(why), "quota exceeded: %s for tool %s%s", quota_verdict_text(v), tc->name,
-             retry >= 0 ? "; retry after data.retry_after_ms" : "");
-    log_info("quota_refused session=%.8s server=%s tool=%s tenant=%s user=%s reason=\"%s\" "
-             "retry_after_ms=%ld",
-             s->id, s->m->name, tc->name, caller->tenant, caller->user, quota_verdict_text(v),
-             retry);
-    cJSON *ev = front_audit_event(s->f, "quota_refused", caller, s->m->name, tc->name);
-    if (ev != NULL) {
-        cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
-        if (retry >= 0)
-            cJSON_AddNumberToObject(ev, "retry_after_ms", (double)retry);
-        front_audit_limited(s->f, &front_quota_refused_burst, ev);
-    }
-    *refused = "quota_exceeded";
-    cJSON *extra = cJSON_CreateObject();
-    if (tc->version != NULL)
-        cJSON_AddStringToObject(extra, "tool_version", tc->version);
-    if (retry >= 0)
-        cJSON_AddNumberToObject(extra, "retry_after_ms", (double)retry);
-    return refuse_tool_data(st, id, ERR_QUOTA_EXCEEDED, why, "quota_exceeded", tc->name, extra);
-}
-
-#define PRINCIPAL_META "io.mcpvisor/principal"
-
-/* A "shared" child is told who calls: params._meta["io.mcpvisor/principal"] becomes the verified
- * principal, whatever the client put there (it cannot speak for anyone else). The credential is
- * never part of it. -1 when params is not an object (nowhere to put it) or out of memory. */
-static int principal_meta(cJSON *msg, const struct principal *caller)
-{
-    cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    if (params == NULL)
-        params = cJSON_AddObjectToObject(msg, "params");
-    if (!cJSON_IsObject(params))
-        return -1;
-    cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-    if (meta == NULL && caller == NULL)
-        return 0;
-    if (meta == NULL)
-        meta = cJSON_AddObjectToObject(params, "_meta");
-    if (!cJSON_IsObject(meta))
-        return -1;
-    cJSON_DeleteItemFromObjectCaseSensitive(meta, PRINCIPAL_META);
-    if (caller == NULL)
-        return 0; /* a notification: stripped only */
-    cJSON *who = cJSON_AddObjectToObject(meta, PRINCIPAL_META);
-    cJSON *scopes = cJSON_CreateArray();
-    if (who == NULL || scopes == NULL || !cJSON_AddItemToObject(who, "scopes", scopes)) {
-        cJSON_Delete(scopes);
-        return -1;
-    }
-    for (size_t i = 0; i < caller->nscopes; i++)
-        cJSON_AddItemToArray(scopes, cJSON_CreateString(caller->scopes[i]));
-    return cJSON_AddStringToObject(who, "tenant", caller->tenant) != NULL &&
-                   cJSON_AddStringToObject(who, "user", caller->user) != NULL &&
-                   cJSON_AddStringToObject(who, "agent",
-                                           caller->agent != NULL ? caller->agent : "") != NULL
-               ? 0
-               : -1;
-}
-
-/* On a child several sessions share, the child sees the broker id as the progress token (two
- * sessions may both use "1"); the caller's token is restored on the way back. */
-static int progress_token_rewrite(cJSON *msg, uint64_t bid)
-{
-    cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-    cJSON *num = cJSON_CreateNumber((double)bid);
-    if (num == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(meta, "progressToken", num)) {
-        cJSON_Delete(num);
-        return -1;
-    }
-    return 0;
-}
-
-static bool subscribed(const struct session *s, const char *uri)
+bool session_subscribed(const struct session *s, const char *uri)
 {
     for (size_t i = 0; i < s->nsubs; i++)
         if (strcmp(s->subs[i], uri) == 0)
@@ -1257,66 +895,21 @@ static bool subscribed(const struct session *s, const char *uri)
     return false;
 }
 
-/* resources/subscribe and unsubscribe are counted per session, so a shared child's updates go
- * to the sessions that asked, and one session's unsubscribe does not end another's. Returns 1
- * when the request was answered here (an unsubscribe others still need), 0 to forward it, -1
- * after refusing it. */
-static int subscription(struct session *s, const char *method, const cJSON *msg, struct stream *st)
+/* Whether a session other than s, on the same child, subscribed to uri. */
+bool session_others_subscribed(const struct session *s, const char *uri)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const cJSON *uri =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(msg, "params"), "uri");
-    bool sub = strcmp(method, "resources/subscribe") == 0;
-    if (!sub && strcmp(method, "resources/unsubscribe") != 0)
-        return 0;
-    if (!cJSON_IsString(uri))
-        return 0; /* the server answers what is malformed */
-    if (sub) {
-        if (subscribed(s, uri->valuestring))
-            return 0;
-        char **n = s->nsubs < SESSION_MAX_SUBSCRIPTIONS
-                       ? realloc(s->subs, (s->nsubs + 1) * sizeof(*n))
-                       : NULL;
-        char *copy = n != NULL ? strdup(uri->valuestring) : NULL;
-        if (n != NULL)
-            s->subs = n;
-        if (copy == NULL)
-            return session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
-                                  "too many resource subscriptions on this session (at most 256)",
-                                  "quota_exceeded", -1);
-        s->subs[s->nsubs++] = copy;
-        return 0;
-    }
-    for (size_t i = 0; i < s->nsubs; i++) {
-        if (strcmp(s->subs[i], uri->valuestring) == 0) {
-            free(s->subs[i]);
-            s->subs[i] = s->subs[--s->nsubs];
-            break;
-        }
-    }
-    if (!pool_multi(s->up))
-        return 0;
-    struct session *o;
+    const struct session *o;
     TAILQ_FOREACH(o, &all_sessions, link)
     {
-        if (o != s && o->up == s->up && subscribed(o, uri->valuestring)) {
-            char *idt = jsonrpc_id_text(id);
-            char *text = NULL;
-            if (idt != NULL &&
-                asprintf(&text, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", idt) == -1)
-                text = NULL;
-            session_deliver_text(st, text);
-            free(idt);
-            free(text);
-            return 1;
-        }
+        if (o != s && o->up == s->up && session_subscribed(o, uri))
+            return true;
     }
-    return 0;
+    return false;
 }
 
 /* Answers a session's initialize from the one the pool's child gave (the child is initialized
  * once; each session is told what it negotiated). */
-static void init_answer_local(struct session *s, struct pending *p)
+void session_init_answer(struct session *s, struct pending *p)
 {
     const cJSON *r = pool_init_result(s->up);
     cJSON *result = cJSON_Duplicate(r, 1);
@@ -1327,7 +920,7 @@ static void init_answer_local(struct session *s, struct pending *p)
         !cJSON_AddItemToObject(msg, "id", cJSON_CreateRaw(p->client_id->valuestring))) {
         cJSON_Delete(result);
         cJSON_Delete(msg);
-        pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
+        session_pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
         return;
     }
     snprintf(s->proto, sizeof(s->proto), "%s", pv->valuestring);
@@ -1346,296 +939,15 @@ static void init_answer_local(struct session *s, struct pending *p)
     free(text);
 }
 
-/* accepted: the request was taken in earlier (held for a listing), so a drain that began since
- * does not refuse it: only work that arrives while draining is refused. */
-int session_client_request(struct session *s, cJSON *msg, struct stream *st, const char *text,
-                           size_t len, const struct principal *caller, bool accepted)
-{
-    const struct config_limits *lim = &s->f->cfg->limits;
-    const char *method = jsonrpc_method(msg);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    struct pending *p = NULL;
-    struct contract_schemas *schemas = NULL;
-    struct quota_slot *slot = NULL;
-    cJSON *base = NULL;
-    const char *refused = NULL; /* the typed error an audited call was refused with */
-    char *cargs = NULL;
-    size_t cargs_len = 0;
-    int rc = -1;
-
-    st->waiting++;
-    bool audited = is_audited(method);
-    if (audited && call_target(msg, method) == NULL) {
-        /* What it names is what is authorized, checked, counted and audited: it must be there. */
-        rc = session_refuse(st, (cJSON *)id, ERR_INVALID_PARAMS,
-                            strcmp(method, "resources/read") == 0
-                                ? "Invalid params: resources/read needs params.uri, a string"
-                                : "Invalid params: this method needs params.name, a string",
-                            NULL, -1);
-        goto out;
-    }
-    if (audited) {
-        base = audit_base(s, "call", caller, method, call_target(msg, method), id);
-        if (base == NULL && s->f->audit != NULL) {
-            rc = session_refuse(st, (cJSON *)id, ERR_AUDIT_UNAVAILABLE,
-                                "audit unavailable: out of memory for the record; the call was not "
-                                "forwarded",
-                                "audit_unavailable", 1000);
-            goto out;
-        }
-    }
-    if (s->f->draining && !accepted) {
-        refused = "server_unavailable";
-        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
-                            "draining: the server is stopping; retry on a new session",
-                            "server_unavailable", 1000);
-        goto out;
-    }
-    long down = pool_unavailable_ms(s->up);
-    if (down >= 0) {
-        refused = "server_unavailable";
-        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE,
-                            "server unavailable: it keeps failing to start or crashing, so its "
-                            "restarts are paused; retry after data.retry_after_ms",
-                            "server_unavailable", down);
-        goto out;
-    }
-    /* Before anything is counted against a quota: these refusals take nothing. */
-    if (pending_by_client_key(s, id) != NULL) {
-        rc = session_refuse(st, (cJSON *)id, ERR_INVALID_REQUEST,
-                            "a request with this id is already in progress", NULL, -1);
-        goto out;
-    }
-    if (s->npending + s->nheld >= lim->max_pending_per_session) {
-        refused = "quota_exceeded";
-        rc = session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED,
-                            "too many requests in progress on this session "
-                            "(limits.max_pending_per_session)",
-                            "quota_exceeded", 1000);
-        goto out;
-    }
-    char busy[256];
-    if (inflight_admit(s, busy, sizeof(busy)) == -1) {
-        refused = "quota_exceeded";
-        rc = session_refuse(st, (cJSON *)id, ERR_QUOTA_EXCEEDED, busy, "quota_exceeded", 1000);
-        goto out;
-    }
-    if (is_tool_method(method) && util_mono_ms() < s->over_budget_until_ms) {
-        char why[512];
-        snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
-        refused = "server_unavailable";
-        rc = session_refuse(st, (cJSON *)id, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
-                            (long)(s->over_budget_until_ms - util_mono_ms()));
-        goto out;
-    }
-    if (is_tool_method(method) && s->tools_state == TOOLS_FAILED && s->ready &&
-        util_mono_ms() - s->tools_failed_ms >= SESSION_RELIST_MS)
-        toolcheck_start(s); /* the last listing failed a while ago: try again */
-    if (is_tool_method(method) &&
-        (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING)) {
-        /* Not judged yet: wait for the listing (started now if the child is ready for it). */
-        if (s->tools_state == TOOLS_UNVERIFIED && s->ready)
-            toolcheck_start(s);
-        if (s->tools_state == TOOLS_UNVERIFIED || s->tools_state == TOOLS_LISTING) {
-            cJSON_Delete(base);
-            return toolcheck_hold(s, msg, st, text, len, caller);
-        }
-    }
-    const char *tool_name = NULL, *wanted = NULL, *current = NULL;
-    const struct config_tool *denied = auth_tool_forbidden(s->m, caller, msg, &tool_name);
-    if (denied != NULL) {
-        char scopes[512], why[768];
-        auth_scope_string(s->m, denied, scopes, sizeof(scopes));
-        snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", tool_name, scopes);
-        log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
-                 s->m->name, tool_name, caller->user, scopes);
-        refused = "forbidden";
-        rc = refuse_tool(st, id, ERR_FORBIDDEN, why, "forbidden", tool_name, "required_scope",
-                         scopes);
-        goto out;
-    }
-    if (method != NULL && strcmp(method, "tools/call") == 0 &&
-        version_mismatch(s->m, msg, &tool_name, &wanted, &current)) {
-        char why[512];
-        snprintf(why, sizeof(why), "version mismatch: tool %s is at version %s, not %s", tool_name,
-                 current != NULL ? current : "(none: the manifest gives it no version)", wanted);
-        refused = "version_mismatch";
-        rc = refuse_tool(st, id, ERR_VERSION_MISMATCH, why, "version_mismatch", tool_name,
-                         "tool_version", current);
-        goto out;
-    }
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    const cJSON *call_name = cJSON_GetObjectItemCaseSensitive(params, "name");
-    bool is_call = method != NULL && strcmp(method, "tools/call") == 0 && cJSON_IsString(call_name);
-    const struct config_tool *tc = is_call ? config_tool_find(s->m, call_name->valuestring) : NULL;
-    if (is_call && contract_gate(s, msg, st, call_name->valuestring, &schemas, &refused) == -1) {
-        rc = -1;
-        goto out;
-    }
-    if (base != NULL || tc != NULL) {
-        /* The canonical arguments: their size is what quota.max_args_bytes bounds, their hash
-         * what the audit log records. */
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
-        cJSON *empty = args == NULL ? cJSON_CreateObject() : NULL;
-        cargs = jcs_canonicalize(args != NULL ? args : empty, &cargs_len);
-        if (cargs == NULL)
-            cargs = jsonrpc_print(args != NULL ? args : empty);
-        cJSON_Delete(empty);
-        if (cargs == NULL) {
-            rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
-            goto out;
-        }
-        cargs_len = strlen(cargs);
-    }
-    if (tc != NULL && quota_gate(s, msg, st, caller, tc, cargs_len, &slot, &refused) == -1) {
-        rc = -1;
-        goto out;
-    }
-    int sub = method != NULL ? subscription(s, method, msg, st) : 0;
-    if (sub != 0) {
-        rc = sub == 1 ? 0 : -1;
-        goto out;
-    }
-    p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
-        goto out;
-    }
-    p->s = s;
-    p->st = st;
-    p->client_id = id_raw(msg, text, len);
-    p->client_key = jsonrpc_id_text(id);
-    p->bid = ++s->f->next_bid;
-    p->t0_ms = util_mono_ms();
-    p->initialize = method != NULL && strcmp(method, "initialize") == 0;
-    if (method != NULL && strcmp(method, "tools/list") == 0)
-        p->filter_for = principal_dup(caller);
-    if (is_call) {
-        p->tool = strdup(call_name->valuestring);
-        p->contract_gen = s->contract_gen;
-        p->tool_cfg = tc;
-        p->schemas = schemas;
-        schemas = NULL;
-        p->quota_slot = slot;
-        slot = NULL;
-    }
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
-    if (tok != NULL && (cJSON_IsString(tok) || cJSON_IsNumber(tok)))
-        p->progress_token = jsonrpc_print(tok);
-    p->timer = evtimer_new(s->f->base, session_on_pending_timeout, p);
-    if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL ||
-        (is_call && p->tool == NULL) || idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
-        if (p->timer != NULL)
-            event_free(p->timer);
-        cJSON_Delete(p->client_id);
-        free(p->client_key);
-        free(p->progress_token);
-        principal_free(p->filter_for);
-        free(p->tool);
-        contract_schemas_unref(p->schemas);
-        quota_release(s->f->quotas, p->quota_slot);
-        free(p);
-        rc = session_refuse(st, (cJSON *)id, ERR_INTERNAL, "out of memory", NULL, -1);
-        goto out;
-    }
-    TAILQ_INSERT_TAIL(&s->pendings, p, link);
-    s->npending++;
-    session_requests_add(s, +1);
-
-    uint32_t ms = p->initialize ? s->f->cfg->limits.spawn_timeout_ms : lim->request_timeout_ms;
-    if (tc != NULL && tc->quota.timeout_ms > 0)
-        ms = tc->quota.timeout_ms;
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(p->timer, &tv);
-
-    if (p->initialize && !pool_passthrough(s->up)) {
-        /* The pool initialized the child: answered from its result, now or once it is ready. */
-        p->init_local = true;
-        if (pool_init_result(s->up) != NULL)
-            init_answer_local(s, p);
-        rc = 0;
-        goto out;
-    }
-    bool reprint = false; /* msg changed: printed rather than spliced */
-    if (pool_multi(s->up) && p->progress_token != NULL) {
-        if (progress_token_rewrite(msg, p->bid) == -1) {
-            pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
-            rc = 0;
-            goto out;
-        }
-        p->token_rewritten = true;
-        reprint = true;
-    }
-    if (s->m->isolation == CONFIG_ISOLATION_SHARED) {
-        if (principal_meta(msg, caller) == -1) {
-            pending_fail(p, ERR_INVALID_PARAMS,
-                         "Invalid params: params and params._meta must be objects (this server "
-                         "is told who calls in params._meta)",
-                         NULL, -1);
-            rc = 0;
-            goto out;
-        }
-        reprint = true;
-    }
-    char bid[24];
-    size_t outlen = 0;
-    snprintf(bid, sizeof(bid), "%" PRIu64, p->bid);
-    char *out = with_id(msg, reprint ? NULL : text, len, bid, &outlen);
-    if (out == NULL) {
-        pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);
-        rc = 0;
-        goto out;
-    }
-    rc = 0;
-    if (base == NULL) {
-        pending_send(p, out, outlen);
-        goto out;
-    }
-    /* Audited: the call goes out once its record is written (synced, with sync "always"). */
-    cJSON *ev = cJSON_Duplicate(base, 1);
-    p->audit = base;
-    base = NULL;
-    p->bytes_in = text != NULL ? len : outlen;
-    p->held_line = out;
-    p->held_len = outlen;
-    if (ev != NULL) {
-        char h[UTIL_SHA256_HEX + 1];
-        if (cargs != NULL) {
-            util_sha256_hex(cargs, cargs_len, h);
-            cJSON_AddStringToObject(ev, "args_sha256", h);
-        }
-        cJSON_AddNumberToObject(ev, "bytes_in", (double)p->bytes_in);
-        if (pool_pid(s->up) > 0)
-            cJSON_AddNumberToObject(ev, "child_pid", pool_pid(s->up));
-    }
-    p->call_seq = ev != NULL ? audit_record(s->f->audit, ev, on_call_audited, s->f, p->bid) : 0;
-    if (p->call_seq == 0)
-        pending_fail(p, ERR_AUDIT_UNAVAILABLE,
-                     "audit unavailable: the audit log cannot take the record, so the call was "
-                     "not forwarded; retry later",
-                     "audit_unavailable", 1000);
-out:
-    if (rc == -1 && refused != NULL && base != NULL) {
-        audit_refused(s, base, refused);
-        base = NULL;
-    }
-    cJSON_Delete(base);
-    free(cargs);
-    quota_release(s->f->quotas, slot);
-    contract_schemas_unref(schemas);
-    cJSON_Delete(msg);
-    return rc;
-}
-
 int session_client_message(struct session *s, cJSON *msg, int kind, struct stream *st,
                            const char *text, size_t len, const struct principal *caller)
 {
     char *out = NULL;
     size_t outlen = 0;
+    struct upstream *to = s->up;
     session_touch(s);
     if (kind == JSONRPC_REQUEST)
-        return session_client_request(s, msg, st, text, len, caller, false);
+        return broker_request(s, msg, st, text, len, caller, false);
 
     if (kind == JSONRPC_RESPONSE) {
         /* The client answers a request the child made: give the child its own id back. */
@@ -1649,7 +961,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             cJSON_Delete(msg);
             return 0;
         }
-        out = with_id(msg, text, len, r->child_id->valuestring, &outlen);
+        out = session_with_id(msg, text, len, r->child_id->valuestring, &outlen);
         srvreq_free(r);
     } else if (kind == JSONRPC_NOTIFICATION) {
         const char *method = jsonrpc_method(msg);
@@ -1667,7 +979,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             /* Rare: re-serialised, since the id to rewrite is nested in params. */
             cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
             cJSON *rid = cJSON_GetObjectItemCaseSensitive(params, "requestId");
-            struct pending *p = rid != NULL ? pending_by_client_key(s, rid) : NULL;
+            struct pending *p = rid != NULL ? session_pending_by_key(s, rid) : NULL;
             if (p == NULL) {
                 /* Still waiting for the tools to be verified: never sent, so nothing to tell
                  * the child; the request is answered as cancelled. */
@@ -1677,7 +989,9 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             }
             cJSON_ReplaceItemInObjectCaseSensitive(params, "requestId",
                                                    cJSON_CreateNumber((double)p->bid));
-            pending_fail(p, ERR_CANCELLED, "request cancelled by the client", NULL, -1);
+            if (p->up != NULL)
+                to = p->up; /* the child it went to, even if the session moved since */
+            session_pending_fail(p, ERR_CANCELLED, "request cancelled by the client", NULL, -1);
             text = NULL;
         }
         if (strcmp(method, "notifications/initialized") == 0 && !pool_passthrough(s->up)) {
@@ -1687,7 +1001,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
         }
         if (s->m->isolation == CONFIG_ISOLATION_SHARED &&
             cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(msg, "params"))) {
-            principal_meta(msg, NULL); /* nobody speaks for another tenant */
+            broker_principal_meta(msg, NULL); /* nobody speaks for another tenant */
             text = NULL;
         }
         if (text != NULL) {
@@ -1703,7 +1017,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
     cJSON_Delete(msg);
     if (out == NULL)
         return -1;
-    if (session_send_to_child(s, out, outlen) == -1)
+    if (s->closing || to == NULL || pool_write(to, out, outlen) == -1)
         log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
     free(out);
     /* The child may now be asked for its tools: after the client's initialized, as the
@@ -1787,9 +1101,10 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
                          "missing protocolVersion\"",
                          s->id, s->m->name);
                 cJSON_Delete(msg);
-                pending_fail(p, ERR_INVALID_RESULT,
-                             "the server negotiated a protocol version mcpvisor does not serve",
-                             "invalid_result", -1);
+                session_pending_fail(
+                    p, ERR_INVALID_RESULT,
+                    "the server negotiated a protocol version mcpvisor does not serve",
+                    "invalid_result", -1);
                 session_end(s, "server negotiated an unsupported protocol version");
                 return;
             }
@@ -1813,8 +1128,8 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             char why[512];
             snprintf(why, sizeof(why), "server unavailable: %s; retry later", s->tools_error);
             cJSON_Delete(msg);
-            pending_fail(p, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
-                         (long)(s->over_budget_until_ms - util_mono_ms()));
+            session_pending_fail(p, ERR_SERVER_UNAVAILABLE, why, "server_unavailable",
+                                 (long)(s->over_budget_until_ms - util_mono_ms()));
             return;
         }
         size_t changed = auth_filter_tools(s->m, p->filter_for, result);
@@ -1823,7 +1138,7 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
         if (changed > 0)
             line = NULL; /* changed: print it */
     }
-    char *text = with_id(msg, line, len, p->client_id->valuestring, &outlen);
+    char *text = session_with_id(msg, line, len, p->client_id->valuestring, &outlen);
     if (p->audit != NULL) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "result");
@@ -1867,7 +1182,7 @@ static void child_request_to_client(struct session *s, cJSON *msg, const char *l
     struct stream *st = newest_pending_stream(s);
     if (st == NULL)
         st = s->get_stream;
-    cJSON *child_id = id_raw(msg, line, len);
+    cJSON *child_id = session_id_raw(msg, line, len);
     if (child_id == NULL) {
         cJSON_Delete(msg);
         return;
@@ -1902,7 +1217,7 @@ static void child_request_to_client(struct session *s, cJSON *msg, const char *l
     char rid[24];
     size_t outlen = 0;
     snprintf(rid, sizeof(rid), "%" PRIu64, r->id);
-    char *text = with_id(msg, line, len, rid, &outlen);
+    char *text = session_with_id(msg, line, len, rid, &outlen);
     cJSON_Delete(msg);
     if (text != NULL) {
         stream_deliver(st, text, outlen, false);
@@ -2012,7 +1327,7 @@ static bool pool_busy(const struct session *s, const struct upstream *up)
 
 static bool pool_subscribed(const struct session *s, const char *uri)
 {
-    return subscribed(s, uri);
+    return session_subscribed(s, uri);
 }
 
 /* The session's tools are judged again on the child it now talks to. */
@@ -2051,7 +1366,8 @@ static void pool_lost(struct session *s, const char *why, bool restarting)
             listing_lost = true;
             continue;
         }
-        pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", POOL_BACKOFF_MIN_MS);
+        session_pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable",
+                             POOL_BACKOFF_MIN_MS);
     }
     if (listing_lost && s->tools_state == TOOLS_LISTING)
         s->tools_state = TOOLS_UNVERIFIED;
@@ -2063,10 +1379,11 @@ static void pool_lost(struct session *s, const char *why, bool restarting)
     for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
         next = TAILQ_NEXT(p, link);
         if (p->init_local)
-            pending_fail(p, ERR_SERVER_UNAVAILABLE,
-                         "server unavailable: it keeps failing to start or crashing, so its "
-                         "restarts are paused; retry after data.retry_after_ms",
-                         "server_unavailable", retry);
+            session_pending_fail(
+                p, ERR_SERVER_UNAVAILABLE,
+                "server unavailable: it keeps failing to start or crashing, so its "
+                "restarts are paused; retry after data.retry_after_ms",
+                "server_unavailable", retry);
     }
     session_end(s, why);
 }
@@ -2084,7 +1401,7 @@ static void pool_ready(struct session *s)
     for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
         next = TAILQ_NEXT(p, link);
         if (p->init_local)
-            init_answer_local(s, p);
+            session_init_answer(s, p);
     }
     if (!s->closing && s->ready && s->tools_state == TOOLS_UNVERIFIED && s->nheld > 0)
         toolcheck_start(s);
@@ -2188,7 +1505,7 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
              m->name, t->name, p->user, p->agent != NULL ? p->agent : "-",
              legacy_sse ? "sse" : "streamable");
-    cJSON *ev = audit_base(s, "session_start", p, NULL, NULL, NULL);
+    cJSON *ev = session_audit_base(s, "session_start", p, NULL, NULL, NULL);
     if (ev != NULL) {
         cJSON_AddStringToObject(ev, "transport", legacy_sse ? "sse" : "streamable");
         front_audit(f, ev);
@@ -2243,7 +1560,7 @@ void session_end(struct session *s, const char *why)
     evtimer_del(s->list_timer);
     log_info("session_end session=%.8s server=%s tenant=%s reason=\"%s\"", s->id, s->m->name,
              s->t->name, why);
-    cJSON *ev = audit_base(s, "session_end", s->principal, NULL, NULL, NULL);
+    cJSON *ev = session_audit_base(s, "session_end", s->principal, NULL, NULL, NULL);
     if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", why);
         front_audit(s->f, ev);
@@ -2254,7 +1571,7 @@ void session_end(struct session *s, const char *why)
     struct pending *p;
     toolcheck_held_refuse_all(s, msg);
     while ((p = TAILQ_FIRST(&s->pendings)) != NULL)
-        pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", -1);
+        session_pending_fail(p, ERR_SERVER_UNAVAILABLE, msg, "server_unavailable", -1);
     struct stream *st;
     while ((st = TAILQ_FIRST(&s->streams)) != NULL)
         stream_free(st);

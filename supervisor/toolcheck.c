@@ -20,7 +20,7 @@
 #include "auth.h"
 #include "contract.h"
 #include "errors.h"
-#include "front.h"
+#include "frontenv.h"
 #include "jcs.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -142,7 +142,7 @@ static void held_release(struct session *s)
         h->text = NULL;
         held_free(s, h);
         st->waiting--; /* session_client_request counts it again */
-        session_client_request(s, msg, st, text, len, caller, true);
+        broker_request(s, msg, st, text, len, caller, true);
         free(text);
         principal_free(caller);
     }

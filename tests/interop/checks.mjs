@@ -3,6 +3,10 @@
 
 export const CHECK_TIMEOUT_MS = 20000;
 
+// The root every client of a shared child gives (client.mjs --shared-child, pool-client.mjs): such
+// a server may ask any one of them, once, and keep the answer for all.
+export const SHARED_ROOT = { uri: 'file:///tmp/mcpvisor-interop/shared-child', name: 'interop-shared-child' };
+
 export const tally = { passed: 0, failed: 0 };
 
 export function withTimeout(promise, ms, what) {

@@ -8,10 +8,16 @@
 // prompts/get, progress notifications, concurrent requests on one session, the server's own
 // requests while a call is pending (sampling, elicitation, roots), and close (DELETE).
 //
-//   node client.mjs [--token KEY] [--streamable URL] [--sse URL]
+//   node client.mjs [--token KEY] [--name NAME] [--shared-child] [--streamable URL] [--sse URL]
 //
 // --token (or MCP_INTEROP_TOKEN) is sent as "Authorization: Bearer KEY" on every request; with a
 // token, two extra checks assert that requests without it, or with a wrong one, are refused (401).
+// --name NAME prefixes every check name and this client's root and sampling answer with "NAME/",
+// so several clients can run at once against one server and be told apart.
+// --shared-child: the server is one process shared with other sessions (isolation "tenant").
+// server-everything asks for roots once per process and keeps them, so every client gives the same
+// root (SHARED_ROOT, as pool-client.mjs does) and the roots check asks only that the server knows
+// it, not that it asked this client.
 // Prints "ok NAME" or "not ok NAME: REASON" per check, then "client: N passed, M failed";
 // exits 1 if any check failed, 2 on a usage error.
 
@@ -24,26 +30,38 @@ import {
   LATEST_PROTOCOL_VERSION,
   ListRootsRequestSchema
 } from '@modelcontextprotocol/sdk/types.js';
-import { assert, check, reason, tally, textOf } from './checks.mjs';
+import { SHARED_ROOT, assert, check, reason, tally, textOf } from './checks.mjs';
 
 
 function usage(msg) {
   if (msg) process.stderr.write(`client.mjs: ${msg}\n`);
-  process.stderr.write('usage: node client.mjs [--token KEY] [--streamable URL] [--sse URL]\n');
+  process.stderr.write('usage: node client.mjs [--token KEY] [--name NAME] [--shared-child] [--streamable URL] [--sse URL]\n');
   process.exit(2);
 }
 
-const opts = { token: process.env.MCP_INTEROP_TOKEN || undefined, streamable: undefined, sse: undefined };
+const opts = {
+  token: process.env.MCP_INTEROP_TOKEN || undefined,
+  name: undefined,
+  'shared-child': false,
+  streamable: undefined,
+  sse: undefined
+};
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
+    if (key === 'shared-child') {
+      opts[key] = true;
+      continue;
+    }
     if (!(key in opts) || argv[i + 1] === undefined) usage(`bad argument ${argv[i]}`);
     opts[key] = argv[++i];
   }
   if (!opts.streamable && !opts.sse) usage('give --streamable URL and/or --sse URL');
 }
 
+
+const prefix = opts.name ? `${opts.name}/` : '';
 
 const authHeaders = () => (opts.token ? { Authorization: `Bearer ${opts.token}` } : {});
 
@@ -54,7 +72,7 @@ function makeTransport(kind, url) {
 }
 
 async function suite(kind, url) {
-  const label = kind === 'streamable' ? 'streamable-http' : 'sse';
+  const label = prefix + (kind === 'streamable' ? 'streamable-http' : 'sse');
   const client = new Client(
     { name: 'mcpvisor-interop-client', version: '1.0.0' },
     { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } }
@@ -62,7 +80,9 @@ async function suite(kind, url) {
   const transport = makeTransport(kind, url);
   // Answers to the server's own requests (server-everything asks for roots after initialize, and
   // its trigger-* tools ask for sampling and elicitation while a tools/call is pending).
-  const ROOT = { uri: `file:///tmp/mcpvisor-interop/${label}`, name: `interop-${label}` };
+  const ROOT = opts['shared-child']
+    ? SHARED_ROOT
+    : { uri: `file:///tmp/mcpvisor-interop/${label}`, name: `interop-${label}` };
   const asked = { roots: 0, sampling: 0, elicitation: 0 };
   client.setRequestHandler(ListRootsRequestSchema, async () => {
     asked.roots++;
@@ -231,7 +251,7 @@ async function suite(kind, url) {
   await check(`${label} roots`, async () => {
     const r = await client.callTool({ name: 'get-roots-list', arguments: {} });
     assert(!r.isError, `isError: ${textOf(r)}`);
-    assert(asked.roots >= 1, 'the server never asked this client for roots');
+    assert(asked.roots >= 1 || opts['shared-child'], 'the server never asked this client for roots');
     assert(textOf(r).includes(ROOT.uri), `the server does not know this client's root: ${textOf(r).slice(0, 200)}`);
   });
 
@@ -266,13 +286,13 @@ async function authChecks(url) {
       headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', ...headers },
       body: initialize
     });
-  await check('auth missing key refused', async () => {
+  await check(`${prefix}auth missing key refused`, async () => {
     const r = await post({});
     await r.body?.cancel();
     assert(r.status === 401, `HTTP ${r.status}, expected 401`);
     assert(/^bearer/i.test(r.headers.get('www-authenticate') ?? ''), 'no WWW-Authenticate: Bearer challenge');
   });
-  await check('auth wrong key refused', async () => {
+  await check(`${prefix}auth wrong key refused`, async () => {
     const r = await post({ Authorization: `Bearer wrong-${opts.token}` });
     await r.body?.cancel();
     assert(r.status === 401, `HTTP ${r.status}, expected 401`);

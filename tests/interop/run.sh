@@ -11,6 +11,10 @@
 #    anonymous loopback principal. A scenario that passes directly must pass through mcpvisor.
 # 4. client.mjs (the official SDK client, Streamable HTTP and legacy SSE) against mcpvisor fronting
 #    @modelcontextprotocol/server-everything, with a freshly generated API key.
+# 4b. The same server with "isolation": "tenant" (one child shared by the tenant's sessions):
+#    pool-client.mjs (two SDK clients of one tenant at once: their colliding request ids and
+#    progress tokens, interleaved echoes, progress, sampling, one DELETE), then client.mjs
+#    --shared-child twice, one after the other on that child, each with every check of step 4.
 # 5. fs-client.mjs (the official SDK client, Streamable HTTP) against mcpvisor fronting
 #    @modelcontextprotocol/server-filesystem over stdio, with a freshly generated API key: the
 #    default sandbox plus a read-write data folder (owned by 65534 under root: children of a tenant
@@ -337,6 +341,59 @@ else
     show_daemon_log "mcpvisor log (everything)" "$WORK/mcpvisor-everything.log"
     fail_check "mcpvisor (everything config) did not log msg=listening within 15 s"
     stop_mcpvisor everything
+fi
+
+# ---- 4b. two sessions of one tenant on one server-everything child (isolation "tenant") -----------
+
+echo "== pool-client.mjs, then client.mjs twice: one tenant's sessions sharing a server-everything child"
+POOL=$WORK/mcpvisor-pool
+mkdir -p "$POOL/servers"
+POOL_KEY=$(write_keyed_config "$POOL" everything pool-client.mjs)
+# Step 4's pinned and enforced manifest, with one child per tenant instead of one per session.
+if "$NODE" -e 'const fs = require("fs");
+        const m = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+        m.isolation = "tenant";
+        fs.writeFileSync(process.argv[2], JSON.stringify(m, null, 2) + "\n");' \
+    "$EVERY/servers/everything.json" "$POOL/servers/everything.json" &&
+    "$MCPVISOR" check -c "$POOL/mcpvisor.json" >"$WORK/check-pool.out" 2>&1; then
+    echo "ok mcpvisor check passes on server-everything with isolation tenant"
+    PASSED=$((PASSED + 1))
+else
+    [ -f "$WORK/check-pool.out" ] && show_log "mcpvisor check (isolation tenant)" "$WORK/check-pool.out"
+    fail_check "mcpvisor check on server-everything with isolation tenant"
+fi
+if start_mcpvisor "$POOL/mcpvisor.json" "$WORK/mcpvisor-pool.log"; then
+    BASE=http://127.0.0.1:$PORT/servers/everything
+    echo "mcpvisor listening at $BASE"
+    MCP_INTEROP_TOKEN=$POOL_KEY timeout 100 "$NODE" "$HERE/pool-client.mjs" --url "$BASE/mcp" \
+        >"$WORK/pool-client.out" 2>"$WORK/pool-client.err"
+    rc=$?
+    tally "$WORK/pool-client.out"
+    if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/pool-client.out"; then
+        show_log "pool-client.mjs stderr" "$WORK/pool-client.err"
+        fail_check "pool-client.mjs exited with status $rc"
+    fi
+    # Every check of client.mjs, by two more clients of the tenant on the same child, one after
+    # the other: a request from the child to a client (sampling, elicitation, roots) is refused
+    # while calls of several sessions are pending, which pool-client.mjs checks.
+    for n in pool-a pool-b; do
+        MCP_INTEROP_TOKEN=$POOL_KEY timeout 100 "$NODE" "$HERE/client.mjs" --name "$n" --shared-child \
+            --streamable "$BASE/mcp" --sse "$BASE/sse" >"$WORK/client-$n.out" 2>"$WORK/client-$n.err"
+        rc=$?
+        tally "$WORK/client-$n.out"
+        if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$WORK/client-$n.out"; then
+            show_log "client.mjs --name $n stderr" "$WORK/client-$n.err"
+            fail_check "client.mjs --name $n exited with status $rc"
+        fi
+    done
+    stop_mcpvisor pool
+    if grep -q '^not ok ' "$WORK/pool-client.out" "$WORK/client-pool-a.out" "$WORK/client-pool-b.out"; then
+        show_daemon_log "mcpvisor log (isolation tenant)" "$WORK/mcpvisor-pool.log"
+    fi
+else
+    show_daemon_log "mcpvisor log (isolation tenant)" "$WORK/mcpvisor-pool.log"
+    fail_check "mcpvisor (isolation tenant config) did not log msg=listening within 15 s"
+    stop_mcpvisor pool
 fi
 
 # ---- 5. SDK client against server-filesystem through mcpvisor (read-write sandbox path) ------------
