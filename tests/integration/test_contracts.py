@@ -138,7 +138,7 @@ def test_off_mode_skips_the_comparison(make_daemon, pins):
 
 
 def test_drift_is_found_on_a_later_page(make_daemon, pins):
-    d = _daemon(make_daemon, ["--drift", "--page-size", "1"], tools=_pinned_echo(pins))
+    d = _daemon(make_daemon, ["--drift", "--page-size", "2"], tools=_pinned_echo(pins))
     c = _session(d)
     assert c.call_tool("echo", {"text": "x"})["error"]["code"] == -32010
     assert c.call_tool("add", {"a": 1, "b": 1})["result"]["content"][0]["text"] == "2"

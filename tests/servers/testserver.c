@@ -9,8 +9,17 @@
  * counts the calls that got through), `structured` (an outputSchema and structuredContent),
  * `shape` (malformed CallToolResults), `mutate` and `mutate_add` (the listing changes at run time,
  * announced by notifications/tools/list_changed; capabilities.tools.listChanged is true).
+ * Sharing levers, for children that several sessions use: `whoami` (its pid, uid, gid, a random
+ * per-process `instance`, its pid namespace, and the principal and progressToken the request
+ * carried in params._meta), `remember` and `recall` (a text kept in the process), `hang` (a
+ * call that stays pending while other sessions' calls are served), and resource subscriptions
+ * (resources/subscribe and resources/unsubscribe; capabilities.resources.subscribe is true):
+ * `touch` sends notifications/resources/updated for a subscribed uri, then answers with the
+ * number of subscribed uris.
  * Arguments pick modes, several may be combined:
  *   --crash-on-start        exit 2 at once (after any --stderr-on-start lines)
+ *   --crash-if-exists PATH  exit 4 at once if PATH exists (a crash loop that ends when the
+ *                           file is removed; PATH must be visible inside the sandbox)
  *   --no-init               read stdin until EOF, never answer
  *   --stderr-on-start N     write N stderr lines, then serve normally
  *   --exit-after-init       answer initialize, then exit 0 on the next message
@@ -23,12 +32,12 @@
  *   --list-error-first N    answer the first N tools/list requests with that error
  *   --list-storm            send notifications/tools/list_changed before every tools/list answer
  *   --list-delay MS         sleep MS milliseconds (reading nothing) before the first tools/list
+ *                           answer, so requests that arrive meanwhile wait for the listing
  *   --generated N           list N more tools, gen0 …, on the last page, each with a small
  *                           inputSchema; their descriptions carry a counter that every
  *                           listing bumps, so every listing is new (with --list-storm: a storm)
  *   --pattern P             also list match_in (argument s must match P) and match_out (its
  *                           structuredContent.s, the argument echoed, must match P)
- *                           answer, so requests that arrive meanwhile wait for the listing
  * Any other arguments are ignored (the `argv` tool reports them). This is test equipment: it
  * trusts its input and dies on allocation failure.
  */
@@ -40,7 +49,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SERVER_NAME     "testserver"
 #define SERVER_VERSION  "1.0.0"
@@ -80,6 +91,12 @@ static unsigned long long generation;
 static long long page_size;     /* --page-size; 0: one page */
 static long long list_delay_ms; /* --list-delay; spent on the first tools/list */
 static unsigned long typed_seq; /* calls to `typed` */
+static char *remembered;        /* `remember`'s text; NULL: nothing yet */
+static char instance[33];       /* hex of the kernel's AT_RANDOM bytes: unique per process */
+
+/* Subscribed resource uris, each once: resources/subscribe adds, resources/unsubscribe removes. */
+static char **subs;
+static size_t nsubs, subs_cap;
 
 static char *line_buf;
 static size_t line_cap;
@@ -419,6 +436,12 @@ static void tool_crash(const cJSON *id, const cJSON *params, const cJSON *args)
     exit(3);
 }
 
+/* Leaves the call pending for good while the process goes on serving other requests. */
+static void tool_hang(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    fputs("hang: not answering\n", stderr);
+}
+
 /* Streams the response without building it in memory: the text can be a gigabyte. */
 static void tool_huge(const cJSON *id, const cJSON *params, const cJSON *args)
 {
@@ -673,6 +696,69 @@ static void tool_added(const cJSON *id, const cJSON *params, const cJSON *args)
     send_text(id, "added");
 }
 
+/* A copy of params._meta[key], or null when the request did not carry it. */
+static cJSON *meta_copy(const cJSON *params, const char *key)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return need(v != NULL ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+}
+
+static void tool_whoami(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    cJSON *o = need(cJSON_CreateObject());
+    need(cJSON_AddNumberToObject(o, "pid", (double)getpid()));
+    need(cJSON_AddNumberToObject(o, "uid", (double)getuid()));
+    need(cJSON_AddNumberToObject(o, "gid", (double)getgid()));
+    need(cJSON_AddStringToObject(o, "instance", instance));
+    /* "pid:[inode]": the same text the host reads at /proc/<host pid>/ns/pid */
+    char ns[64];
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+    ns[n > 0 ? n : 0] = '\0';
+    cJSON_AddItemToObject(o, "pidns", need(n > 0 ? cJSON_CreateString(ns) : cJSON_CreateNull()));
+    cJSON_AddItemToObject(o, "principal", meta_copy(params, "io.mcpvisor/principal"));
+    cJSON_AddItemToObject(o, "progressToken", meta_copy(params, "progressToken"));
+    send_json_text(id, o);
+}
+
+static void tool_remember(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *text;
+    if (arg_string(id, args, "text", &text) == -1)
+        return;
+    free(remembered);
+    remembered = need(strdup(text));
+    send_text(id, "remembered");
+}
+
+static void tool_recall(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    send_text(id, remembered != NULL ? remembered : "");
+}
+
+static bool subscribed(const char *uri)
+{
+    for (size_t i = 0; i < nsubs; i++)
+        if (strcmp(subs[i], uri) == 0)
+            return true;
+    return false;
+}
+
+static void tool_touch(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *uri;
+    if (arg_string(id, args, "uri", &uri) == -1)
+        return;
+    if (subscribed(uri)) {
+        cJSON *p = need(cJSON_CreateObject());
+        need(cJSON_AddStringToObject(p, "uri", uri));
+        send_notification("notifications/resources/updated", p);
+    }
+    char text[32];
+    snprintf(text, sizeof(text), "%zu", nsubs);
+    send_text(id, text);
+}
+
 static struct tool tools[] = {
     {"echo", "Returns the text it is given.",
      "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
@@ -697,6 +783,8 @@ static struct tool tools[] = {
      tool_sample, NULL, false},
     {"crash", "Exits with status 3 without answering.", "{\"type\":\"object\",\"properties\":{}}",
      tool_crash, NULL, false},
+    {"hang", "Never answers this call.", "{\"type\":\"object\",\"properties\":{}}", tool_hang, NULL,
+     false},
     {"huge", "Answers with a text of bytes 'x' characters.",
      "{\"type\":\"object\",\"properties\":{\"bytes\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"bytes\"]}",
@@ -742,6 +830,17 @@ static struct tool tools[] = {
     {"weird", "Has an inputSchema keyword mcpvisor does not support (--unsupported-schema).",
      "{\"type\":\"object\",\"unevaluatedProperties\":false}", tool_weird, NULL, true},
     {"added", "Added at run time.", "{\"type\":\"object\"}", tool_added, NULL, true},
+    {"whoami", "Answers with its pid, uid, gid, instance, pidns and the request's _meta.",
+     "{\"type\":\"object\",\"properties\":{}}", tool_whoami, NULL, false},
+    {"remember", "Keeps text in the process, for recall.",
+     "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]"
+     "}",
+     tool_remember, NULL, false},
+    {"recall", "Answers with the text remember kept.", "{\"type\":\"object\",\"properties\":{}}",
+     tool_recall, NULL, false},
+    {"touch", "Sends resources/updated for uri if subscribed; answers the subscription count.",
+     "{\"type\":\"object\",\"properties\":{\"uri\":{\"type\":\"string\"}},\"required\":[\"uri\"]}",
+     tool_touch, NULL, false},
     {"match_in", "Echoes s, which its inputSchema constrains with --pattern.", NULL, tool_match,
      NULL, true},
     {"match_out",
@@ -779,7 +878,8 @@ static void method_initialize(const cJSON *id, const cJSON *params)
         cJSON *tools_cap = need(cJSON_AddObjectToObject(caps, "tools"));
         need(cJSON_AddBoolToObject(tools_cap, "listChanged", 1));
     }
-    need(cJSON_AddObjectToObject(caps, "resources"));
+    cJSON *resources_cap = need(cJSON_AddObjectToObject(caps, "resources"));
+    need(cJSON_AddBoolToObject(resources_cap, "subscribe", 1));
     need(cJSON_AddObjectToObject(caps, "prompts"));
     need(cJSON_AddObjectToObject(caps, "logging"));
     cJSON *info = need(cJSON_AddObjectToObject(result, "serverInfo"));
@@ -918,6 +1018,31 @@ static void method_resources_read(const cJSON *id, const cJSON *params)
     send_result(id, result);
 }
 
+/* resources/subscribe and resources/unsubscribe: any uri; subscribing twice is once. */
+static void method_subscription(const cJSON *id, const cJSON *params, bool subscribe)
+{
+    const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
+    if (!cJSON_IsString(uri)) {
+        send_error(id, RPC_INVALID_PARAMS, "invalid params: \"uri\" must be a string");
+        return;
+    }
+    if (subscribe && !subscribed(uri->valuestring)) {
+        if (nsubs == subs_cap) {
+            subs_cap = subs_cap != 0 ? subs_cap * 2 : 8;
+            subs = need(realloc(subs, subs_cap * sizeof(*subs)));
+        }
+        subs[nsubs++] = need(strdup(uri->valuestring));
+    }
+    for (size_t i = 0; !subscribe && i < nsubs; i++) {
+        if (strcmp(subs[i], uri->valuestring) == 0) {
+            free(subs[i]);
+            subs[i] = subs[--nsubs];
+            break;
+        }
+    }
+    send_result(id, need(cJSON_CreateObject()));
+}
+
 static void method_prompts_list(const cJSON *id)
 {
     cJSON *result = need(cJSON_CreateObject());
@@ -1003,6 +1128,10 @@ static void handle_request(const cJSON *id, const char *method, const cJSON *par
         send_result(id, need(cJSON_Parse("{\"resourceTemplates\":[]}")));
     else if (strcmp(method, "resources/read") == 0)
         method_resources_read(id, params);
+    else if (strcmp(method, "resources/subscribe") == 0)
+        method_subscription(id, params, true);
+    else if (strcmp(method, "resources/unsubscribe") == 0)
+        method_subscription(id, params, false);
     else if (strcmp(method, "prompts/list") == 0)
         method_prompts_list(id);
     else if (strcmp(method, "prompts/get") == 0)
@@ -1054,13 +1183,19 @@ int main(int argc, char **argv)
 {
     server_argc = argc;
     server_argv = argv;
+    const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
+    for (size_t i = 0; rnd != NULL && i < 16; i++)
+        snprintf(instance + 2 * i, 3, "%02x", rnd[i]);
     bool crash_on_start = false, no_init = false;
     long long stderr_lines = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--crash-on-start") == 0)
             crash_on_start = true;
-        else if (strcmp(a, "--no-init") == 0)
+        else if (strcmp(a, "--crash-if-exists") == 0 && i + 1 < argc) {
+            if (access(argv[++i], F_OK) == 0)
+                return 4;
+        } else if (strcmp(a, "--no-init") == 0)
             no_init = true;
         else if (strcmp(a, "--stderr-on-start") == 0)
             stderr_lines = count_arg(argc, argv, i++, 0, MAX_STDERR_LINES);
