@@ -604,20 +604,6 @@ static void init_answer(struct upstream *up, cJSON *msg)
     up_ready(up);
 }
 
-/* The one session with requests in flight on up, or NULL (none, or several: ambiguous). */
-static struct session *only_busy(const struct upstream *up)
-{
-    struct session *found = NULL;
-    for (size_t i = 0; i < up->nmembers; i++) {
-        if (!client->busy(up->members[i], up))
-            continue;
-        if (found != NULL)
-            return NULL;
-        found = up->members[i];
-    }
-    return found;
-}
-
 static void refuse_server_request(struct upstream *up, const cJSON *msg, const char *why)
 {
     cJSON *id = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1);
@@ -646,7 +632,7 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
             cJSON_Delete(msg);
             return;
         }
-        client->message(s, msg, kind, line, len);
+        client->message(s, up, msg, kind, line, len);
         return;
     }
     if (up->state != UP_READY) { /* before initialized: nobody to tell */
@@ -656,34 +642,32 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
         return;
     }
     if (!pool_multi(up) && up->nmembers == 1) {
-        client->message(up->members[0], msg, kind, line, len);
+        client->message(up->members[0], up, msg, kind, line, len);
         return;
     }
     const char *method = jsonrpc_method(msg);
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
     if (kind == JSONRPC_REQUEST) {
-        struct session *s = only_busy(up);
+        struct session *s = client->sole_caller(up);
         if (s == NULL) {
             char q[96];
             log_warn("server_request_refused server=%s tenant=%s method=%s reason=\"%s\"",
                      pr->m->name, pair_tenant(pr), log_quote(q, sizeof(q), method, strlen(method)),
-                     up->nmembers == 0 ? "no session is attached"
-                                       : "ambiguous: not exactly one session has a request in "
-                                         "flight on this shared child");
+                     "not exactly one session has a request in flight on this shared child");
             refuse_server_request(up, msg,
                                   "this child is shared: a request to a client must come while "
                                   "exactly one session has a request in flight");
             cJSON_Delete(msg);
             return;
         }
-        client->message(s, msg, kind, line, len);
+        client->message(s, up, msg, kind, line, len);
         return;
     }
     if (strcmp(method, "notifications/progress") == 0) {
         const cJSON *tok = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
         struct session *s = our_number(tok, &n) ? client->owner(up, n) : NULL;
         if (s != NULL)
-            client->message(s, msg, kind, line, len);
+            client->message(s, up, msg, kind, line, len);
         else
             cJSON_Delete(msg);
         return;
@@ -691,7 +675,7 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
     size_t ml = strlen(method);
     if (ml > 13 && strcmp(method + ml - 13, "/list_changed") == 0) {
         for (size_t i = 0; i < up->nmembers; i++)
-            client->message(up->members[i], cJSON_Duplicate(msg, 1), kind, line, len);
+            client->message(up->members[i], up, cJSON_Duplicate(msg, 1), kind, line, len);
         cJSON_Delete(msg);
         return;
     }
@@ -699,7 +683,7 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
         const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
         for (size_t i = 0; cJSON_IsString(uri) && i < up->nmembers; i++)
             if (client->subscribed(up->members[i], uri->valuestring))
-                client->message(up->members[i], cJSON_Duplicate(msg, 1), kind, line, len);
+                client->message(up->members[i], up, cJSON_Duplicate(msg, 1), kind, line, len);
         cJSON_Delete(msg);
         return;
     }
@@ -935,13 +919,9 @@ static void pair_stop(struct pool_pair *pr)
 static void pair_free(struct pool_pair *pr)
 {
     struct upstream *up;
-    while ((up = TAILQ_FIRST(&pr->ups)) != NULL) {
-        if (up->freeing) { /* its release is scheduled on the loop, which is ending */
-            TAILQ_REMOVE(&pr->ups, up, link);
-            continue;
-        }
+    /* The loop has stopped: a release still scheduled on it never runs. */
+    while ((up = TAILQ_FIRST(&pr->ups)) != NULL)
         up_free_now(-1, 0, up);
-    }
     event_free(pr->refill);
     free(pr);
 }

@@ -35,13 +35,15 @@ struct upstream;
 struct pool_client {
     /* The session whose request with broker id bid was forwarded to up, or NULL. */
     struct session *(*owner)(const struct upstream *up, uint64_t bid);
-    /* Whether s has requests forwarded to up and not answered yet. */
-    bool (*busy)(const struct session *s, const struct upstream *up);
+    /* The one session with requests forwarded to up and not answered yet (whether or not it
+     * still talks to up), or NULL: none, or several. */
+    struct session *(*sole_caller)(const struct upstream *up);
     /* Whether s subscribed to the resource uri. */
     bool (*subscribed)(const struct session *s, const char *uri);
-    /* A message of up's child routed to s; takes msg (line/len: its bytes, borrowed). */
-    void (*message)(struct session *s, cJSON *msg, enum jsonrpc_kind kind, const char *line,
-                    size_t len);
+    /* A message of the child of `from` routed to s; takes msg (line/len: its bytes, borrowed).
+     * from is where an answer to it goes (s may talk to another child by then). */
+    void (*message)(struct session *s, struct upstream *from, cJSON *msg, enum jsonrpc_kind kind,
+                    const char *line, size_t len);
     /* up's child is gone. restarting: s stays attached and continues on the next child (its
      * requests in flight there are lost); otherwise s has no child any more. */
     void (*lost)(struct session *s, const char *why, bool restarting);

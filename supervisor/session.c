@@ -44,14 +44,17 @@
 #include "util.h"
 
 struct srvreq {
-    uint64_t id;     /* the id the client sees */
-    cJSON *child_id; /* the id the child used, as a raw item of its original bytes */
+    uint64_t id;         /* the id the client sees */
+    cJSON *child_id;     /* the id the child used, as a raw item of its original bytes */
+    struct upstream *up; /* the child that asked: the answer goes there (held while waiting) */
 };
 
 static void srvreq_free(void *v)
 {
     struct srvreq *r = v;
     cJSON_Delete(r->child_id);
+    if (r->up != NULL)
+        pool_call_end(r->up);
     free(r);
 }
 
@@ -980,7 +983,13 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
             return 0;
         }
         out = session_with_id(msg, text, len, r->child_id->valuestring, &outlen);
+        to = r->up; /* still alive: r held it */
+        if (out != NULL && !s->closing && pool_write(to, out, outlen) == -1)
+            log_warn("client_message_dropped session=%.8s reason=child_input_full", s->id);
+        free(out);
         srvreq_free(r);
+        cJSON_Delete(msg);
+        return 0;
     } else if (kind == JSONRPC_NOTIFICATION) {
         const char *method = jsonrpc_method(msg);
         if (strncmp(method, "notifications/", 14) != 0) {
@@ -1186,7 +1195,8 @@ static void child_malformed_response(struct session *s, cJSON *msg, const char *
         session_end(s, "the server's initialize answer is malformed");
 }
 
-static void child_request_to_client(struct session *s, cJSON *msg, const char *line, size_t len)
+static void child_request_to_client(struct session *s, struct upstream *from, cJSON *msg,
+                                    const char *line, size_t len)
 {
     struct stream *st = newest_pending_stream(s);
     if (st == NULL)
@@ -1202,7 +1212,7 @@ static void child_request_to_client(struct session *s, cJSON *msg, const char *l
                                                 : "too many server requests in progress",
                                      NULL, -1);
         if (e != NULL) {
-            session_send_to_child(s, e, strlen(e));
+            pool_write(from, e, strlen(e));
             free(e);
         }
         cJSON_Delete(child_id);
@@ -1223,6 +1233,8 @@ static void child_request_to_client(struct session *s, cJSON *msg, const char *l
         cJSON_Delete(msg);
         return;
     }
+    r->up = from;
+    pool_call_begin(from, false);
     char rid[24];
     size_t outlen = 0;
     snprintf(rid, sizeof(rid), "%" PRIu64, r->id);
@@ -1298,8 +1310,8 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
     free(printed);
 }
 
-static void on_child_message(struct session *s, cJSON *msg, enum jsonrpc_kind kind,
-                             const char *line, size_t len)
+static void on_child_message(struct session *s, struct upstream *from, cJSON *msg,
+                             enum jsonrpc_kind kind, const char *line, size_t len)
 {
     if (s->closing) {
         cJSON_Delete(msg);
@@ -1310,7 +1322,7 @@ static void on_child_message(struct session *s, cJSON *msg, enum jsonrpc_kind ki
     else if (kind == JSONRPC_INVALID)
         child_malformed_response(s, msg, line, len);
     else if (kind == JSONRPC_REQUEST)
-        child_request_to_client(s, msg, line, len);
+        child_request_to_client(s, from, msg, line, len);
     else
         child_notification(s, msg, line, len);
 }
@@ -1332,6 +1344,20 @@ static bool pool_busy(const struct session *s, const struct upstream *up)
             return true;
     }
     return false;
+}
+
+static struct session *pool_sole_caller(const struct upstream *up)
+{
+    struct session *s, *found = NULL;
+    TAILQ_FOREACH(s, &all_sessions, link)
+    {
+        if (!pool_busy(s, up))
+            continue;
+        if (found != NULL)
+            return NULL;
+        found = s;
+    }
+    return found;
 }
 
 static bool pool_subscribed(const struct session *s, const char *uri)
@@ -1420,7 +1446,8 @@ static void pool_ready(struct session *s)
 }
 
 static const struct pool_client session_pool_client = {
-    pool_owner, pool_busy, pool_subscribed, on_child_message, pool_lost, pool_moved, pool_ready,
+    pool_owner, pool_sole_caller, pool_subscribed, on_child_message,
+    pool_lost,  pool_moved,       pool_ready,
 };
 
 /* ---- life cycle -------------------------------------------------------------------------- */

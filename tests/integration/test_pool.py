@@ -653,10 +653,11 @@ def test_max_calls_replaces_the_child(make_daemon):
     m = pooled("ts", "tenant", pool={"max_calls": 3})
     d = start(make_daemon, [m])
     a, b = session(d, "ts", "alice"), session(d, "ts", "bob")
-    ws = [whoami(c) for c in (a, b, a, b)]  # whoami raises if a call fails
+    ws = [whoami(a)]  # whoami raises if a call fails
+    old_pid = host_pid(m, ws[0])  # while it runs: it stops once its last call is answered
+    ws += [whoami(c) for c in (b, a, b)]
     assert ws[0]["instance"] == ws[1]["instance"] == ws[2]["instance"], ws
     assert ws[3]["instance"] != ws[0]["instance"], ws  # the 4th call: a fresh child
-    old_pid = host_pid(m, ws[0])
     wait_for(lambda: not pid_alive(old_pid), 10, what="the replaced child stopped")
 
 
