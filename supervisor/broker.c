@@ -682,6 +682,18 @@ static int forward(struct call *c)
         return 0;
     }
     bool reprint = false; /* msg changed: printed rather than spliced */
+    if (c->tc != NULL && c->tc->quota.max_args_bytes > 0 && c->cargs != NULL) {
+        /* The bound is measured on the canonical arguments, so those are what the child gets:
+         * padding the caller's bytes cannot carry more past quota.max_args_bytes. */
+        cJSON *params = cJSON_GetObjectItemCaseSensitive(c->msg, "params");
+        cJSON *raw = cJSON_GetObjectItemCaseSensitive(params, "arguments") != NULL
+                         ? cJSON_CreateRaw(c->cargs)
+                         : NULL;
+        if (raw != NULL && !cJSON_ReplaceItemInObjectCaseSensitive(params, "arguments", raw))
+            cJSON_Delete(raw);
+        else if (raw != NULL)
+            reprint = true;
+    }
     if (pool_multi(s->up) && p->progress_token != NULL) {
         if (progress_token_rewrite(c->msg, p->bid) == -1) {
             session_pending_fail(p, ERR_INTERNAL, "out of memory", NULL, -1);

@@ -194,6 +194,20 @@ def test_max_args_bytes_refuses_large_arguments_before_the_server(make_daemon):
     assert time.monotonic() - t0 < 2.0
 
 
+def test_max_args_bytes_bounds_what_the_server_receives(make_daemon):
+    # Padding inside the arguments is not in their canonical form, which the bound measures: the
+    # server gets that canonical form, not the caller's padded bytes.
+    d = _daemon(make_daemon, {"line_bytes": {"quota": {"max_args_bytes": 64}}})
+    c = _session(d)
+    body = ('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"line_bytes",'
+            '"arguments":{"a":1' + " " * 200000 + '}}}')
+    r = d.request("POST", c.path, body.encode(), c.headers({"Content-Type": "application/json"}),
+                  key=c.key)
+    assert r.status == 200, r
+    got = int(tool_text(c.parse(r)))
+    assert got < 400, got  # the line, canonical arguments {"a":1} included, not 200 kB
+
+
 def test_max_result_bytes_refuses_the_whole_result(make_daemon):
     d = _daemon(make_daemon, {"huge": {"quota": {"max_result_bytes": 1000}}})
     c = _session(d)

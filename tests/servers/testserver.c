@@ -5,7 +5,8 @@
  * stderr. Each tool is a lever for one broker behaviour: slow answers and cancellation, progress,
  * a server-to-client sampling request, crashes, huge and malformed output, stderr floods, related
  * and unrelated notifications, and views of its own environment, fds and argv (so tests can check
- * what the sandbox handed it). Contract levers: `typed` (a strict inputSchema; `typed_calls`
+ * what the sandbox handed it), and `line_bytes` (the size of the line it was called with). Contract
+ * levers: `typed` (a strict inputSchema; `typed_calls`
  * counts the calls that got through), `structured` (an outputSchema and structuredContent),
  * `shape` (malformed CallToolResults), `mutate` and `mutate_add` (the listing changes at run time,
  * announced by notifications/tools/list_changed; capabilities.tools.listChanged is true).
@@ -574,6 +575,16 @@ static void tool_typed(const cJSON *id, const cJSON *params, const cJSON *args)
     send_json_text(id, need(args != NULL ? cJSON_Duplicate(args, 1) : cJSON_CreateObject()));
 }
 
+/* Bytes of the request line being handled (what the broker forwarded). */
+static size_t cur_line_bytes;
+
+static void tool_line_bytes(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%zu", cur_line_bytes);
+    send_text(id, text);
+}
+
 static void tool_typed_calls(const cJSON *id, const cJSON *params, const cJSON *args)
 {
     char text[32];
@@ -814,6 +825,8 @@ static struct tool tools[] = {
      tool_typed, NULL, false},
     {"typed_calls", "Answers with the number of calls to typed so far.",
      "{\"type\":\"object\",\"properties\":{}}", tool_typed_calls, NULL, false},
+    {"line_bytes", "Answers with the byte length of the request line that called it.",
+     "{\"type\":\"object\"}", tool_line_bytes, NULL, false},
     {"structured", "Answers with n as text and as structuredContent (left out when omit is true).",
      "{\"type\":\"object\",\"properties\":{\"n\":{}},\"required\":[\"n\"]}", tool_structured,
      "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"],"
@@ -1247,6 +1260,7 @@ int main(int argc, char **argv)
             return 0;
         if (n == 0)
             continue;
+        cur_line_bytes = (size_t)n;
         handle_line(line_buf, (size_t)n);
     }
     free(line_buf);
