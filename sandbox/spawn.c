@@ -307,6 +307,26 @@ static int set_limits(const struct spawn_rlimits *rl)
 }
 
 /* pid 1 of the sandbox: reap everything, leave with the server's status. */
+static char *title_area;
+static size_t title_len;
+
+void spawn_set_title_area(char *start, size_t len)
+{
+    title_area = start;
+    title_len = len;
+}
+
+#define INIT_TITLE "mcpvisor-sandbox-init"
+
+/* In the sandbox init: its argv memory is the daemon's; a neutral name goes there instead. */
+static void init_title(void)
+{
+    if (title_area == NULL || title_len < sizeof(INIT_TITLE))
+        return;
+    memset(title_area, 0, title_len);
+    memcpy(title_area, INIT_TITLE, sizeof(INIT_TITLE));
+}
+
 static void init_loop(pid_t server) __attribute__((noreturn));
 static void init_loop(pid_t server)
 {
@@ -430,6 +450,7 @@ static int child_main(void *arg)
                 for (int fd = 0; fd < 1024; fd++)
                     close(fd);
             }
+            init_title();
             init_loop(server);
         }
         /* The server dies with its init (SIGKILL to the whole namespace). */

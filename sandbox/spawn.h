@@ -133,4 +133,9 @@ void spawn_abort(struct spawn_pending *p, struct spawn_result *res);
  */
 int spawn_start(const struct spawn_plan *plan, struct spawn_result *res);
 
+/* The calling process's argv strings (argv[0] to the end of the last one): a sandbox init, a
+ * copy of the caller that never execs, blanks them and shows a neutral name instead, so a
+ * server reading /proc/1/cmdline learns nothing of the daemon's command line. */
+void spawn_set_title_area(char *start, size_t len);
+
 #endif

@@ -32,6 +32,7 @@
 #include "auditcli.h"
 #include "pin.h"
 #include "policy.h"
+#include "spawn.h"
 #include "spawner.h"
 #include "tls.h"
 #include "util.h"
@@ -346,8 +347,11 @@ static int cmd_run(const char *path)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
         fatal("socketpair");
 
-    /* Ignore SIGPIPE before forking; spawner_run blocks the rest. */
+    /* Ignore SIGPIPE before forking; spawner_run blocks the rest. A file-size limit makes a
+     * write fail with EFBIG (the audit log then answers audit_unavailable) instead of killing
+     * the daemon with SIGXFSZ; children start with the default again. */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     pid_t front = fork();
     if (front == -1)
         fatal("fork front");
@@ -574,6 +578,8 @@ int main(int argc, char **argv)
     int argi = 1;
 
     log_init("parent", LOG_LEVEL_INFO);
+    if (argc > 0 && argv[0] != NULL) /* the argv strings are contiguous, in order */
+        spawn_set_title_area(argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]));
     if (argc > 1 && argv[1][0] != '-') {
         cmd = argv[1];
         argi = 2;

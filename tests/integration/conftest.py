@@ -194,7 +194,7 @@ class Reply:
 
 
 class Daemon:
-    def __init__(self, tmp_path, config, manifests, keys, proc_env=None, nofile=None):
+    def __init__(self, tmp_path, config, manifests, keys, proc_env=None, nofile=None, fsize=None):
         self.dir = tmp_path
         self.config = config
         self.lines = []
@@ -218,6 +218,7 @@ class Daemon:
         (tmp_path / "mcpvisor.json").write_text(json.dumps(config))
         self.proc_env = proc_env
         self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) to start the daemon under
+        self.fsize = fsize  # RLIMIT_FSIZE (soft and hard), bytes
         # HTTPS listeners: set tls_context (an ssl.SSLContext) and conn() speaks TLS to tls_host
         self.tls_context = None
         self.tls_host = "127.0.0.1"
@@ -229,11 +230,13 @@ class Daemon:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         if self.proc_env:
             env.update(self.proc_env)
-        limit = self.nofile
+        limit, fsize = self.nofile, self.fsize
 
         def preexec():
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+            if fsize is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
         self.proc = subprocess.Popen(
             [MCPVISOR, "run", "-c", self.config_path],
@@ -545,13 +548,13 @@ def make_daemon(tmp_path):
     counter = [0]
 
     def make(limits=None, config=None, manifests=None, keys=("alice", "bob", "carol"), start=True,
-             proc_env=None, nofile=None, **extra):
+             proc_env=None, nofile=None, fsize=None, **extra):
         counter[0] += 1
         d_dir = tmp_path / ("d%d" % counter[0])
         d_dir.mkdir()
         cfg = config if config is not None else base_config(limits, **extra)
         d = Daemon(d_dir, cfg, manifests if manifests is not None else default_manifests(), keys,
-                   proc_env=proc_env, nofile=nofile)
+                   proc_env=proc_env, nofile=nofile, fsize=fsize)
         started.append(d)
         if start:
             d.start()

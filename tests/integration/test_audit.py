@@ -656,6 +656,23 @@ def _fill(path):
         os.close(fd)
 
 
+def test_a_file_size_limit_fails_closed_without_killing_the_daemon(tmp_path, make_daemon):
+    # RLIMIT_FSIZE: past it a write raises SIGXFSZ, whose default action ends the process.
+    d = _daemon(make_daemon, tmp_path / "audit.jsonl", fsize=16384)
+    c = _session(d)
+    refusal = None
+    for _ in range(200):
+        m = c.call_tool("typed", {"count": 1})
+        if "error" in m:
+            refusal = m
+            break
+    assert refusal is not None, "calls still served past the audit log's file-size limit"
+    err = refusal["error"]
+    assert err["code"] == -32016 and err["data"]["type"] == "audit_unavailable", err
+    assert d.proc.poll() is None, d.log
+    assert "result" in c.request("ping"), "the daemon stopped serving"
+
+
 def test_full_disk_fails_closed_and_recovers_by_itself(tiny_tmpfs, make_daemon):
     path = tiny_tmpfs / "audit.jsonl"
     d = _daemon(make_daemon, path)

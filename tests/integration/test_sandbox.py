@@ -238,7 +238,7 @@ def test_every_probe_is_covered(sbx):
     covered = {p for p, _ in SIMPLE} | {
         "i386", "threads", "kexec_load", "x32", "init_module", "connect_loopback", "kill_host",
         "host_pids", "fork_bomb", "memory_hog", "other_tenant", "daemon_memory", "caps", "nnp",
-        "seccomp_mode", "ids", "env", "fds",
+        "seccomp_mode", "ids", "env", "fds", "init_cmdline",
         "create", "read"}  # create, read: test_sandbox_view.py
     assert listed - covered == set(), "probes without a test: %r" % (listed - covered)
 
@@ -461,6 +461,15 @@ def test_kill_host_processes(sbx):
     for target in (d.proc.pid, d.front_pid, os.getpid()):
         r = run_probe(sbx, "kill_host", pid=target)
         assert_refused(r, {errno.ESRCH})
+    sbx.serving()
+
+
+def test_init_shows_a_neutral_command_line(sbx):
+    r = run_probe(sbx, "init_cmdline")
+    assert r["result"] == "info", r
+    # the sandbox init is a copy of the daemon: its argv would show the configuration's path
+    assert r["detail"].strip() == "mcpvisor-sandbox-init", r
+    assert "mcpvisor.json" not in r["detail"], r
     sbx.serving()
 
 

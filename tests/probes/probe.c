@@ -1201,6 +1201,28 @@ static void probe_hostname(const struct args *a, struct result *r)
     classify(r, "sethostname(bad pointer)", rc, errno);
 }
 
+/* What the sandbox's init shows as its command line (NULs as spaces): the daemon's own command
+ * line and configuration path would tell a server where to look. */
+static void probe_init_cmdline(const struct args *a, struct result *r)
+{
+    char buf[512];
+    int fd = open("/proc/1/cmdline", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd == -1 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (fd != -1)
+        close(fd);
+    if (n < 0) {
+        set(r, "refused", errno);
+        buf_fmt(&r->detail, "/proc/1/cmdline: %s", errname(errno));
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    set(r, "info", 0);
+    buf_fmt(&r->detail, "%s", buf);
+}
+
 struct probe {
     const char *name;
     void (*fn)(const struct args *, struct result *);
@@ -1249,6 +1271,7 @@ static const struct probe probes[] = {
     {"clone3", probe_clone3},
     {"threads", probe_threads},
     {"hostname", probe_hostname},
+    {"init_cmdline", probe_init_cmdline},
 };
 
 #define NPROBES (sizeof(probes) / sizeof(probes[0]))
