@@ -530,9 +530,9 @@ static void on_up_timer(evutil_socket_t fd, short what, void *arg)
         up_spawn(up);
         break;
     case UP_READY:
-        if (up->nmembers > 0 || up->exclusive || up->inflight > 0)
+        if (up->nmembers > 0 || up->exclusive)
             break;
-        if (pair_warm(pr) <= pr->m->pool_min_idle) {
+        if (up->inflight > 0 || pair_warm(pr) <= pr->m->pool_min_idle) {
             timer_in(up, (int64_t)pr->m->pool_idle_timeout_s * 1000);
             break;
         }
