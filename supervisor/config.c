@@ -1218,6 +1218,30 @@ static int parse_tenants(struct ctx *c, const cJSON *v)
     return 0;
 }
 
+/* Where tenants without uid and gid get theirs (tenantids.c). Defaults: a range no distribution
+ * or systemd allocates from (system accounts, subordinate ids, DynamicUser= and container
+ * ranges are all below it), and a state file in the daemon's state directory. */
+static int parse_tenant_ids(struct ctx *c, const cJSON *v)
+{
+    static const char *const keys[] = {"from", "to", "state_file", NULL};
+    const struct loc *at = KEY(NULL, "tenant_ids");
+    struct config *cfg = c->cfg;
+    const cJSON *m;
+
+    cfg->tenant_ids_from = 2000000000u;
+    cfg->tenant_ids_to = 2000999999u;
+    if (v != NULL && (want_object(c, v, at, keys) == -1 ||
+                      get_u32(c, v, at, "from", 1000, 4294967294u, &cfg->tenant_ids_from) == -1 ||
+                      get_u32(c, v, at, "to", 1000, 4294967294u, &cfg->tenant_ids_to) == -1))
+        return -1;
+    if (cfg->tenant_ids_from > cfg->tenant_ids_to)
+        return fail(c, KEY(at, "to"), "must not be below from (%" PRIu32 ")", cfg->tenant_ids_from);
+    if (v != NULL && (m = member(v, "state_file")) != NULL)
+        return dup_path(c, m, KEY(at, "state_file"), &cfg->tenant_ids_state);
+    cfg->tenant_ids_state = strdup("/var/lib/mcpvisor/tenant-ids.json");
+    return cfg->tenant_ids_state != NULL ? 0 : oom(c);
+}
+
 /* tenant, user, agent, scopes: shared by API-key records and auth.anonymous. */
 static int parse_principal(struct ctx *c, const cJSON *v, const struct loc *at,
                            const char *default_user, struct config_principal *p)
@@ -1360,6 +1384,7 @@ static int parse_main(struct ctx *c, const cJSON *root)
                                        "allow_weaker_sandbox",
                                        "auth",
                                        "tenants",
+                                       "tenant_ids",
                                        "audit",
                                        "limits",
                                        NULL};
@@ -1409,7 +1434,8 @@ static int parse_main(struct ctx *c, const cJSON *root)
         parse_audit(c, member(root, "audit")) == -1)
         return -1;
     /* Tenants before auth: principals name tenants. */
-    if (parse_tenants(c, member(root, "tenants")) == -1)
+    if (parse_tenants(c, member(root, "tenants")) == -1 ||
+        parse_tenant_ids(c, member(root, "tenant_ids")) == -1)
         return -1;
     return parse_auth(c, member(root, "auth"));
 }
@@ -2198,6 +2224,7 @@ void config_free(struct config *cfg)
         free(cfg->listeners[i].tls_key_pem);
     }
     free(cfg->public_url);
+    free(cfg->tenant_ids_state);
     free_strv(cfg->allowed_origins, cfg->nallowed_origins);
     free_strv(cfg->allowed_hosts, cfg->nallowed_hosts);
     free(cfg->manifests_dir);

@@ -64,7 +64,8 @@ struct config_api_key {
 
 struct config_tenant {
     char *name;
-    bool has_ids; /* uid/gid given */
+    bool has_ids;      /* uid/gid given, or assigned from tenant_ids at start */
+    bool ids_assigned; /* assigned (tenantids.c), not given */
     uid_t uid;
     gid_t gid;
     char **servers; /* names of manifests this tenant may use */
@@ -216,6 +217,8 @@ struct config {
 
     struct config_tenant *tenants;
     size_t ntenants;
+    uint32_t tenant_ids_from, tenant_ids_to; /* ids for tenants without their own */
+    char *tenant_ids_state;                  /* absolute path of the file that keeps them */
 
     char *audit_path;
     enum config_audit_sync audit_sync;

@@ -33,6 +33,7 @@
 #include "pin.h"
 #include "policy.h"
 #include "spawn.h"
+#include "tenantids.h"
 #include "spawner.h"
 #include "tls.h"
 #include "util.h"
@@ -188,12 +189,6 @@ static int sandbox_setup(const struct config *cfg, struct sandbox_features *feat
         }
         log_warn("sandbox_weaker missing=\"%s\" note=\"allow_weaker_sandbox is set\"", missing);
     }
-    for (size_t i = 0; i < cfg->ntenants; i++) {
-        if (feat->root && !cfg->tenants[i].has_ids)
-            log_warn("tenant_without_uid tenant=%s note=\"its children run as nobody (65534), "
-                     "like other such tenants; give each tenant its own uid and gid\"",
-                     cfg->tenants[i].name);
-    }
     struct sandbox_profile *prof = calloc(cfg->nmanifests > 0 ? cfg->nmanifests : 1, sizeof(*prof));
     if (prof == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -310,6 +305,14 @@ static int cmd_run(const char *path)
         log_warn("running_unprivileged uid=%d note=\"children run as this user; tenant uids "
                  "need root\"",
                  (int)geteuid());
+    }
+    /* Root: a tenant without uid and gid gets its own, never nobody shared with others. */
+    if (pw != NULL && tenantids_assign(cfg, pw->pw_uid, pw->pw_gid, err, sizeof(err)) == -1) {
+        log_error("tenant_ids_unavailable error=\"%s\" note=\"mcpvisor does not start rather "
+                  "than let tenants share a uid\"",
+                  err);
+        config_free(cfg);
+        return 1;
     }
 
     int audit_fd = -1;

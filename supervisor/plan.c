@@ -29,7 +29,8 @@ void plan_build(struct spawn_plan *plan, struct plan_cgroup *cg,
         .memory_mb = m->sandbox.memory_mb,
         .pids_max = prof->rl.nproc,
     };
-    /* A tenant without its own ids runs as nobody (start-up warned), shared with its like. */
+    /* Every tenant has ids by now (given, or assigned at start: tenantids.c); only a child of
+     * no tenant (pin, a "shared" server) runs as nobody. */
     bool own_ids = t != NULL && t->has_ids;
     bool sandboxed = feat->root || feat->userns;
     *plan = (struct spawn_plan){

@@ -529,6 +529,7 @@ def base_config(limits=None, **extra):
         "manifests_dir": "servers",
         "auth": {"api_keys_file": "api-keys.json"},
         "tenants": {"acme": {"servers": ["ts", "crashy"]}, "other": {"servers": ["ts", "ts2"]}},
+        "tenant_ids": {"state_file": "tenant-ids.json"},
         "limits": {"request_timeout_ms": 5000},
     }
     cfg["limits"].update(limits or {})

@@ -17,8 +17,8 @@
 #    --shared-child twice, one after the other on that child, each with every check of step 4.
 # 5. fs-client.mjs (the official SDK client, Streamable HTTP) against mcpvisor fronting
 #    @modelcontextprotocol/server-filesystem over stdio, with a freshly generated API key: the
-#    default sandbox plus a read-write data folder (owned by 65534 under root: children of a tenant
-#    without a uid run as nobody). Listing, reading and writing there work (the writes are checked
+#    default sandbox plus a read-write data folder (under root, owned by the uid mcpvisor gave the
+#    tenant, read from its tenant_ids state file). Listing, reading and writing there work (the writes are checked
 #    on the host); reads outside it are refused by the server.
 # 6. oidc/test.mjs against mcpvisor with auth.jwt, fronting tests/servers/testserver: JWT access
 #    tokens from a real authorization server (oidc/provider.mjs: oidc-provider on Node 22, client
@@ -198,7 +198,8 @@ write_keyed_config() {
   "listen": [{"address": "127.0.0.1:0"}],
   "manifests_dir": "servers",
   "auth": {"api_keys_file": "api-keys.json"},
-  "tenants": {"t": {"servers": ["$server"]}}
+  "tenants": {"t": {"servers": ["$server"]}},
+  "tenant_ids": {"state_file": "tenant-ids.json"}
 }
 EOF
     printf '%s\n' "$key"
@@ -405,10 +406,6 @@ mkdir -p "$FSV/servers" "$DATA"
 printf 'hello from the host\n' >"$DATA/hello.txt"
 printf '# notes\nseeded by run.sh\n' >"$DATA/notes.md"
 printf 'outside the allowed folder\n' >"$WORK/outside.txt"
-# Under root the server runs as 65534 (nobody); unprivileged, as our own uid, which owns DATA already.
-if [ "$(id -u)" = 0 ]; then
-    chown -R 65534:65534 "$DATA"
-fi
 cat >"$FSV/servers/filesystem.json" <<EOF
 {
   "name": "filesystem",
@@ -423,6 +420,12 @@ EOF
 FS_KEY=$(write_keyed_config "$FSV" filesystem fs-client.mjs)
 if start_mcpvisor "$FSV/mcpvisor.json" "$WORK/mcpvisor-filesystem.log"; then
     echo "mcpvisor listening at http://127.0.0.1:$PORT/servers/filesystem/mcp"
+    # Under root the server runs as the uid mcpvisor gave tenant t (kept in the state file);
+    # unprivileged, as our own uid, which owns DATA already.
+    if [ "$(id -u)" = 0 ]; then
+        TUID=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["tenants"]["t"])' "$FSV/tenant-ids.json")
+        chown -R "$TUID:$TUID" "$DATA"
+    fi
     MCP_INTEROP_TOKEN=$FS_KEY timeout 100 "$NODE" "$HERE/fs-client.mjs" \
         --url "http://127.0.0.1:$PORT/servers/filesystem/mcp" --data "$DATA" \
         >"$WORK/fs-client.out" 2>"$WORK/fs-client.err"
