@@ -1,20 +1,29 @@
 /*
  * log.c — the one logging module. Writes whole lines with a single write(2) so lines from the
- * parent, the front and children's relayed stderr never interleave mid-line. Never allocates.
+ * parent, the front and children's relayed stderr never interleave mid-line. Never allocates;
+ * in the front never waits (log_nonblocking): lines a stalled reader cannot take are counted.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
 
 static const char *log_proc = "mcpvisor";
 static enum log_level log_min = LOG_LEVEL_INFO;
+static int log_fd = STDERR_FILENO;
+static bool log_sock;        /* log_fd is a socket: sent with MSG_DONTWAIT */
+static uint64_t log_dropped; /* lines the non-blocking log could not take */
 
 void log_init(const char *proc, enum log_level min)
 {
@@ -28,6 +37,34 @@ void log_init(const char *proc, enum log_level min)
 void log_set_proc(const char *proc)
 {
     log_proc = proc;
+}
+
+void log_nonblocking(void)
+{
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) == -1)
+        return;
+    if (S_ISSOCK(st.st_mode)) { /* journald's stream: per-call flags, the socket unchanged */
+        log_sock = true;
+        return;
+    }
+    if (!S_ISFIFO(st.st_mode))
+        return; /* a file or a terminal: writes do not wait on a reader */
+    /* The parent gave a pipe a description of our own (O_NONBLOCK on the shared one would
+     * change the other writers); without one, stay blocking rather than change theirs. */
+    int fl = fcntl(STDERR_FILENO, F_GETFL);
+    if (fl == -1 || (fl & O_NONBLOCK) == 0)
+        return;
+    (void)fcntl(STDERR_FILENO, F_SETPIPE_SZ, 1 << 20); /* more room before lines are dropped */
+}
+
+/* One whole line, never waiting: a reader that stopped reading costs lines, not the loop. */
+static void log_write(const char *line, size_t len)
+{
+    ssize_t w =
+        log_sock ? send(log_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(log_fd, line, len);
+    if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        log_dropped++;
 }
 
 static void log_emit(enum log_level lvl, const char *fmt, va_list ap, const char *suffix)
@@ -52,8 +89,18 @@ static void log_emit(enum log_level lvl, const char *fmt, va_list ap, const char
     if (off >= sizeof(line) - 1)
         off = sizeof(line) - 2;
     line[off++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, off);
-    (void)w;
+    if (log_dropped > 0) {
+        char note[128];
+        int k = snprintf(note, sizeof(note),
+                         "level=warn proc=%s msg=log_lines_dropped count=%llu note=\"the log's "
+                         "reader was not reading\"\n",
+                         log_proc, (unsigned long long)log_dropped);
+        uint64_t before = log_dropped;
+        log_write(note, (size_t)k);
+        if (log_dropped == before)
+            log_dropped = 0; /* told */
+    }
+    log_write(line, off);
 }
 
 #define LOG_FN(name, lvl)                                                                          \

@@ -14,6 +14,9 @@ enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_
 
 void log_init(const char *proc, enum log_level min);
 void log_set_proc(const char *proc);
+/* From now on a line the log's reader cannot take at once is dropped and counted (a later line
+ * says how many) instead of blocking: for the front's event loop. */
+void log_nonblocking(void);
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

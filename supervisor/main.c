@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <getopt.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -129,6 +130,15 @@ static void exec_front(int sock, int bundle, const int *lfds, size_t nl, int aud
     }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
         _exit(1);
+    /* A stderr pipe gets a description of the front's own, non-blocking (log_nonblocking):
+     * setting O_NONBLOCK on the shared one would change the spawner's writes too. Opened while
+     * still root, who may open the pipe. */
+    struct stat est;
+    if (fstat(STDERR_FILENO, &est) == 0 && S_ISFIFO(est.st_mode)) {
+        int efd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (efd != -1 && dup2(efd, STDERR_FILENO) != -1) /* dup2 clears FD_CLOEXEC */
+            close(efd);
+    }
     if (pw != NULL) {
         for (int cap = 0; cap <= 63; cap++) {
             if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1 && errno != EINVAL)
@@ -384,6 +394,7 @@ static int cmd_front(int argc, char **argv)
 {
     char err[CONFIG_ERR_MAX];
     log_set_proc("front");
+    log_nonblocking(); /* the event loop never waits on whoever reads the log */
     if (argc != 3)
         fatalx("front: bad arguments");
     char *end;

@@ -1,15 +1,20 @@
 """Attacks on the shared front by one party, each checked from the side of a well-behaved client
 of another tenant: it keeps being served within a latency bound while the attack runs, and the
 daemon never exits."""
+import http.client
 import json
 import os
+import re
 import resource
+import select
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import McpClient, bearer, default_manifests, manifest, pid_alive, tool_text
+from conftest import (MCPVISOR, McpClient, bearer, default_manifests, manifest, pid_alive,
+                      tool_text)
 
 # p99 bound for the bystander; sanitizer builds are several times slower
 P99_MS = 1000 if os.environ.get("MCPVISOR_ASAN") else 250
@@ -347,3 +352,64 @@ def test_spawns_while_descriptors_run_short(make_daemon):
     c = McpClient(d, key="carol")
     c.initialize()
     assert tool_text(c.call_tool("echo", {"text": "after"})) == "after"
+
+
+def test_a_log_reader_that_stops_reading_does_not_stall_the_front(make_daemon):
+    # The daemon's stderr is a pipe the test also writes to: filled up, every write to it would
+    # block. The front's log lines are then dropped and counted, and it keeps answering.
+    d = make_daemon(start=False)
+    r, w = os.pipe()  # w stays blocking: the daemon's stderr shares its description
+    proc = subprocess.Popen([MCPVISOR, "run", "-c", d.config_path], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=w, cwd=str(d.dir))
+    try:
+        buf = b""
+        deadline = time.monotonic() + 10
+        while b"msg=ready" not in buf:
+            assert time.monotonic() < deadline, buf.decode(errors="replace")
+            rl, _, _ = select.select([r], [], [], 0.5)
+            if rl:
+                buf += os.read(r, 65536)
+        port = int(re.search(rb"msg=listening address=127\.0\.0\.1:(\d+)", buf).group(1))
+        junk = b"x" * 65536
+        filled = 0
+        fill = os.open("/proc/self/fd/%d" % w, os.O_WRONLY | os.O_NONBLOCK)  # a description of
+        try:                                                                 # its own
+            while True:  # fill the pipe, whatever size the daemon gave it
+                try:
+                    filled += os.write(fill, junk)
+                except BlockingIOError:
+                    break
+        finally:
+            os.close(fill)
+        assert filled > 0
+        # each refused request logs a line (auth_failed); none may wait for the reader
+        for i in range(50):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("POST", "/servers/ts/mcp", body="{}",
+                      headers={"Authorization": "Bearer nope", "Content-Type": "application/json",
+                               "Accept": "application/json, text/event-stream"})
+            assert c.getresponse().status == 401, i
+            c.close()
+        # the reader comes back: the front says how many lines it could not write
+        seen = b""
+        deadline = time.monotonic() + 10
+        os.set_blocking(r, False)
+        while b"log_lines_dropped" not in seen:
+            assert time.monotonic() < deadline, "no log_lines_dropped line"
+            try:
+                seen = (seen + os.read(r, 1 << 20))[-(1 << 20):]
+            except BlockingIOError:
+                time.sleep(0.05)
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/servers/ts/mcp", headers={"Authorization": "Bearer nope"})
+                c.getresponse().read()
+                c.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+        os.close(w)
