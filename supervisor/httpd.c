@@ -236,7 +236,9 @@ static const struct {
 } methods[] = {{"GET", HM_GET},       {"HEAD", HM_HEAD},       {"POST", HM_POST},  {"PUT", HM_PUT},
                {"DELETE", HM_DELETE}, {"OPTIONS", HM_OPTIONS}, {"PATCH", HM_PATCH}};
 
-/* Fields mcpvisor reads or that decide framing: each may appear once. */
+/* Fields mcpvisor reads or that decide framing: each may appear once, even twice with one value
+ * (RFC 9110 §8.6 lets a recipient keep one of equal Content-Lengths; a proxy that keeps the
+ * other after a rewrite is the attack, and no client needs to send two). */
 static const char *const singletons[] = {
     "Host",          "Content-Length", "Transfer-Encoding", "Authorization", "Content-Type",
     "Accept",        "Origin",         "Mcp-Session-Id",    "Expect",        "MCP-Protocol-Version",
@@ -430,7 +432,8 @@ int httpd_parse_head(char *head, size_t len, struct hhead *h, const char **why)
         *why = "the Host header is not a host name or address with an optional port";
         return 400;
     }
-    /* origin-form, or absolute-form naming the same authority as Host */
+    /* origin-form, or absolute-form (RFC 9112 §3.2.2: a server must accept it) whose authority is
+     * exactly Host, so the two ways of naming the target cannot disagree */
     if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
         char *auth = strstr(target, "://") + 3;
         size_t k = strcspn(auth, "/?");
@@ -734,11 +737,18 @@ static int read_body(struct hconn *c)
         char line[HTTPD_LINE_MAX + 1];
         evbuffer_remove(in, line, n);
         line[n] = '\0';
-        if (n < 2 || line[n - 2] != '\r' || memchr(line, '\0', n) != NULL) {
+        if (n < 2 || line[n - 2] != '\r') {
             conn_refuse(c, 400, ERR_INVALID_REQUEST, "Bad Request: a chunk line not ended by CRLF");
             return -1;
         }
         line[n - 2] = '\0';
+        /* a bare CR, NUL or other control byte: a line end or terminator to another parser */
+        for (size_t i = 0; i < n - 2; i++)
+            if (!is_field_char((unsigned char)line[i])) {
+                conn_refuse(c, 400, ERR_INVALID_REQUEST,
+                            "Bad Request: a control byte in a chunk line");
+                return -1;
+            }
         if (r->chunk_state == CH_DATA_END) {
             if (line[0] != '\0') {
                 conn_refuse(c, 400, ERR_INVALID_REQUEST,
@@ -747,10 +757,11 @@ static int read_body(struct hconn *c)
             }
             r->chunk_state = CH_SIZE;
         } else if (r->chunk_state == CH_SIZE) {
+            /* chunk-size [ BWS ";" chunk-ext ]: whitespace only before an extension */
             size_t k = strspn(line, "0123456789abcdefABCDEF");
             const char *rest = line + k;
             rest += strspn(rest, " \t");
-            if (k == 0 || k > 16 || (*rest != '\0' && *rest != ';')) {
+            if (k == 0 || k > 16 || (*rest != ';' && line[k] != '\0')) {
                 conn_refuse(c, 400, ERR_INVALID_REQUEST,
                             "Bad Request: a chunk size is not a hexadecimal number");
                 return -1;
@@ -763,9 +774,17 @@ static int read_body(struct hconn *c)
             }
             r->chunk_left = size;
             r->chunk_state = size == 0 ? CH_TRAILER : CH_DATA;
-        } else { /* CH_TRAILER: fields are read and dropped; an empty line ends the body */
+        } else { /* CH_TRAILER: fields are checked and dropped; an empty line ends the body */
             if (line[0] == '\0')
                 return 1;
+            const char *colon = line;
+            while (is_tchar((unsigned char)*colon))
+                colon++;
+            if (*colon != ':' || colon == line) { /* obs-fold or a name that is not a token */
+                conn_refuse(c, 400, ERR_INVALID_REQUEST,
+                            "Bad Request: a trailer field's name is not a token followed by ':'");
+                return -1;
+            }
             r->trailer_bytes += n;
             if (r->trailer_bytes > c->d->lim.max_header_bytes) {
                 conn_refuse(c, 431, ERR_INVALID_REQUEST,
