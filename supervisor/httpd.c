@@ -91,6 +91,8 @@ struct hconn {
     uint64_t addr_key;
     size_t out_seen; /* its output buffer's length when last looked at (d->out_bytes) */
     char peer[INET6_ADDRSTRLEN];
+    char local[INET6_ADDRSTRLEN + 2]; /* the address the client reached, IPv6 in brackets */
+    uint16_t local_port;
     enum cstate state;
     bool refusing; /* over a ceiling: its first request is answered 503 */
     bool started;  /* bytes of the current head have arrived */
@@ -157,6 +159,8 @@ static const char *reason_phrase(int status)
         return "Unsupported Media Type";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -278,7 +282,7 @@ static bool host_syntax_ok(const char *v)
     }
     if (port != NULL) {
         size_t k = strlen(port);
-        if (k == 0 || k > 5 || strspn(port, "0123456789") != k)
+        if (k == 0 || k > 5 || strspn(port, "0123456789") != k || strtol(port, NULL, 10) > 65535)
             return false;
     }
     return true;
@@ -1026,6 +1030,38 @@ static uint64_t address_key(const struct sockaddr *sa, char *peer, size_t peerle
     return 0;
 }
 
+/* The address and port fd's client connected to, as a URI host: IPv6 in brackets, an IPv4-mapped
+ * IPv6 address as IPv4 (a dual-stack listener reached over IPv4). "" and 0 when unknown. */
+static void local_address(evutil_socket_t fd, char *out, size_t outlen, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char text[INET6_ADDRSTRLEN];
+    out[0] = '\0';
+    *port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &s4->sin_addr, text, sizeof(text)) != NULL) {
+            snprintf(out, outlen, "%s", text);
+            *port = ntohs(s4->sin_port);
+        }
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            struct in_addr a4;
+            memcpy(&a4, s6->sin6_addr.s6_addr + 12, sizeof(a4));
+            if (inet_ntop(AF_INET, &a4, text, sizeof(text)) != NULL)
+                snprintf(out, outlen, "%s", text);
+        } else if (inet_ntop(AF_INET6, &s6->sin6_addr, text, sizeof(text)) != NULL) {
+            snprintf(out, outlen, "[%s]", text);
+        }
+        if (out[0] != '\0')
+            *port = ntohs(s6->sin6_port);
+    }
+}
+
 static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -1051,6 +1087,7 @@ static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sock
     c->addr_key = key;
     c->refusing = refusing;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    local_address(fd, c->local, sizeof(c->local), &c->local_port);
     const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
     if (l->new_ssl != NULL) {
         c->ssl = l->new_ssl(l->arg);
@@ -1229,6 +1266,12 @@ const char *hreq_body(const struct hreq *r, size_t *len)
 const char *hreq_peer(const struct hreq *r)
 {
     return r->c != NULL ? r->c->peer : "-";
+}
+
+const char *hreq_local(const struct hreq *r, uint16_t *port)
+{
+    *port = r->c != NULL ? r->c->local_port : 0;
+    return r->c != NULL ? r->c->local : "";
 }
 
 bool hreq_connected(const struct hreq *r)
