@@ -242,10 +242,62 @@ static bool is_syscall_name(const char *s)
     return n >= 1 && n < 64;
 }
 
+/* The first n bytes of s are uri-host [":" port], as a Host header names a server: a reg-name
+ * of letters, digits and "-._~", an IPv4 address or a bracketed IPv6 address; a port of 1 to
+ * 65535. Nothing that could end a quoted string, start a path or carry userinfo. */
+static bool is_host_port(const char *s, size_t n)
+{
+    size_t h;
+
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+
+        if (close == NULL || close == s + 1)
+            return false;
+        h = (size_t)(close - s) + 1;
+        for (size_t i = 1; i + 1 < h; i++)
+            if (!is_digit(s[i]) && strchr("abcdefABCDEF:.", s[i]) == NULL)
+                return false;
+    } else {
+        for (h = 0; h < n && s[h] != ':'; h++)
+            if (!is_alpha(s[h]) && !is_digit(s[h]) && strchr("-._~", s[h]) == NULL)
+                return false;
+        if (h == 0)
+            return false;
+    }
+    if (h == n)
+        return true;
+    if (s[h] != ':' || n - h < 2 || n - h > 6)
+        return false;
+    unsigned long port = 0;
+    for (size_t i = h + 1; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
 static bool is_host_name(const char *s)
 {
-    for (; *s != '\0'; s++)
-        if (!is_alpha(*s) && !is_digit(*s) && strchr(".-:[]", *s) == NULL)
+    return is_host_port(s, strlen(s));
+}
+
+/* public_url: http(s)://host[:port][/path]. Answers carry URLs built on it (a challenge's quoted
+ * resource_metadata among them), so its host is of Host's syntax and its path of RFC 3986 path
+ * characters only: no userinfo, query, fragment, quote, backslash or space. */
+static bool is_public_url(const char *s)
+{
+    size_t scheme = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+
+    if (scheme == 0)
+        return false;
+    s += scheme;
+    size_t alen = strcspn(s, "/");
+    if (!is_host_port(s, alen))
+        return false;
+    for (s += alen; *s != '\0'; s++)
+        if (!is_alpha(*s) && !is_digit(*s) && strchr("-._~%!$&'()*+,;=:@/", *s) == NULL)
             return false;
     return true;
 }
@@ -1394,10 +1446,12 @@ static int parse_main(struct ctx *c, const cJSON *root)
     if (want_object(c, root, NULL, keys) == -1 || parse_listen(c, member(root, "listen")) == -1)
         return -1;
     if ((m = member(root, "public_url")) != NULL) {
-        if (dup_text(c, m, KEY(NULL, "public_url"), CONFIG_URL_MAX, &cfg->public_url) == -1)
+        if (dup_text(c, m, KEY(NULL, "public_url"), CONFIG_PUBLIC_URL_MAX, &cfg->public_url) == -1)
             return -1;
-        if (!is_url(cfg->public_url, URL_ANY))
-            return fail(c, KEY(NULL, "public_url"), "expected an http:// or https:// URL");
+        if (!is_public_url(cfg->public_url))
+            return fail(c, KEY(NULL, "public_url"),
+                        "expected http:// or https://, a host, an optional port and an optional "
+                        "path, with no user name, query or fragment");
     }
     if ((m = member(root, "allowed_origins")) != NULL &&
         get_text_array(c, m, KEY(NULL, "allowed_origins"), CONFIG_URL_MAX, NULL, NULL,
@@ -1410,8 +1464,8 @@ static int parse_main(struct ctx *c, const cJSON *root)
                         "nothing after");
     if ((m = member(root, "allowed_hosts")) != NULL &&
         get_text_array(c, m, KEY(NULL, "allowed_hosts"), CONFIG_TEXT_MAX, is_host_name,
-                       "expected a host name, optionally with :port", &cfg->allowed_hosts,
-                       &cfg->nallowed_hosts) == -1)
+                       "expected a host name or address, optionally with :port (1-65535)",
+                       &cfg->allowed_hosts, &cfg->nallowed_hosts) == -1)
         return -1;
     if ((m = member(root, "allow_weaker_sandbox")) != NULL &&
         get_bool(c, m, KEY(NULL, "allow_weaker_sandbox"), &cfg->allow_weaker_sandbox) == -1)

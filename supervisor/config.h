@@ -22,6 +22,7 @@
 #define CONFIG_MAX_LISTENERS  16
 #define CONFIG_MAX_FILE_BYTES (4u << 20) /* any single configuration file */
 #define CONFIG_ERR_MAX        512
+#define CONFIG_PUBLIC_URL_MAX 512 /* public_url: the base of URLs in answers */
 
 enum config_isolation {
     CONFIG_ISOLATION_SESSION = 0, /* one child per session */

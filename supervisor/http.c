@@ -122,66 +122,86 @@ const struct session_transport http_session_transport = {
 
 /* ---- request checks --------------------------------------------------------------------- */
 
-static bool host_matches(const char *host, size_t hlen, const char *name)
+/* A Host value (or an allowed_hosts entry): uri-host [":" port]. Returns the host's length (an
+ * IPv6 literal with its brackets) and sets *port (0 when none is given), or returns 0 when v is
+ * not of that form. */
+static size_t host_split(const char *v, long *port)
 {
-    return strlen(name) == hlen && strncasecmp(host, name, hlen) == 0;
+    size_t n;
+    *port = 0;
+    if (v[0] == '[') {
+        const char *e = strchr(v, ']');
+        n = e != NULL ? (size_t)(e - v) + 1 : 0;
+    } else {
+        n = strcspn(v, ":");
+    }
+    if (n == 0)
+        return 0;
+    if (v[n] == '\0')
+        return n;
+    const char *p = v + n + 1;
+    size_t k = strlen(p);
+    if (v[n] != ':' || k == 0 || k > 5 || strspn(p, "0123456789") != k)
+        return 0;
+    *port = strtol(p, NULL, 10);
+    return *port >= 1 && *port <= 65535 ? n : 0;
 }
 
-/* The host part of a URL ("https://h:1/x" → "h"), written into out. */
-static void url_host(const char *url, char *out, size_t outlen)
+static bool host_is(const char *host, size_t n, const char *name, size_t namelen)
 {
-    out[0] = '\0';
+    return n == namelen && strncasecmp(host, name, n) == 0;
+}
+
+/* The host and port of a URL ("https://h/x" → "h", 443). Returns the host's length (0: none). */
+static size_t url_host(const char *url, const char **host, long *port)
+{
     const char *p = strstr(url, "://");
     if (p == NULL)
-        return;
-    p += 3;
-    size_t n;
-    if (*p == '[') {
-        const char *e = strchr(p, ']');
-        n = e != NULL ? (size_t)(e - p) + 1 : 0;
-    } else {
-        n = strcspn(p, ":/?#");
-    }
-    if (n > 0 && n < outlen) {
-        memcpy(out, p, n);
-        out[n] = '\0';
-    }
+        return 0;
+    char auth[CONFIG_PUBLIC_URL_MAX + 1];
+    size_t k = strcspn(p + 3, "/?#");
+    if (k == 0 || k >= sizeof(auth))
+        return 0;
+    memcpy(auth, p + 3, k);
+    auth[k] = '\0';
+    size_t n = host_split(auth, port);
+    if (n > 0 && *port == 0)
+        *port = strncasecmp(url, "https:", 6) == 0 ? 443 : 80;
+    *host = p + 3;
+    return n;
 }
 
-/* DNS rebinding: the Host must be a loopback name, the public URL's host or a configured one. */
-static bool host_allowed(const struct config *cfg, const char *hosthdr)
+static bool address_loopback(const char *a)
 {
-    if (hosthdr == NULL)
+    return strncmp(a, "127.", 4) == 0 || strcmp(a, "[::1]") == 0;
+}
+
+bool http_host_allowed(const struct config *cfg, const char *host, const char *local,
+                       uint16_t local_port)
+{
+    long port;
+    size_t n = host != NULL ? host_split(host, &port) : 0;
+    if (n == 0)
         return false;
-    size_t hlen;
-    if (hosthdr[0] == '[') {
-        const char *e = strchr(hosthdr, ']');
-        if (e == NULL)
-            return false;
-        hlen = (size_t)(e - hosthdr) + 1;
-    } else {
-        hlen = strcspn(hosthdr, ":");
-    }
-    static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
-    for (size_t i = 0; i < 3; i++) {
-        if (host_matches(hosthdr, hlen, loopback[i]))
-            return true;
-    }
-    char pub[256];
+    /* the port the connection reached, or none */
+    bool here = port == 0 || (local_port != 0 && port == local_port);
+    if (here && local[0] != '\0' &&
+        (host_is(host, n, local, strlen(local)) ||
+         (address_loopback(local) && host_is(host, n, "localhost", 9))))
+        return true;
     if (cfg->public_url != NULL) {
-        url_host(cfg->public_url, pub, sizeof(pub));
-        if (pub[0] != '\0' && host_matches(hosthdr, hlen, pub))
+        const char *pub;
+        long pport;
+        size_t pn = url_host(cfg->public_url, &pub, &pport);
+        if (pn > 0 && host_is(host, n, pub, pn) && (port == 0 || port == pport))
             return true;
     }
     for (size_t i = 0; i < cfg->nallowed_hosts; i++) {
-        /* an entry with a port matches that host and port only */
-        if (host_matches(hosthdr, hlen, cfg->allowed_hosts[i]) ||
-            strcasecmp(hosthdr, cfg->allowed_hosts[i]) == 0)
-            return true;
-    }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const char *lh = cfg->listeners[i].host;
-        if (strcmp(lh, "0.0.0.0") != 0 && strcmp(lh, "::") != 0 && host_matches(hosthdr, hlen, lh))
+        long eport;
+        const char *e = cfg->allowed_hosts[i];
+        size_t en = host_split(e, &eport);
+        /* an entry with a port matches that port only; one without, the listener's */
+        if (en > 0 && host_is(host, n, e, en) && (eport != 0 ? port == eport : here))
             return true;
     }
     return false;
@@ -665,7 +685,9 @@ static bool name_ok(const char *p, size_t n)
     return true;
 }
 
-/* This deployment's base URL: public_url, else what the caller reached (its Host header). */
+/* This deployment's base URL: public_url, else the address and port the connection reached.
+ * Never built from request bytes: a URL in an answer is one the operator configured or the
+ * kernel reported, whatever Host said. */
 static void base_url(const struct http_listener *l, struct hreq *req, char *out, size_t outlen)
 {
     const struct config *cfg = l->f->cfg;
@@ -676,16 +698,17 @@ static void base_url(const struct http_listener *l, struct hreq *req, char *out,
         snprintf(out, outlen, "%.*s", (int)n, cfg->public_url);
         return;
     }
-    const char *host = hreq_header(req, "Host");
-    snprintf(out, outlen, "%s://%s", l->ssl_ctx != NULL ? "https" : "http",
-             host != NULL ? host : "localhost");
+    uint16_t port;
+    const char *local = hreq_local(req, &port);
+    snprintf(out, outlen, "%s://%s:%u", l->ssl_ctx != NULL ? "https" : "http",
+             local[0] != '\0' ? local : "localhost", (unsigned)port);
 }
 
 /* RFC 9728 §5.1: every challenge points at the protected resource metadata. */
 static void add_challenge(const struct http_listener *l, struct hreq *req, const char *server,
                           const char *error, const char *scope)
 {
-    char base[512], value[1536];
+    char base[CONFIG_PUBLIC_URL_MAX + 1], value[2048];
     base_url(l, req, base, sizeof(base));
     int n = snprintf(value, sizeof(value), "Bearer realm=\"mcpvisor\"");
     if (l->f->cfg->has_jwt && n > 0 && (size_t)n < sizeof(value))
@@ -784,8 +807,7 @@ static void reply_resource_metadata(const struct http_listener *l, struct hreq *
                                     const struct config_manifest *m)
 {
     const struct config *cfg = l->f->cfg;
-    char base[512], resource[768], scopes[4096];
-    base_url(l, req, base, sizeof(base));
+    char resource[2048 + 96], scopes[4096];
     size_t n = strlen(cfg->jwt_audience);
     while (n > 0 && cfg->jwt_audience[n - 1] == '/')
         n--;
@@ -833,7 +855,6 @@ static void reply_resource_metadata(const struct http_listener *l, struct hreq *
     }
     http_reply_json(req, 200, text, strlen(text), NULL);
     free(text);
-    (void)base;
 }
 
 #define WELL_KNOWN_PRM "/.well-known/oauth-protected-resource"
@@ -860,12 +881,22 @@ static void dispatch(struct hreq *req, struct http_listener *l, bool retried)
     const struct config *cfg = f->cfg;
     enum hmethod method = hreq_method(req);
     const char *path = hreq_path(req);
-    if (!host_allowed(cfg, hreq_header(req, "Host"))) {
-        http_reply_error(req, 403, ERR_INVALID_REQUEST,
-                         "Forbidden: Host is not this server (add it to allowed_hosts)");
+    const char *host = hreq_header(req, "Host");
+    uint16_t local_port;
+    const char *local = hreq_local(req, &local_port);
+    if (host == NULL) { /* HTTP/1.0 may omit it; httpd refuses an HTTP/1.1 request without */
+        http_reply_error(req, 400, ERR_INVALID_REQUEST, "Bad Request: the Host header is required");
         return;
     }
-    if (!origin_allowed(cfg, hreq_header(req, "Origin"), hreq_header(req, "Host"))) {
+    /* DNS rebinding, and a request a proxy meant for another server (RFC 9110 §15.5.20) */
+    if (!http_host_allowed(cfg, host, local, local_port)) {
+        log_debug("host_refused peer=%s", hreq_peer(req));
+        http_reply_error(req, 421, ERR_INVALID_REQUEST,
+                         "Misdirected Request: Host does not name this server and port (add it "
+                         "to allowed_hosts or set public_url)");
+        return;
+    }
+    if (!origin_allowed(cfg, hreq_header(req, "Origin"), host)) {
         http_reply_error(req, 403, ERR_INVALID_REQUEST,
                          "Forbidden: Origin is not in allowed_origins");
         return;

@@ -8,12 +8,21 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct hreq;
 struct front;
+struct config;
 
 /* The httpd handler for every request on a listener (arg: struct http_listener). */
 void http_handle(struct hreq *req, void *arg);
+
+/* Whether a request's Host names this server: exactly the address the connection reached
+ * (local, a URI host, with its port local_port) or "localhost" when that address is loopback,
+ * public_url's host, or an allowed_hosts entry; with a port, only the port that name is served
+ * on (the listener's; public_url's own; an entry's own). Anything else is refused (421). */
+bool http_host_allowed(const struct config *cfg, const char *host, const char *local,
+                       uint16_t local_port);
 
 /* How sessions answer exchanges (given to session_module_init). */
 struct session_transport;

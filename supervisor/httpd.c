@@ -91,6 +91,8 @@ struct hconn {
     uint64_t addr_key;
     size_t out_seen; /* its output buffer's length when last looked at (d->out_bytes) */
     char peer[INET6_ADDRSTRLEN];
+    char local[INET6_ADDRSTRLEN + 2]; /* the address the client reached, IPv6 in brackets */
+    uint16_t local_port;
     enum cstate state;
     bool refusing; /* over a ceiling: its first request is answered 503 */
     bool started;  /* bytes of the current head have arrived */
@@ -157,6 +159,8 @@ static const char *reason_phrase(int status)
         return "Unsupported Media Type";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -236,7 +240,9 @@ static const struct {
 } methods[] = {{"GET", HM_GET},       {"HEAD", HM_HEAD},       {"POST", HM_POST},  {"PUT", HM_PUT},
                {"DELETE", HM_DELETE}, {"OPTIONS", HM_OPTIONS}, {"PATCH", HM_PATCH}};
 
-/* Fields mcpvisor reads or that decide framing: each may appear once. */
+/* Fields mcpvisor reads or that decide framing: each may appear once, even twice with one value
+ * (RFC 9110 §8.6 lets a recipient keep one of equal Content-Lengths; a proxy that keeps the
+ * other after a rewrite is the attack, and no client needs to send two). */
 static const char *const singletons[] = {
     "Host",          "Content-Length", "Transfer-Encoding", "Authorization", "Content-Type",
     "Accept",        "Origin",         "Mcp-Session-Id",    "Expect",        "MCP-Protocol-Version",
@@ -276,7 +282,7 @@ static bool host_syntax_ok(const char *v)
     }
     if (port != NULL) {
         size_t k = strlen(port);
-        if (k == 0 || k > 5 || strspn(port, "0123456789") != k)
+        if (k == 0 || k > 5 || strspn(port, "0123456789") != k || strtol(port, NULL, 10) > 65535)
             return false;
     }
     return true;
@@ -430,7 +436,8 @@ int httpd_parse_head(char *head, size_t len, struct hhead *h, const char **why)
         *why = "the Host header is not a host name or address with an optional port";
         return 400;
     }
-    /* origin-form, or absolute-form naming the same authority as Host */
+    /* origin-form, or absolute-form (RFC 9112 §3.2.2: a server must accept it) whose authority is
+     * exactly Host, so the two ways of naming the target cannot disagree */
     if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
         char *auth = strstr(target, "://") + 3;
         size_t k = strcspn(auth, "/?");
@@ -734,11 +741,18 @@ static int read_body(struct hconn *c)
         char line[HTTPD_LINE_MAX + 1];
         evbuffer_remove(in, line, n);
         line[n] = '\0';
-        if (n < 2 || line[n - 2] != '\r' || memchr(line, '\0', n) != NULL) {
+        if (n < 2 || line[n - 2] != '\r') {
             conn_refuse(c, 400, ERR_INVALID_REQUEST, "Bad Request: a chunk line not ended by CRLF");
             return -1;
         }
         line[n - 2] = '\0';
+        /* a bare CR, NUL or other control byte: a line end or terminator to another parser */
+        for (size_t i = 0; i < n - 2; i++)
+            if (!is_field_char((unsigned char)line[i])) {
+                conn_refuse(c, 400, ERR_INVALID_REQUEST,
+                            "Bad Request: a control byte in a chunk line");
+                return -1;
+            }
         if (r->chunk_state == CH_DATA_END) {
             if (line[0] != '\0') {
                 conn_refuse(c, 400, ERR_INVALID_REQUEST,
@@ -747,10 +761,11 @@ static int read_body(struct hconn *c)
             }
             r->chunk_state = CH_SIZE;
         } else if (r->chunk_state == CH_SIZE) {
+            /* chunk-size [ BWS ";" chunk-ext ]: whitespace only before an extension */
             size_t k = strspn(line, "0123456789abcdefABCDEF");
             const char *rest = line + k;
             rest += strspn(rest, " \t");
-            if (k == 0 || k > 16 || (*rest != '\0' && *rest != ';')) {
+            if (k == 0 || k > 16 || (*rest != ';' && line[k] != '\0')) {
                 conn_refuse(c, 400, ERR_INVALID_REQUEST,
                             "Bad Request: a chunk size is not a hexadecimal number");
                 return -1;
@@ -763,9 +778,17 @@ static int read_body(struct hconn *c)
             }
             r->chunk_left = size;
             r->chunk_state = size == 0 ? CH_TRAILER : CH_DATA;
-        } else { /* CH_TRAILER: fields are read and dropped; an empty line ends the body */
+        } else { /* CH_TRAILER: fields are checked and dropped; an empty line ends the body */
             if (line[0] == '\0')
                 return 1;
+            const char *colon = line;
+            while (is_tchar((unsigned char)*colon))
+                colon++;
+            if (*colon != ':' || colon == line) { /* obs-fold or a name that is not a token */
+                conn_refuse(c, 400, ERR_INVALID_REQUEST,
+                            "Bad Request: a trailer field's name is not a token followed by ':'");
+                return -1;
+            }
             r->trailer_bytes += n;
             if (r->trailer_bytes > c->d->lim.max_header_bytes) {
                 conn_refuse(c, 431, ERR_INVALID_REQUEST,
@@ -1007,6 +1030,38 @@ static uint64_t address_key(const struct sockaddr *sa, char *peer, size_t peerle
     return 0;
 }
 
+/* The address and port fd's client connected to, as a URI host: IPv6 in brackets, an IPv4-mapped
+ * IPv6 address as IPv4 (a dual-stack listener reached over IPv4). "" and 0 when unknown. */
+static void local_address(evutil_socket_t fd, char *out, size_t outlen, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char text[INET6_ADDRSTRLEN];
+    out[0] = '\0';
+    *port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &s4->sin_addr, text, sizeof(text)) != NULL) {
+            snprintf(out, outlen, "%s", text);
+            *port = ntohs(s4->sin_port);
+        }
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            struct in_addr a4;
+            memcpy(&a4, s6->sin6_addr.s6_addr + 12, sizeof(a4));
+            if (inet_ntop(AF_INET, &a4, text, sizeof(text)) != NULL)
+                snprintf(out, outlen, "%s", text);
+        } else if (inet_ntop(AF_INET6, &s6->sin6_addr, text, sizeof(text)) != NULL) {
+            snprintf(out, outlen, "[%s]", text);
+        }
+        if (out[0] != '\0')
+            *port = ntohs(s6->sin6_port);
+    }
+}
+
 static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -1032,6 +1087,7 @@ static void on_accept(struct evconnlistener *el, evutil_socket_t fd, struct sock
     c->addr_key = key;
     c->refusing = refusing;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    local_address(fd, c->local, sizeof(c->local), &c->local_port);
     const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
     if (l->new_ssl != NULL) {
         c->ssl = l->new_ssl(l->arg);
@@ -1210,6 +1266,12 @@ const char *hreq_body(const struct hreq *r, size_t *len)
 const char *hreq_peer(const struct hreq *r)
 {
     return r->c != NULL ? r->c->peer : "-";
+}
+
+const char *hreq_local(const struct hreq *r, uint16_t *port)
+{
+    *port = r->c != NULL ? r->c->local_port : 0;
+    return r->c != NULL ? r->c->local : "";
 }
 
 bool hreq_connected(const struct hreq *r)

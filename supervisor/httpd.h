@@ -79,6 +79,10 @@ const char *hreq_header(const struct hreq *r, const char *name);
 /* The body (NUL-terminated for convenience; len excludes the NUL). */
 const char *hreq_body(const struct hreq *r, size_t *len);
 const char *hreq_peer(const struct hreq *r); /* remote address, no port */
+/* The address the client connected to, as the kernel reports it (borrowed: use it before
+ * returning to the event loop): a URI host, IPv6 in brackets, an IPv4-mapped address as IPv4,
+ * with its port in *port; "" and 0 once the connection ended. */
+const char *hreq_local(const struct hreq *r, uint16_t *port);
 bool hreq_connected(const struct hreq *r);
 /* Bytes of answers written but not yet taken by the client. */
 size_t hreq_output_pending(const struct hreq *r);

@@ -97,24 +97,35 @@ def test_origin_refused_without_allowed_origins(daemon):
     assert r.status == 403, r
 
 
-def test_foreign_host_header_403(daemon):
-    r = daemon.request("POST", "/servers/ts/mcp", INIT, {"Host": "evil.example"})
-    assert r.status == 403, r
-    r = daemon.request("POST", "/servers/ts/mcp", INIT, {"Host": "evil.example:%d" % daemon.port})
-    assert r.status == 403, r
+def test_foreign_host_header_421(daemon):
+    """A Host that does not name this server and the port reached is a request meant for
+    another server (DNS rebinding, a misrouting proxy): 421, and nothing is started."""
+    for host in ("evil.example", "evil.example:%d" % daemon.port, "127.0.0.1:1",
+                 "localhost:%d" % (daemon.port + 1), "[::1]:%d" % daemon.port,
+                 "127.0.0.2:%d" % daemon.port):
+        r = daemon.request("POST", "/servers/ts/mcp", INIT, {"Host": host})
+        assert r.status == 421, (host, r)
+        assert r.json()["error"]["code"] == -32600, r
+        assert "Host" in r.json()["error"]["message"], r
     assert daemon.log_lines("msg=spawned") == []
-    for host in ("localhost:%d" % daemon.port, "127.0.0.1:%d" % daemon.port, "localhost"):
+    for host in ("localhost:%d" % daemon.port, "127.0.0.1:%d" % daemon.port, "localhost",
+                 "127.0.0.1", "LOCALHOST:%d" % daemon.port):
         r = daemon.request("POST", "/servers/ts/mcp", INIT, {"Host": host})
         assert r.status == 200, (host, r)
 
 
 def test_allowed_hosts_and_public_url(make_daemon):
-    d = make_daemon(allowed_hosts=["mcp.internal"], public_url="https://mcp.example.com")
-    for host in ("mcp.internal", "mcp.example.com", "MCP.Example.com:443"):
+    d = make_daemon(allowed_hosts=["mcp.internal", "other.internal:9000"],
+                    public_url="https://mcp.example.com")
+    for host in ("mcp.internal", "mcp.internal:%d" % d.port, "other.internal:9000",
+                 "mcp.example.com", "MCP.Example.com:443"):
         r = d.request("POST", "/servers/ts/mcp", INIT, {"Host": host})
         assert r.status == 200, (host, r)
-    r = d.request("POST", "/servers/ts/mcp", INIT, {"Host": "example.com"})
-    assert r.status == 403, r
+    # a name on another port than it is served on, or a name not configured
+    for host in ("example.com", "mcp.internal:443", "other.internal",
+                 "other.internal:%d" % d.port, "mcp.example.com:%d" % d.port):
+        r = d.request("POST", "/servers/ts/mcp", INIT, {"Host": host})
+        assert r.status == 421, (host, r)
 
 
 def test_anonymous_principal_on_loopback(make_daemon):

@@ -150,6 +150,153 @@ def test_every_framing_refusal_is_json(daemon):
     assert daemon.request("GET", "/healthz", key=None).status == 200
 
 
+INIT_BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                        "params": INIT_PARAMS}).encode()
+
+# Heads a proxy in front of mcpvisor could read differently (RFC 9112 §6.3, §5.2, §2.2, §3.2):
+# (what, header fields besides Host and Authorization, status, words in the message, body).
+# Each carries a well-formed initialize, so a head that slipped through would start a session.
+SMUGGLING = [
+    ("two equal Content-Length headers",
+     ["Content-Length: %d" % len(INIT_BODY)] * 2, 400, "twice"),
+    ("two different Content-Length headers",
+     ["Content-Length: %d" % len(INIT_BODY), "Content-Length: 0"], 400, "twice"),
+    ("a Content-Length list", ["Content-Length: %d, %d" % (len(INIT_BODY), len(INIT_BODY))],
+     400, "Content-Length"),
+    ("a signed Content-Length", ["Content-Length: +%d" % len(INIT_BODY)], 400, "Content-Length"),
+    ("a negative Content-Length", ["Content-Length: -1"], 400, "Content-Length"),
+    ("whitespace inside Content-Length", ["Content-Length: 1 2"], 400, "Content-Length"),
+    ("a hexadecimal Content-Length", ["Content-Length: 0x10"], 400, "Content-Length"),
+    ("an overflowing Content-Length", ["Content-Length: 18446744073709551617"], 400,
+     "Content-Length"),
+    ("Content-Length with Transfer-Encoding",
+     ["Content-Length: %d" % len(INIT_BODY), "Transfer-Encoding: chunked"], 400,
+     "Transfer-Encoding"),
+    ("two Transfer-Encoding headers",
+     ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], 400, "twice"),
+    ("chunked twice", ["Transfer-Encoding: chunked, chunked"], 501, "chunked"),
+    ("a coding before chunked", ["Transfer-Encoding: gzip, chunked"], 501, "chunked"),
+    ("a name like chunked", ["Transfer-Encoding: xchunked"], 501, "chunked"),
+    ("chunked with a parameter", ["Transfer-Encoding: chunked;q=1"], 501, "chunked"),
+    ("obs-fold", ["Content-Length: %d" % len(INIT_BODY), "X-A: 1", " Content-Length: 0"],
+     400, "folding"),
+    ("obs-fold by a tab", ["Content-Length: %d" % len(INIT_BODY), "X-A: 1", "\tX-B: 2"], 400,
+     "folding"),
+    ("whitespace before the colon", ["Content-Length : %d" % len(INIT_BODY)], 400, "token"),
+    ("a control byte in a header name", ["Content\x01Length: %d" % len(INIT_BODY)], 400,
+     "token"),
+    ("a space in a header name", ["Content Length: %d" % len(INIT_BODY)], 400, "token"),
+    ("a separator in a header name", ["X(a): 1", "Content-Length: %d" % len(INIT_BODY)], 400,
+     "token"),
+    ("a control byte in a header value",
+     ["X-A: 1\x0b2", "Content-Length: %d" % len(INIT_BODY)], 400, "control"),
+    ("DEL in a header value", ["X-A: 1\x7f", "Content-Length: %d" % len(INIT_BODY)], 400,
+     "control"),
+    ("a bare CR in a header value",
+     ["X-A: 1\rContent-Length: 0", "Content-Length: %d" % len(INIT_BODY)], 400, "CRLF"),
+    ("a NUL in a header value", ["X-A: 1\x002", "Content-Length: %d" % len(INIT_BODY)], 400,
+     "NUL"),
+]
+
+
+def smuggle(d, fields, path="/servers/ts/mcp", host="127.0.0.1:%d", line_end="\r\n",
+            body=INIT_BODY, version="HTTP/1.1"):
+    lines = ["POST %s %s" % (path, version)]
+    if host is not None:
+        lines.append("Host: " + (host % d.port if "%d" in host else host))
+    lines += ["Authorization: Bearer " + bearer("alice"), "Content-Type: application/json",
+              "Accept: application/json, text/event-stream"] + fields
+    data = (line_end.join(lines) + line_end + line_end).encode("latin-1") + body
+    s = _connect(d)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r, rest = _read_response(s)
+        # the connection closes after the refusal: nothing more is read from it as a request
+        closed = rest == b"" and s.recv(100) == b""
+    finally:
+        s.close()
+    return r, closed
+
+
+def test_smuggling_forms_are_refused_and_reach_no_session(daemon):
+    cases = SMUGGLING + [
+        ("a bare LF ending a header line", None, 400, "CRLF"),
+        ("Transfer-Encoding in HTTP/1.0", None, 400, "HTTP/1.0"),
+        ("absolute-form naming another host", None, 400, "another host"),
+        ("absolute-form with userinfo", None, 400, "another host"),
+        ("two Host headers", None, 400, "twice"),
+    ]
+    for what, fields, status, says in cases:
+        if what == "a bare LF ending a header line":
+            r, closed = smuggle(daemon, ["Content-Length: %d" % len(INIT_BODY)], line_end="\n")
+        elif what == "Transfer-Encoding in HTTP/1.0":
+            r, closed = smuggle(daemon, ["Transfer-Encoding: chunked"], version="HTTP/1.0",
+                                body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY))
+        elif what == "absolute-form naming another host":
+            r, closed = smuggle(daemon, ["Content-Length: %d" % len(INIT_BODY)],
+                                path="http://evil.example/servers/ts/mcp")
+        elif what == "absolute-form with userinfo":
+            r, closed = smuggle(daemon, ["Content-Length: %d" % len(INIT_BODY)],
+                                path="http://127.0.0.1:%d@evil.example/servers/ts/mcp"
+                                % daemon.port)
+        elif what == "two Host headers":
+            r, closed = smuggle(daemon, ["Host: evil.example",
+                                         "Content-Length: %d" % len(INIT_BODY)])
+        else:
+            r, closed = smuggle(daemon, fields)
+        try:
+            assert_json_refusal(r, status)
+            assert says.lower() in r.json()["error"]["message"].lower()
+            assert r.headers.get("connection") == "close", r
+            assert closed
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (what, e))
+    daemon.synced_mark()  # every line the refusals could have caused has been read
+    assert daemon.log_lines("msg=spawned") == []
+    assert daemon.log_lines("session_start") == []
+    # the same request, well framed, is served
+    r, _ = smuggle(daemon, ["Content-Length: %d" % len(INIT_BODY), "Connection: close"])
+    assert r.status == 200, r
+
+
+def test_chunk_lines_and_trailers_are_strict(daemon):
+    """A chunk line or trailer another parser could end or read differently is refused."""
+    half = len(INIT_BODY) // 2
+    good = b"%x\r\n%s\r\n%x\r\n%s\r\n" % (half, INIT_BODY[:half], len(INIT_BODY) - half,
+                                             INIT_BODY[half:])
+    for what, body, says in (
+            ("a bare CR in a chunk extension",
+             b"%x;a\rb\r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY), "control"),
+            ("a control byte in a chunk extension",
+             b"%x;a=\x01\r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY), "control"),
+            ("whitespace after a chunk size",
+             b"%x \r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY), "hexadecimal"),
+            ("a signed chunk size", b"+%x\r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY),
+             "hexadecimal"),
+            ("a chunk size with 0x", b"0x%x\r\n%s\r\n0\r\n\r\n" % (len(INIT_BODY), INIT_BODY),
+             "hexadecimal"),
+            ("obs-fold in a trailer", good + b"0\r\nX-T: 1\r\n 2\r\n\r\n", "trailer"),
+            ("a trailer name that is not a token", good + b"0\r\nX T: 1\r\n\r\n", "trailer"),
+            ("a control byte in a trailer", good + b"0\r\nX-T: \x01\r\n\r\n", "control")):
+        r, closed = smuggle(daemon, ["Transfer-Encoding: chunked"], body=body)
+        try:
+            assert_json_refusal(r, 400, says=None)
+            assert says in r.json()["error"]["message"], r
+            assert closed
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (what, e))
+    daemon.synced_mark()
+    assert daemon.log_lines("msg=spawned") == []
+    # an extension after optional whitespace, and a well-formed trailer, are read
+    r, _ = smuggle(daemon, ["Transfer-Encoding: chunked", "Connection: close"],
+                   body=b"%x ;ext=1\r\n%s\r\n0\r\nX-T: 1\r\n\r\n" % (len(INIT_BODY),
+                                                                       INIT_BODY))
+    assert r.status == 200, r
+
+
 def test_body_over_limit_is_413_json_before_the_body(make_daemon):
     d = make_daemon(limits={"max_body_bytes": 2048})
     r = exchange(d, head("POST", "/servers/ts/mcp", fields=[

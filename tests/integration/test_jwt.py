@@ -12,8 +12,8 @@ import pytest
 
 from conftest import (AUD, ISS, KEYS, LATEST, Daemon, JwksServer, McpClient, PkiCA, b64url,
                       base_config, base64_decode, cert_pem, default_manifests, jwks_doc, key_pem,
-                      mint, sha256_hex, signing_key, sse_data, tool_text, token_claims,
-                      unsigned_token, wait_for, world_readable_dir)
+                      mint, raw_exchange, sha256_hex, signing_key, sse_data, tool_text,
+                      token_claims, unsigned_token, wait_for, world_readable_dir)
 from test_legacy_sse import LegacyClient
 
 PRM = "/.well-known/oauth-protected-resource"
@@ -570,19 +570,71 @@ def test_missing_token_challenge(jd):
         assert ch["resource_metadata"] == "http://127.0.0.1:%d%s/servers/ts/mcp" % (jd.port, PRM)
 
 
-def test_challenge_uses_host_header_and_public_url(make_jwt_daemon):
+def test_challenge_url_comes_from_configuration_not_host(make_jwt_daemon):
+    """resource_metadata names the address the client reached (or public_url), whatever name
+    Host used, and the challenge carries exactly the expected auth-params."""
     d = make_jwt_daemon()
-    r = d.request("POST", "/servers/ts/mcp", init_msg(), {"Host": "localhost:%d" % d.port},
-                  key=None)
-    assert challenge(r)["resource_metadata"] == "http://localhost:%d%s/servers/ts/mcp" % (
-        d.port, PRM)
+    expected = ('Bearer realm="mcpvisor", resource_metadata="http://127.0.0.1:%d%s/servers/ts/mcp"'
+                % (d.port, PRM))
+    for host in ("localhost:%d" % d.port, "localhost", "127.0.0.1:%d" % d.port, "127.0.0.1"):
+        r = d.request("POST", "/servers/ts/mcp", init_msg(), {"Host": host}, key=None)
+        assert r.status == 401, (host, r)
+        assert r.header("WWW-Authenticate") == expected, (host, r.header("WWW-Authenticate"))
     d2 = make_jwt_daemon(public_url="https://mcp.example.com/")
-    r = d2.request("POST", "/servers/ts2/mcp", init_msg(), key=None,
-                   headers={"Authorization": "Bearer " + mint(rs(), iss="https://x.example")})
-    assert r.status == 401
-    ch = challenge(r)
-    assert ch["resource_metadata"] == "https://mcp.example.com%s/servers/ts2/mcp" % PRM, ch
-    assert ch["error"] == "invalid_token"
+    for host in ("127.0.0.1:%d" % d2.port, "mcp.example.com"):
+        r = d2.request("POST", "/servers/ts2/mcp", init_msg(), key=None,
+                       headers={"Host": host,
+                                "Authorization": "Bearer " + mint(rs(), iss="https://x.example")})
+        assert r.status == 401
+        ch = challenge(r)
+        assert ch == {"realm": "mcpvisor", "error": "invalid_token",
+                      "resource_metadata": "https://mcp.example.com%s/servers/ts2/mcp" % PRM}, ch
+
+
+def test_challenge_names_the_ipv6_address_reached(make_jwt_daemon):
+    """On an IPv6 listener, Host [::1]:PORT (or localhost) is served and the challenge names
+    http://[::1]:PORT; 127.0.0.1 names another address than the one reached."""
+    d = make_jwt_daemon(listen=[{"address": "127.0.0.1:0"}, {"address": "[::1]:0"}])
+    port6 = d.listeners[1][0]
+
+    def post(host):
+        c = http.client.HTTPConnection("::1", port6, timeout=10)
+        try:
+            c.request("POST", "/servers/ts/mcp", body=json.dumps(init_msg()),
+                      headers={"Host": host, "Content-Type": "application/json",
+                               "Accept": "application/json, text/event-stream"})
+            resp = c.getresponse()
+            return resp.status, resp.getheader("WWW-Authenticate"), resp.read()
+        finally:
+            c.close()
+
+    expected = ('Bearer realm="mcpvisor", resource_metadata="http://[::1]:%d%s/servers/ts/mcp"'
+                % (port6, PRM))
+    for host in ("[::1]:%d" % port6, "[::1]", "localhost:%d" % port6):
+        status, www, body = post(host)
+        assert status == 401, (host, status, body)
+        assert www == expected, (host, www)
+    for host in ("127.0.0.1:%d" % port6, "[::1]:%d" % d.port, "[0:0::1]:%d" % port6):
+        status, www, body = post(host)
+        assert status == 421 and www is None, (host, status, www, body)
+
+
+def test_host_cannot_inject_into_the_challenge(make_jwt_daemon):
+    """A Host built to carry another host or an extra auth-param into WWW-Authenticate is
+    refused before any challenge is written; a well-formed foreign one gets 421."""
+    d = make_jwt_daemon()
+    for host, status in (
+            ('127.0.0.1:1@attacker.example/x?", authorization_uri="https://attacker.example', 400),
+            ("127.0.0.1:%d@attacker.example" % d.port, 400),
+            ('attacker.example", error="x', 400),
+            ("attacker.example", 421),
+            ("127.0.0.1:1", 421)):
+        r = raw_exchange(d, "POST", "/servers/ts/mcp", {
+            "Host": host, "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream", "Content-Length": "0"}, key=None)
+        assert r.status == status, (host, r)
+        assert r.header("WWW-Authenticate") is None, (host, r.header("WWW-Authenticate"))
+    assert d.log_lines("msg=auth_failed") == []
 
 
 def test_protected_resource_metadata(make_jwt_daemon):

@@ -312,6 +312,39 @@ static void wrong_types_and_ranges_are_errors(void **state)
     write_file("mcpvisor.json", "{\"allowed_origins\": [\"https://app.example.com/\"]}");
     assert_load_fails(f, "mcpvisor.json: /allowed_origins/0: expected an origin: http:// or "
                          "https://, a host and an optional port, nothing after");
+    /* public_url is the base of URLs in answers: nothing that could leave a quoted string,
+     * carry userinfo or end in a query */
+    static const char *const bad_public[] = {
+        "ftp://mcp.example.com",
+        "https://",
+        "https://u@mcp.example.com",
+        "https://mcp.example.com?x=1",
+        "https://mcp.example.com/#f",
+        "https://mcp.example.com/a\\\"b",
+        "https://mcp.example.com/a b",
+        "https://mcp.example.com:0",
+        "https://mcp.example.com:x",
+        "https://mcp.example.com:70000",
+        "https://[::1",
+        "https://mcp.example.com\\\", x=\\\"y",
+    };
+    for (size_t i = 0; i < sizeof(bad_public) / sizeof(bad_public[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "{\"public_url\": \"%s\"}", bad_public[i]);
+        write_file("mcpvisor.json", text);
+        assert_load_fails(f, "mcpvisor.json: /public_url: expected http:// or https://, a host, an "
+                             "optional port and an optional path, with no user name, query or "
+                             "fragment");
+    }
+    static const char *const bad_hosts[] = {
+        "a:b:c", "h:0", "h:70000", "h:", "[::1", "h/x", "u@h", "[]"};
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "{\"allowed_hosts\": [\"%s\"]}", bad_hosts[i]);
+        write_file("mcpvisor.json", text);
+        assert_load_fails(f, "mcpvisor.json: /allowed_hosts/0: expected a host name or address, "
+                             "optionally with :port (1-65535)");
+    }
     write_file("mcpvisor.json", "{\"auth\": {\"jwt\": {\"issuer\": \"https://idp\", \"audience\": "
                                 "\"a\", \"jwks_url\": \"http://idp.example.com/jwks\"}}}");
     assert_load_fails(f, "mcpvisor.json: /auth/jwt/jwks_url: expected an https:// URL (http:// "
@@ -1159,6 +1192,35 @@ static void audit_batch_ms_defaults_and_range(void **state)
     assert_load_fails(f, "mcpvisor.json: /audit/batch_ms: expected an integer from 1 to 60000");
 }
 
+/* ---- public_url and allowed_hosts ---------------------------------------------------------- */
+
+static void public_url_and_allowed_hosts_are_kept(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const good[] = {
+        "https://mcp.example.com",
+        "http://mcp.example.com/",
+        "https://mcp.example.com:8443",
+        "https://mcp.example.com/base/path",
+        "http://[::1]:8080",
+        "https://10.0.0.5/a-b_c.d~e%20f",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "{\"public_url\": \"%s\"}", good[i]);
+        struct config *cfg = load_text(f, text);
+        assert_string_equal(cfg->public_url, good[i]);
+        config_free(cfg);
+    }
+    struct config *cfg =
+        load_text(f, "{\"allowed_hosts\": [\"mcp.internal\", \"mcp.internal:8443\", "
+                     "\"10.0.0.5\", \"[::1]:8080\", \"[fe80::1]\"]}");
+    assert_int_equal(cfg->nallowed_hosts, 5);
+    assert_string_equal(cfg->allowed_hosts[1], "mcp.internal:8443");
+    assert_string_equal(cfg->allowed_hosts[3], "[::1]:8080");
+    config_free(cfg);
+}
+
 static void principal_rate_is_off_unless_given(void **state)
 {
     struct fixture *f = *state;
@@ -1261,6 +1323,7 @@ int main(void)
         T(bundle_round_trip_gives_an_identical_config),
         T(bundle_build_reports_the_load_error),
         T(audit_batch_ms_defaults_and_range),
+        T(public_url_and_allowed_hosts_are_kept),
         T(principal_rate_is_off_unless_given),
         T(principal_rate_and_burst_are_parsed),
         T(bad_principal_rate_and_burst_are_errors),

@@ -183,6 +183,8 @@ static void test_host(void **state)
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\", x=\"y\r\n\r\n"), 400);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h:80:81\r\n\r\n"), 400);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h:\r\n\r\n"), 400);
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h:65536\r\n\r\n"), 400);
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h:65535\r\n\r\n"), 0);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), 400);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: \r\n\r\n"), 400);
 }
