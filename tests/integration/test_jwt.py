@@ -869,6 +869,27 @@ def test_session_bound_to_principal(jd):
     assert tool_text(c.call_tool("echo", {"text": "still mine"})) == "still mine"
 
 
+def test_session_bound_to_the_kind_of_credential(jd):
+    """A JWT whose sub, tenant and agent are an API key's labels is not that key's caller, nor
+    the other way round: each is refused like any other principal's request."""
+    key, tenant, user, agent = KEYS["alice"]
+    twin = mint(rs(), sub=user, tenant=tenant, azp=agent)
+    by_key = client_for(jd, key)
+    by_jwt = client_for(jd, twin)
+    ping = {"jsonrpc": "2.0", "id": 12, "method": "ping"}
+    for c, other in ((by_key, twin), (by_jwt, key)):
+        assert c.post(ping).status == 200
+        r = c.post(ping, key=other)
+        assert r.status == 404, r
+        assert r.json()["error"]["code"] == -32600, r.json()
+        r = jd.request("GET", c.path, None, dict(c.headers(), Accept="text/event-stream"),
+                       key=other, timeout=5)
+        assert r.status == 404, r
+        assert jd.request("DELETE", c.path, None, c.headers(), key=other).status == 404
+    for c in (by_key, by_jwt):
+        assert c.post(ping).status == 200
+
+
 # ---- expiry ----------------------------------------------------------------------------------
 
 
