@@ -422,8 +422,10 @@ static int gate_scope(struct call *c)
     char scopes[512], why[768];
     auth_scope_string(c->s->m, c->tc, scopes, sizeof(scopes));
     snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", c->tool, scopes);
+    char qt[LOG_QUOTED_MAX], qu[LOG_QUOTED_MAX];
     log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", c->s->id,
-             c->s->m->name, c->tool, c->caller->user, scopes);
+             c->s->m->name, log_quote_str(qt, sizeof(qt), c->tool),
+             log_quote_str(qu, sizeof(qu), c->caller->user), scopes);
     c->refused = "forbidden";
     return refuse_tool(c->st, c->id, ERR_FORBIDDEN, why, "forbidden", c->tool, "required_scope",
                        scopes);
@@ -530,9 +532,9 @@ static int gate_arguments(struct call *c)
             cJSON_AddStringToObject(extra, "tool_version", cfg->version);
         snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
                  errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
-        char qn[160];
+        char qn[LOG_QUOTED_MAX];
         log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
-                 session_quoted(qn, sizeof(qn), name), n);
+                 log_quote_str(qn, sizeof(qn), name), n);
         c->refused = "invalid_arguments";
         return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
                                 extra);
@@ -581,10 +583,11 @@ static int gate_quota(struct call *c)
         return 0;
     snprintf(why, sizeof(why), "quota exceeded: %s for tool %s%s", quota_verdict_text(v), tc->name,
              retry >= 0 ? "; retry after data.retry_after_ms" : "");
+    char qu[LOG_QUOTED_MAX];
     log_info("quota_refused session=%.8s server=%s tool=%s tenant=%s user=%s reason=\"%s\" "
              "retry_after_ms=%ld",
-             s->id, s->m->name, tc->name, c->caller->tenant, c->caller->user, quota_verdict_text(v),
-             retry);
+             s->id, s->m->name, tc->name, s->t->name,
+             log_quote_str(qu, sizeof(qu), c->caller->user), quota_verdict_text(v), retry);
     cJSON *ev = front_audit_event(s->f, "quota_refused", c->caller, s->m->name, tc->name);
     if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
