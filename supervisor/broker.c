@@ -11,6 +11,7 @@
  * tools' verdict, or answered here). The tool is looked up once, in call_begin.
  *   shape        an audited method names its target
  *   audit        the base of its records (no memory: refused, never unaudited)
+ *   target       what it names is at most BROKER_MAX_TARGET_BYTES (refused and recorded)
  *   admission    draining, the child's circuit, duplicate id, the session's and the principal's
  *                and tenant's requests in flight
  *   tools_ready  the child's listing budget; held until its tools are verified
@@ -42,6 +43,10 @@
 #include "util.h"
 
 #define VERSION_META "mcpvisor/version"
+/* The longest tool name, prompt name or resource URI a call may name. Every call's record keeps
+ * it whole (or, in a record over AUDIT_MAX_LINE, its first bytes and its SHA-256); MCP's tool
+ * names are at most 128 characters, and 8 KiB is more than any URI scheme needs. */
+#define BROKER_MAX_TARGET_BYTES 8192
 
 /* One request on its way through the gates. */
 struct call {
@@ -349,6 +354,26 @@ static int gate_audit(struct call *c)
     return 0;
 }
 
+/* After gate_audit, so the refusal is recorded (with the target's hash) like any other. */
+static int gate_target(struct call *c)
+{
+    if (!is_audited(c->method))
+        return 0;
+    size_t len = strlen(call_target(c->msg, c->method)); /* there: gate_shape */
+    if (len <= BROKER_MAX_TARGET_BYTES)
+        return 0;
+    bool uri = strcmp(c->method, "resources/read") == 0;
+    char why[256];
+    snprintf(why, sizeof(why),
+             "Invalid params: params.%s is %zu bytes; mcpvisor accepts at most %u (what a call "
+             "names is recorded whole in the audit log)",
+             uri ? "uri" : "name", len, (unsigned)BROKER_MAX_TARGET_BYTES);
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "max_bytes", BROKER_MAX_TARGET_BYTES);
+    c->refused = "invalid_params";
+    return refuse_tool_data(c->st, c->id, ERR_INVALID_PARAMS, why, "invalid_params", NULL, extra);
+}
+
 static int gate_admission(struct call *c)
 {
     struct session *s = c->s;
@@ -611,8 +636,8 @@ static int gate_subscription(struct call *c)
 
 typedef int (*gate_fn)(struct call *c);
 static const gate_fn gates[] = {
-    gate_shape,   gate_audit,     gate_admission, gate_tools_ready,  gate_scope,
-    gate_version, gate_arguments, gate_quota,     gate_subscription,
+    gate_shape, gate_audit,   gate_target,    gate_admission, gate_tools_ready,
+    gate_scope, gate_version, gate_arguments, gate_quota,     gate_subscription,
 };
 
 /* ---- forwarding --------------------------------------------------------------------------- */

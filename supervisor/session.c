@@ -620,13 +620,23 @@ void session_pending_free(struct pending *p)
 
 /* A session's audit record: the who/what/where of a request (method NULL for the session's own
  * records). NULL without an audit log. A call's records share its call_id: a seq can change when
- * a failed write is retried, this cannot. */
+ * a failed write is retried, this cannot. A call's target always has its SHA-256 beside it, and
+ * so has a string id that could be cut: a record over AUDIT_MAX_LINE keeps only the first
+ * AUDIT_CUT_STRING bytes of a long string, and the hash still says which value it was. */
 cJSON *session_audit_base(struct session *s, const char *event, const struct principal *caller,
                           const char *method, const char *target, const cJSON *id)
 {
     cJSON *b = front_audit_event(s->f, event, caller, s->m->name, target);
+    char h[UTIL_SHA256_HEX + 1];
     if (b == NULL)
         return NULL;
+    if (target != NULL) {
+        util_sha256_hex(target, strlen(target), h);
+        if (cJSON_AddStringToObject(b, "target_sha256", h) == NULL) {
+            cJSON_Delete(b); /* a target that may be cut, without its hash, would mislead */
+            return NULL;
+        }
+    }
     if (id != NULL) {
         char cid[48];
         snprintf(cid, sizeof(cid), "%s-%" PRIu64, call_nonce, ++next_call_id);
@@ -642,6 +652,13 @@ cJSON *session_audit_base(struct session *s, const char *event, const struct pri
     cJSON_AddStringToObject(b, "session", s->id);
     if (id != NULL) /* as the caller sent it: a number or a string */
         cJSON_AddItemToObject(b, "request_id", cJSON_Duplicate(id, 0));
+    if (cJSON_IsString(id) && strlen(id->valuestring) > AUDIT_CUT_STRING) {
+        util_sha256_hex(id->valuestring, strlen(id->valuestring), h);
+        if (cJSON_AddStringToObject(b, "request_id_sha256", h) == NULL) {
+            cJSON_Delete(b);
+            return NULL;
+        }
+    }
     return b;
 }
 
