@@ -60,12 +60,6 @@ static void why(struct sandbox_cgroup *cg, const char *fmt, ...)
     cg->available = false;
 }
 
-/* s as a quoted log value (a tenant or server name may hold spaces). */
-static const char *quote(char *out, size_t len, const char *s)
-{
-    return log_quote(out, len, s, strlen(s));
-}
-
 /* out = a + "/" + b; -1 with ENAMETOOLONG when it does not fit. */
 static int join(char *out, size_t len, const char *a, const char *b)
 {
@@ -452,7 +446,7 @@ int sandbox_cgroup_enter(const struct sandbox_cgroup *cg, const char *tenant, co
             if (errno != ENOENT)
                 goto fail;
             char ql[CG_PATH_MAX + 8];
-            log_warn("cgroup_no_swap_limit leaf=%s", quote(ql, sizeof(ql), leaf));
+            log_warn("cgroup_no_swap_limit leaf=%s", log_quote_str(ql, sizeof(ql), leaf));
         }
     }
     if (pids_max > 0) {
@@ -476,8 +470,8 @@ int sandbox_cgroup_enter(const struct sandbox_cgroup *cg, const char *tenant, co
 fail:;
     int err = errno;
     char ql[CG_PATH_MAX + 8];
-    log_warn("cgroup_enter_failed leaf=%s file=%s errno=%d", quote(ql, sizeof(ql), leaf), file,
-             err);
+    log_warn("cgroup_enter_failed leaf=%s file=%s errno=%d", log_quote_str(ql, sizeof(ql), leaf),
+             file, err);
     (void)rmdir(leaf); /* empty again: the pid is written last */
     errno = err;
     return -1;
@@ -543,7 +537,7 @@ void sandbox_cgroup_release(const char *path)
         return;
     bool plain = !is_cgroup2(path);
     char qp[CG_PATH_MAX + 8];
-    quote(qp, sizeof(qp), path);
+    log_quote_str(qp, sizeof(qp), path);
     /* Never kill pids read from a plain file (a test's fake tree). */
     bool have_kill = write_attr(path, "cgroup.kill", "1", plain) == 0 || plain;
     if (!have_kill) {

@@ -65,7 +65,6 @@
 
 #define AUDIT_PREFIX_MAX  160 /* {"seq":<20>,"ts":"<27>","prev":"<64>", is 137 bytes */
 #define AUDIT_SEQ_MAX     (UINT64_C(1) << 53) /* readers hold numbers as doubles */
-#define AUDIT_CUT_STRING  256 /* in a line that is too long, strings keep this many bytes */
 #define AUDIT_CUT_MARK    "...[truncated]"
 #define AUDIT_ERROR_LOG_S 60              /* at most one error line per minute */
 #define AUDIT_NAME_KEEP   128             /* an oversize record's orig_event */
@@ -213,6 +212,9 @@ int audit_format_ts(const struct timespec *ts, char out[AUDIT_TS_LEN + 1])
 }
 
 /* ---- making a line ------------------------------------------------------------------------ */
+
+/* What the cut must never reach: a SHA-256 kept beside a value that may be cut. */
+_Static_assert(UTIL_SHA256_HEX <= AUDIT_CUT_STRING, "a recorded hash would be cut");
 
 /* Cuts, in place, every string of v longer than AUDIT_CUT_STRING bytes (on a UTF-8 boundary). */
 static void cut_strings(cJSON *v)

@@ -31,6 +31,10 @@
 #define AUDIT_RETRY_MS        1000u           /* retry interval while the log is unavailable */
 #define AUDIT_HASH_HEX        UTIL_SHA256_HEX /* a line's hash, util_sha256_hex */
 #define AUDIT_TS_LEN          27              /* "2026-11-28T19:30:00.123456Z" */
+/* In a line over AUDIT_MAX_LINE, a string longer than this (and the cut mark) keeps this many
+ * bytes. Shorter strings are never cut: a value that may be longer and must stay identifiable
+ * (a call's target, a string request id) has its SHA-256 recorded beside it, which survives. */
+#define AUDIT_CUT_STRING 256
 
 struct event_base;
 struct audit;
@@ -67,7 +71,8 @@ int audit_reopen(struct audit *a, int fd, char *err, size_t errlen);
 /*
  * Appends a record. `event` (ownership taken, freed on every path) is a cJSON object holding
  * "event":"<name>" and its fields; keys "seq", "ts" and "prev" in it are dropped. A line longer
- * than AUDIT_MAX_LINE has its long strings cut (marked "...[truncated]"), and when that is not
+ * than AUDIT_MAX_LINE has its strings over AUDIT_CUT_STRING bytes cut (marked "...[truncated]";
+ * hashes and names are shorter, so they stay whole), and when that is not
  * enough is replaced by {"event":"audit_oversize","orig_event":...,"orig_bytes":N}.
  * The record goes out with this loop turn's group commit, or, when a write is in flight, with the
  * next one, started as soon as that write is done. When cb is not NULL it is called

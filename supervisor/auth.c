@@ -74,8 +74,10 @@ struct principal *principal_dup(const struct principal *p)
 
 bool auth_same_principal(const struct principal *a, const struct principal *b)
 {
-    return strcmp(a->tenant, b->tenant) == 0 && strcmp(a->user, b->user) == 0 &&
-           strcmp(a->agent, b->agent) == 0;
+    /* An API key's labels are the operator's and a JWT's sub and tenant claims the issuer's:
+     * equal text does not make them one caller. */
+    return a->kind == b->kind && strcmp(a->tenant, b->tenant) == 0 &&
+           strcmp(a->user, b->user) == 0 && strcmp(a->agent, b->agent) == 0;
 }
 
 bool principal_has_scope(const struct principal *p, const char *scope)

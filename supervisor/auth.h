@@ -56,7 +56,8 @@ enum auth_result auth_authenticate(const struct config *cfg, const struct jwks *
 
 struct principal *principal_dup(const struct principal *p);
 void principal_free(struct principal *p);
-/* Same caller: same tenant, user and agent. */
+/* Same caller: the same kind of credential (an API key, a JWT, anonymous) and the same tenant,
+ * user and agent. */
 bool auth_same_principal(const struct principal *a, const struct principal *b);
 bool principal_has_scope(const struct principal *p, const char *scope);
 

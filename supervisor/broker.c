@@ -11,6 +11,7 @@
  * tools' verdict, or answered here). The tool is looked up once, in call_begin.
  *   shape        an audited method names its target
  *   audit        the base of its records (no memory: refused, never unaudited)
+ *   target       what it names is at most BROKER_MAX_TARGET_BYTES (refused and recorded)
  *   admission    draining, the child's circuit, duplicate id, the session's and the principal's
  *                and tenant's requests in flight
  *   tools_ready  the child's listing budget; held until its tools are verified
@@ -42,6 +43,10 @@
 #include "util.h"
 
 #define VERSION_META "mcpvisor/version"
+/* The longest tool name, prompt name or resource URI a call may name. Every call's record keeps
+ * it whole (or, in a record over AUDIT_MAX_LINE, its first bytes and its SHA-256); MCP's tool
+ * names are at most 128 characters, and 8 KiB is more than any URI scheme needs. */
+#define BROKER_MAX_TARGET_BYTES 8192
 
 /* One request on its way through the gates. */
 struct call {
@@ -349,6 +354,26 @@ static int gate_audit(struct call *c)
     return 0;
 }
 
+/* After gate_audit, so the refusal is recorded (with the target's hash) like any other. */
+static int gate_target(struct call *c)
+{
+    if (!is_audited(c->method))
+        return 0;
+    size_t len = strlen(call_target(c->msg, c->method)); /* there: gate_shape */
+    if (len <= BROKER_MAX_TARGET_BYTES)
+        return 0;
+    bool uri = strcmp(c->method, "resources/read") == 0;
+    char why[256];
+    snprintf(why, sizeof(why),
+             "Invalid params: params.%s is %zu bytes; mcpvisor accepts at most %u (what a call "
+             "names is recorded whole in the audit log)",
+             uri ? "uri" : "name", len, (unsigned)BROKER_MAX_TARGET_BYTES);
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "max_bytes", BROKER_MAX_TARGET_BYTES);
+    c->refused = "invalid_params";
+    return refuse_tool_data(c->st, c->id, ERR_INVALID_PARAMS, why, "invalid_params", NULL, extra);
+}
+
 static int gate_admission(struct call *c)
 {
     struct session *s = c->s;
@@ -422,8 +447,10 @@ static int gate_scope(struct call *c)
     char scopes[512], why[768];
     auth_scope_string(c->s->m, c->tc, scopes, sizeof(scopes));
     snprintf(why, sizeof(why), "forbidden: tool %s needs scope %s", c->tool, scopes);
+    char qt[LOG_QUOTED_MAX], qu[LOG_QUOTED_MAX];
     log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", c->s->id,
-             c->s->m->name, c->tool, c->caller->user, scopes);
+             c->s->m->name, log_quote_str(qt, sizeof(qt), c->tool),
+             log_quote_str(qu, sizeof(qu), c->caller->user), scopes);
     c->refused = "forbidden";
     return refuse_tool(c->st, c->id, ERR_FORBIDDEN, why, "forbidden", c->tool, "required_scope",
                        scopes);
@@ -530,9 +557,9 @@ static int gate_arguments(struct call *c)
             cJSON_AddStringToObject(extra, "tool_version", cfg->version);
         snprintf(why, sizeof(why), "invalid arguments for tool %s: %s at \"%s\"%s", name,
                  errs[0].message, errs[0].instance, n > 1 ? " (and more: see data.errors)" : "");
-        char qn[160];
+        char qn[LOG_QUOTED_MAX];
         log_info("invalid_arguments session=%.8s server=%s tool=%s errors=%zu", s->id, m->name,
-                 session_quoted(qn, sizeof(qn), name), n);
+                 log_quote_str(qn, sizeof(qn), name), n);
         c->refused = "invalid_arguments";
         return refuse_tool_data(st, id, ERR_INVALID_ARGUMENTS, why, "invalid_arguments", name,
                                 extra);
@@ -581,10 +608,11 @@ static int gate_quota(struct call *c)
         return 0;
     snprintf(why, sizeof(why), "quota exceeded: %s for tool %s%s", quota_verdict_text(v), tc->name,
              retry >= 0 ? "; retry after data.retry_after_ms" : "");
+    char qu[LOG_QUOTED_MAX];
     log_info("quota_refused session=%.8s server=%s tool=%s tenant=%s user=%s reason=\"%s\" "
              "retry_after_ms=%ld",
-             s->id, s->m->name, tc->name, c->caller->tenant, c->caller->user, quota_verdict_text(v),
-             retry);
+             s->id, s->m->name, tc->name, s->t->name,
+             log_quote_str(qu, sizeof(qu), c->caller->user), quota_verdict_text(v), retry);
     cJSON *ev = front_audit_event(s->f, "quota_refused", c->caller, s->m->name, tc->name);
     if (ev != NULL) {
         cJSON_AddStringToObject(ev, "reason", quota_verdict_text(v));
@@ -608,8 +636,8 @@ static int gate_subscription(struct call *c)
 
 typedef int (*gate_fn)(struct call *c);
 static const gate_fn gates[] = {
-    gate_shape,   gate_audit,     gate_admission, gate_tools_ready,  gate_scope,
-    gate_version, gate_arguments, gate_quota,     gate_subscription,
+    gate_shape, gate_audit,   gate_target,    gate_admission, gate_tools_ready,
+    gate_scope, gate_version, gate_arguments, gate_quota,     gate_subscription,
 };
 
 /* ---- forwarding --------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@
 #define ERR_PARSE            -32700
 #define ERR_INVALID_REQUEST  -32600
 #define ERR_METHOD_NOT_FOUND -32601
-#define ERR_INVALID_PARAMS   -32602
+#define ERR_INVALID_PARAMS   -32602 /* also typed: invalid_params (a call's target too long) */
 #define ERR_INTERNAL         -32603
 #define ERR_CANCELLED        -32800
 

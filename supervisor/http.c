@@ -515,8 +515,10 @@ static void streamable_post(struct call *c)
             char scopes[512], text[768];
             auth_scope_string(c->m, denied, scopes, sizeof(scopes));
             snprintf(text, sizeof(text), "forbidden: tool %s needs scope %s", tool_name, scopes);
+            char qt[LOG_QUOTED_MAX], qu[LOG_QUOTED_MAX];
             log_info("tool_forbidden session=%.8s server=%s tool=%s user=%s needs=\"%s\"", s->id,
-                     c->m->name, tool_name, c->principal->user, scopes);
+                     c->m->name, log_quote_str(qt, sizeof(qt), tool_name),
+                     log_quote_str(qu, sizeof(qu), c->principal->user), scopes);
             cJSON *e = jsonrpc_error_new(cJSON_GetObjectItemCaseSensitive(body, "id"),
                                          ERR_FORBIDDEN, text, "forbidden", -1);
             cJSON *data = cJSON_GetObjectItemCaseSensitive(
@@ -772,7 +774,9 @@ static bool principal_admit(struct front *f, struct hreq *req, const struct prin
              "Too Many Requests: %s for user %s of tenant %s (limits.principal_rate); retry after "
              "%ld s",
              quota_verdict_text(v), p->user, p->tenant, secs);
-    log_info("principal_rate_refused tenant=%s user=%s retry_after_ms=%ld", p->tenant, p->user,
+    char qt[LOG_QUOTED_MAX], qu[LOG_QUOTED_MAX]; /* not yet checked against the tenants */
+    log_info("principal_rate_refused tenant=%s user=%s retry_after_ms=%ld",
+             log_quote_str(qt, sizeof(qt), p->tenant), log_quote_str(qu, sizeof(qu), p->user),
              retry);
     cJSON *ev = front_audit_event(f, "quota_refused", p, NULL, NULL);
     if (ev != NULL) {

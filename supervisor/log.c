@@ -173,3 +173,8 @@ char *log_quote(char *out, size_t outlen, const char *s, size_t len)
     out[o] = '\0';
     return out;
 }
+
+const char *log_quote_str(char *out, size_t outlen, const char *s)
+{
+    return log_quote(out, outlen, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}

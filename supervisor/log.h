@@ -2,8 +2,10 @@
  * log.h — structured key=value log lines on stderr (journald takes them under systemd).
  *
  * Every line is "level=<lvl> proc=<process> msg=<word> key=value ...". Callers pass the key=value
- * tail already formatted; values that may contain spaces or come from outside go through
- * log_quote() so a hostile string cannot forge extra fields or lines.
+ * tail already formatted; every value that comes from outside — a JWT's user, agent or tenant,
+ * a tool, prompt or method name, a URI, a header, anything a child sent — goes through
+ * log_quote() or log_quote_str(), so a hostile string cannot forge extra fields or lines. Only
+ * our own words, numbers and names the configuration validated are printed bare.
  */
 #ifndef MCPVISOR_LOG_H
 #define MCPVISOR_LOG_H
@@ -31,5 +33,9 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  * Returns out.
  */
 char *log_quote(char *out, size_t outlen, const char *s, size_t len);
+
+/* log_quote of a NUL-terminated string; NULL is written as "" (no value). */
+#define LOG_QUOTED_MAX 320 /* a buffer that holds a 255-byte name whole, when it is plain text */
+const char *log_quote_str(char *out, size_t outlen, const char *s);
 
 #endif

@@ -442,12 +442,6 @@ static void stream_emit(struct stream *st, const char *text, size_t len)
 
 static void stream_deliver(struct stream *st, const char *text, size_t len, bool final);
 
-/* A string from a client or a server, fit for a key=value log line. */
-const char *session_quoted(char *buf, size_t n, const char *s)
-{
-    return log_quote(buf, n, s, strlen(s));
-}
-
 /* Delivers an answer we composed; out of memory, a valid JSON-RPC error in its place (the id
  * is lost with the text, so null). */
 void session_deliver_text(struct stream *st, const char *text)
@@ -626,13 +620,23 @@ void session_pending_free(struct pending *p)
 
 /* A session's audit record: the who/what/where of a request (method NULL for the session's own
  * records). NULL without an audit log. A call's records share its call_id: a seq can change when
- * a failed write is retried, this cannot. */
+ * a failed write is retried, this cannot. A call's target always has its SHA-256 beside it, and
+ * so has a string id that could be cut: a record over AUDIT_MAX_LINE keeps only the first
+ * AUDIT_CUT_STRING bytes of a long string, and the hash still says which value it was. */
 cJSON *session_audit_base(struct session *s, const char *event, const struct principal *caller,
                           const char *method, const char *target, const cJSON *id)
 {
     cJSON *b = front_audit_event(s->f, event, caller, s->m->name, target);
+    char h[UTIL_SHA256_HEX + 1];
     if (b == NULL)
         return NULL;
+    if (target != NULL) {
+        util_sha256_hex(target, strlen(target), h);
+        if (cJSON_AddStringToObject(b, "target_sha256", h) == NULL) {
+            cJSON_Delete(b); /* a target that may be cut, without its hash, would mislead */
+            return NULL;
+        }
+    }
     if (id != NULL) {
         char cid[48];
         snprintf(cid, sizeof(cid), "%s-%" PRIu64, call_nonce, ++next_call_id);
@@ -648,6 +652,13 @@ cJSON *session_audit_base(struct session *s, const char *event, const struct pri
     cJSON_AddStringToObject(b, "session", s->id);
     if (id != NULL) /* as the caller sent it: a number or a string */
         cJSON_AddItemToObject(b, "request_id", cJSON_Duplicate(id, 0));
+    if (cJSON_IsString(id) && strlen(id->valuestring) > AUDIT_CUT_STRING) {
+        util_sha256_hex(id->valuestring, strlen(id->valuestring), h);
+        if (cJSON_AddStringToObject(b, "request_id_sha256", h) == NULL) {
+            cJSON_Delete(b);
+            return NULL;
+        }
+    }
     return b;
 }
 
@@ -861,10 +872,10 @@ static void fail_result(struct session *s, struct pending *p, const char *line, 
 {
     char h[UTIL_SHA256_HEX + 1]; /* raw payloads are logged by hash, never passed through */
     util_sha256_hex(line, len, h);
-    char qn[160];
-    log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=\"%s\"", type, s->id,
-             s->m->name, session_quoted(qn, sizeof(qn), p->tool != NULL ? p->tool : "-"), len, h,
-             reason);
+    char qn[LOG_QUOTED_MAX], qr[640]; /* the reason may name members of the child's result */
+    log_warn("%s session=%.8s server=%s tool=%s bytes=%zu sha256=%s reason=%s", type, s->id,
+             s->m->name, log_quote_str(qn, sizeof(qn), p->tool), len, h,
+             log_quote_str(qr, sizeof(qr), reason));
     audit_result(p, type, 0);
     struct stream *st = p->st;
     if (st == NULL) {
@@ -951,9 +962,11 @@ void session_init_answer(struct session *s, struct pending *p)
     char *text = jsonrpc_print(msg);
     cJSON_Delete(msg);
     s->ready = true;
+    char qu[LOG_QUOTED_MAX];
     log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s child_pid=%d "
              "shared=true",
-             s->id, s->m->name, s->t->name, s->principal->user, s->proto, (int)pool_pid(s->up));
+             s->id, s->m->name, s->t->name, log_quote_str(qu, sizeof(qu), s->principal->user),
+             s->proto, (int)pool_pid(s->up));
     struct stream *st = p->st;
     session_pending_free(p);
     session_deliver_text(st, text);
@@ -1131,8 +1144,10 @@ static void child_response(struct session *s, cJSON *msg, const char *line, size
             pool_started(s->up);
             const cJSON *caps = cJSON_GetObjectItemCaseSensitive(result, "capabilities");
             s->child_has_tools = cJSON_GetObjectItemCaseSensitive(caps, "tools") != NULL;
+            char qu[LOG_QUOTED_MAX];
             log_info("session_ready session=%.8s server=%s tenant=%s user=%s protocol=%s", s->id,
-                     s->m->name, s->t->name, s->principal->user, s->proto);
+                     s->m->name, s->t->name, log_quote_str(qu, sizeof(qu), s->principal->user),
+                     s->proto);
         }
     }
     struct stream *st = p->st;
@@ -1294,7 +1309,7 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
     if (st == NULL) {
         char qm[96];
         log_debug("child_notification_dropped session=%.8s method=%s note=\"no stream open\"",
-                  s->id, session_quoted(qm, sizeof(qm), method));
+                  s->id, log_quote_str(qm, sizeof(qm), method));
         cJSON_Delete(msg);
         return;
     }
@@ -1457,7 +1472,9 @@ static const struct pool_client session_pool_client = {
 static void on_expiry(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    log_info("session_credential_expired session=%.8s user=%s", s->id, s->principal->user);
+    char qu[LOG_QUOTED_MAX];
+    log_info("session_credential_expired session=%.8s user=%s", s->id,
+             log_quote_str(qu, sizeof(qu), s->principal->user));
     if (s->legacy_sse) {
         session_end(s, "the credential expired");
         return;
@@ -1541,9 +1558,10 @@ struct session *session_new(struct front *f, const struct config_manifest *m,
         session_end(s, "cannot have a server started (out of memory, or limits.max_children)");
         return NULL;
     }
+    char qu[LOG_QUOTED_MAX], qa[LOG_QUOTED_MAX];
     log_info("session_start session=%.8s server=%s tenant=%s user=%s agent=%s transport=%s", s->id,
-             m->name, t->name, p->user, p->agent != NULL ? p->agent : "-",
-             legacy_sse ? "sse" : "streamable");
+             m->name, t->name, log_quote_str(qu, sizeof(qu), p->user),
+             log_quote_str(qa, sizeof(qa), p->agent), legacy_sse ? "sse" : "streamable");
     cJSON *ev = session_audit_base(s, "session_start", p, NULL, NULL, NULL);
     if (ev != NULL) {
         cJSON_AddStringToObject(ev, "transport", legacy_sse ? "sse" : "streamable");

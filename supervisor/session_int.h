@@ -16,7 +16,6 @@ struct jsonschema_error;
 struct config_tool;
 
 /* session.c */
-const char *session_quoted(char *buf, size_t n, const char *s);
 void session_deliver_text(struct stream *st, const char *text);
 int session_refuse(struct stream *st, cJSON *id, int code, const char *message, const char *type,
                    long retry_after_ms);

@@ -321,7 +321,7 @@ static void tools_over_budget(struct session *s, const char *why, int64_t retry_
     evtimer_del(s->list_timer);
     log_warn("listing_over_budget session=%.8s server=%s tenant=%s retry_after_ms=%lld reason=%s",
              s->id, s->m->name, s->t->name, (long long)retry_ms,
-             session_quoted(qw, sizeof(qw), why));
+             log_quote_str(qw, sizeof(qw), why));
     snprintf(msg, sizeof(msg), "server unavailable: %s; its tools are refused for %lld s", why,
              (long long)((retry_ms + 999) / 1000));
     toolcheck_held_refuse_all(s, msg);
@@ -406,7 +406,7 @@ void toolcheck_fail(struct session *s, const char *why)
              s->m->pin_mode == CONFIG_PIN_ENFORCE ? "enforce"
              : s->m->pin_mode == CONFIG_PIN_WARN  ? "warn"
                                                   : "off",
-             session_quoted(qw, sizeof(qw), why));
+             log_quote_str(qw, sizeof(qw), why));
     if (s->relist) {
         toolcheck_start(s);
         return;
@@ -449,12 +449,11 @@ static void tools_report(struct session *s, const struct contract *c)
         if (t->verdict == CONTRACT_UNLISTED && !m->unlisted_tools_allow)
             log_info("tool_unlisted server=%s tool=%s observed=%s unlisted_tools=deny "
                      "action=hidden",
-                     m->name, session_quoted(qn, sizeof(qn), t->name), t->pin);
+                     m->name, log_quote_str(qn, sizeof(qn), t->name), t->pin);
         if (bad != NULL)
             log_warn("tool_schema_unsupported server=%s tool=%s action=%s reason=%s", m->name,
-                     session_quoted(qn, sizeof(qn), t->name),
-                     enforce ? "hidden" : "served unvalidated",
-                     session_quoted(qb, sizeof(qb), bad));
+                     log_quote_str(qn, sizeof(qn), t->name),
+                     enforce ? "hidden" : "served unvalidated", log_quote_str(qb, sizeof(qb), bad));
     }
 }
 

@@ -613,6 +613,12 @@ class SigningKey:
         cls = {"RS256": algorithms.RSAAlgorithm, "PS256": algorithms.RSAPSSAlgorithm,
                "ES256": algorithms.ECAlgorithm, "EdDSA": algorithms.OKPAlgorithm}[alg]
         self.jwk = json.loads(cls.to_jwk(private.public_key()))
+        if alg == "ES256":
+            # RFC 7518 6.2.1.2: x and y are exactly 32 bytes; some PyJWT versions drop leading
+            # zero bytes (about one key in 128), which the daemon rightly refuses.
+            nums = private.public_key().public_numbers()
+            self.jwk.update(x=b64url(nums.x.to_bytes(32, "big")),
+                            y=b64url(nums.y.to_bytes(32, "big")))
         self.jwk.update(kid=kid, use="sig", alg=alg)
 
     def public_pem(self):

@@ -233,9 +233,87 @@ def test_resources_read_and_prompts_get_are_audited(make_daemon, tmp_path):
         for rec in (call, result):
             _assert_who(rec, "bob")
             assert rec["method"] == method and rec["tool"] == target, rec
+            assert rec["target_sha256"] == sha(target.encode()), rec
+            assert "request_id_sha256" not in rec, rec  # a number, and never cut
         assert call["args_sha256"] == hashlib.sha256(args).hexdigest(), call
         assert call["child_pid"] == result["child_pid"] > 0, (call, result)
         assert result["outcome"] == "ok", result
+
+
+def test_targets_over_the_bound_are_refused_and_recorded(make_daemon, tmp_path):
+    path = tmp_path / "audit.jsonl"
+    d = _daemon(make_daemon, path)
+    c = _session(d)
+    long_uri = "test://" + "r" * (8192 - len("test://") + 1)
+    long_name = "n" * 8193
+    refused = [("resources/read", {"uri": long_uri}, long_uri, "uri"),
+               ("prompts/get", {"name": long_name}, long_name, "name"),
+               ("tools/call", {"name": long_name, "arguments": {}}, long_name, "name")]
+    for i, (method, params, target, param) in enumerate(refused):
+        m = c.request(method, params, rid="big-%d" % i)
+        err = m["error"]
+        assert err["code"] == -32602, m
+        assert err["data"]["type"] == "invalid_params" and err["data"]["max_bytes"] == 8192, m
+        assert "params.%s" % param in err["message"] and "8192" in err["message"], m
+    # at the bound, the call goes out (the server answers what it makes of the URI)
+    at_bound = "test://" + "r" * (8192 - len("test://"))
+    m = c.request("resources/read", {"uri": at_bound}, rid="at-bound")
+    assert m.get("error", {}).get("data", {}).get("type") != "invalid_params", m
+    assert tool_text(c.call_tool("echo", {"text": "n"}, rid="n")) == "n"
+    wait_record(path, event="result", session=c.sid, request_id="n")
+
+    recs = records(path)
+    for i, (method, params, target, param) in enumerate(refused):
+        call, result = _call_pair(recs, c, "big-%d" % i)
+        for rec in (call, result):
+            _assert_who(rec, "alice")
+            assert rec["method"] == method and rec["tool"] == target, rec
+            assert rec["target_sha256"] == sha(target.encode()), rec
+        assert call["forwarded"] is False and "child_pid" not in call, call
+        assert result["outcome"] == "invalid_params", result
+    call, result = _call_pair(recs, c, "at-bound")
+    assert call.get("forwarded", True) is True and call["tool"] == at_bound, call
+    assert result["outcome"] != "invalid_params", result
+    d.stop()
+    assert_verifies(path)
+    rows = _query_json(path, "--user", "alice")
+    assert {r["request_id"]: r["target_sha256"] for r in rows if r["method"] == "tools/call"} == {
+        "big-2": sha(long_name.encode()), "n": sha(b"echo")}, rows
+
+
+def test_a_cut_record_keeps_the_hashes_of_its_target_and_request_id(make_daemon, tmp_path):
+    path = tmp_path / "audit.jsonl"
+    d = _daemon(make_daemon, path)
+    c = _session(d, "bob")
+    # within the bound, but with a request id that takes the record past 64 KiB
+    uri = "test://caf\u00e9/" + "u" * 8000
+    rid = "id-" + "i" * 70000
+    m = c.request("resources/read", {"uri": uri}, rid=rid)
+    assert m["id"] == rid, m["id"][:40]
+    m = c.request("resources/read", {"uri": "test://static"}, rid="small")
+    assert m["result"]["contents"][0]["text"] == "static resource", m
+    wait_record(path, event="result", session=c.sid, request_id="small")
+    lines, _ = raw_lines(path)
+    assert all(len(l) + 1 <= 64 * 1024 for l in lines)
+    recs = check_chain(lines)
+    cut = [r for r in recs if r.get("session") == c.sid and r["event"] in ("call", "result") and
+           r.get("request_id") != "small"]
+    assert sorted(r["event"] for r in cut) == ["call", "result"], cut
+    for rec in cut:
+        _assert_who(rec, "bob")
+        assert rec["method"] == "resources/read", rec
+        # what could not be kept whole is cut, and its hash still names it
+        assert rec["tool"].endswith("...[truncated]") and uri.startswith(rec["tool"][:-14]), rec
+        assert rec["request_id"].endswith("...[truncated]"), rec
+        assert rec["target_sha256"] == sha(uri.encode("utf-8")), rec
+        assert rec["request_id_sha256"] == sha(rid.encode()), rec
+    small = one(recs, event="call", session=c.sid, request_id="small")
+    assert small["target_sha256"] == sha(b"test://static") and "request_id_sha256" not in small
+    d.stop()
+    assert_verifies(path)
+    rows = _query_json(path, "--user", "bob")
+    assert sorted(r["target_sha256"] for r in rows) == sorted(
+        [sha(uri.encode("utf-8")), sha(b"test://static")]), rows
 
 
 def _pinned(tool, args, version):

@@ -204,7 +204,7 @@ def test_keygen_key_works_end_to_end(tmp_path):
         c = McpClient(d, key="dana")
         c.initialize()
         assert tool_text(c.call_tool("echo", {"text": "dana"})) == "dana"
-        d.wait_log(r"session_start .*user=dana")
+        d.wait_log(r'session_start .*user="dana"')
     finally:
         conftest.KEYS.pop("dana", None)
         assert d.stop() == 0

@@ -161,7 +161,7 @@ def test_each_algorithm_accepted(jd, alg):
     mark = jd.mark()
     c = client_for(jd, tok)
     assert tool_text(c.call_tool("echo", {"text": alg})) == alg
-    jd.wait_log(r"msg=session_start .*tenant=acme user=alice agent=ide\b", 3, start=mark)
+    jd.wait_log(r'msg=session_start .*tenant=acme user="alice" agent="ide" ', 3, start=mark)
 
 
 def test_principal_from_claims(make_jwt_daemon):
@@ -169,7 +169,7 @@ def test_principal_from_claims(make_jwt_daemon):
     tok = mint(rs(), tenant=None, org="acme", sub="dana", azp="cursor")
     c = client_for(d, tok)
     assert tool_text(c.call_tool("echo", {"text": "x"})) == "x"
-    d.wait_log(r"msg=session_start .*tenant=acme user=dana agent=cursor\b", 3)
+    d.wait_log(r'msg=session_start .*tenant=acme user="dana" agent="cursor" ', 3)
     # the default claim name no longer counts
     expect_401(d, mint(rs(), sub="dana"), "bad_claims")
 
@@ -183,14 +183,14 @@ def test_agent_claim_fallbacks(jd, claims, agent):
     mark = jd.mark()
     c = client_for(jd, mint(rs(), **claims))
     assert tool_text(c.call_tool("echo", {"text": "a"})) == "a"
-    jd.wait_log(r"msg=session_start .*user=alice agent=%s\b" % agent, 3, start=mark)
+    jd.wait_log(r'msg=session_start .*user="alice" agent="%s" ' % agent, 3, start=mark)
 
 
 def test_no_agent_claim_is_fine(jd):
     mark = jd.mark()
     c = client_for(jd, mint(rs(), azp=None))
     assert tool_text(c.call_tool("echo", {"text": "a"})) == "a"
-    jd.wait_log(r"msg=session_start .*user=alice agent=(\s|$)", 3, start=mark)
+    jd.wait_log(r'msg=session_start .*user="alice" agent="" ', 3, start=mark)
 
 
 def test_aud_as_array(jd):
@@ -769,7 +769,7 @@ def test_missing_scope_jwt_gets_403_challenge(jd):
     assert err["data"]["type"] == "forbidden", err
     assert err["data"]["tool"] == "add", err
     assert err["data"]["required_scope"] == "demo:write", err
-    jd.wait_log(r"tool_forbidden .*tool=add", 3, start=mark)
+    jd.wait_log(r'tool_forbidden .*tool="add"', 3, start=mark)
     # the session goes on: allowed tools still work
     assert tool_text(c.call_tool("echo", {"text": "still"})) == "still"
 
@@ -919,6 +919,63 @@ def test_session_bound_to_principal(jd):
         assert r.status == 404, r
     # the session survived every attempt
     assert tool_text(c.call_tool("echo", {"text": "still mine"})) == "still mine"
+
+
+def test_session_bound_to_the_kind_of_credential(jd):
+    """A JWT whose sub, tenant and agent are an API key's labels is not that key's caller, nor
+    the other way round: each is refused like any other principal's request."""
+    key, tenant, user, agent = KEYS["alice"]
+    twin = mint(rs(), sub=user, tenant=tenant, azp=agent)
+    by_key = client_for(jd, key)
+    by_jwt = client_for(jd, twin)
+    ping = {"jsonrpc": "2.0", "id": 12, "method": "ping"}
+    for c, other in ((by_key, twin), (by_jwt, key)):
+        assert c.post(ping).status == 200
+        r = c.post(ping, key=other)
+        assert r.status == 404, r
+        assert r.json()["error"]["code"] == -32600, r.json()
+        r = jd.request("GET", c.path, None, dict(c.headers(), Accept="text/event-stream"),
+                       key=other, timeout=5)
+        assert r.status == 404, r
+        assert jd.request("DELETE", c.path, None, c.headers(), key=other).status == 404
+    for c in (by_key, by_jwt):
+        assert c.post(ping).status == 200
+
+
+def log_fields(line):
+    """The key=value fields of a log line, values as written (quoted or bare); the whole line
+    must be such fields, so a value cannot have slipped in one of its own."""
+    rx = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?: |$)')
+    fields, pos = [], 0
+    while pos < len(line):
+        m = rx.match(line, pos)
+        assert m, (line, pos)
+        fields.append((m.group(1), m.group(2)))
+        pos = m.end()
+    return fields
+
+
+def test_claims_with_spaces_stay_one_log_field(jd):
+    sub = 'alice admin=true tenant=root'
+    azp = 'ide user="mallory" x=1'
+    tok = mint(rs(), sub=sub, azp=azp, scope="demo:read")
+    mark = jd.mark()
+    c = client_for(jd, tok)
+    assert tool_text(c.call_tool("echo", {"text": "q"})) == "q"
+    r = c.post({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1, "b": 2}}})
+    assert r.status == 403, r
+    quoted_sub = '"alice admin=true tenant=root"'
+    quoted_azp = '"ide user=\\"mallory\\" x=1"'
+    for msg in ("session_start", "session_ready", "tool_forbidden"):
+        line = jd.wait_log(r"msg=%s .*session=%s" % (msg, c.sid[:8]), 3, start=mark).string
+        fields = log_fields(line)
+        keys = [k for k, _ in fields]
+        assert len(keys) == len(set(keys)), line  # nothing forged a second user= or tenant=
+        assert "admin" not in keys and "x" not in keys, line
+        assert dict(fields)["user"] == quoted_sub, line
+        if msg == "session_start":
+            assert dict(fields)["agent"] == quoted_azp and dict(fields)["tenant"] == "acme", line
 
 
 # ---- expiry ----------------------------------------------------------------------------------

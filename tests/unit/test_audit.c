@@ -580,6 +580,13 @@ static void oversized_records_are_cut_or_replaced(void **state)
     s[big] = '\0';
     e = event("call", "frank");
     cJSON_AddStringToObject(e, "arguments", s);
+    /* A hash kept beside a value that may be cut, and a string just short of the cut. */
+    char h[UTIL_SHA256_HEX + 1], edge[AUDIT_CUT_STRING + sizeof "...[truncated]"];
+    util_sha256_hex(s, big, h);
+    cJSON_AddStringToObject(e, "arguments_sha256", h);
+    memset(edge, 'e', sizeof edge - 1);
+    edge[sizeof edge - 1] = '\0';
+    cJSON_AddStringToObject(e, "edge", edge);
     assert_int_equal(audit_record(a, e, on_answer, &ans, 1), 2);
 
     /* Many short strings: cutting does not help, the record is replaced. */
@@ -603,6 +610,8 @@ static void oversized_records_are_cut_or_replaced(void **state)
     assert_string_equal(field(v, "user"), "frank");
     assert_int_equal(strlen(field(v, "arguments")), 256 + strlen("...[truncated]"));
     assert_non_null(strstr(field(v, "arguments"), "...[truncated]"));
+    assert_string_equal(field(v, "arguments_sha256"), h);
+    assert_string_equal(field(v, "edge"), edge);
     cJSON_Delete(v);
     v = line_json(f->path, 2);
     assert_string_equal(field(v, "event"), "audit_oversize");

@@ -757,9 +757,24 @@ static void same_principal(void **state)
     b.user = u2;
     b.tenant = acm;
     assert_false(auth_same_principal(&a, &b));
+
+    /* the same labels through another kind of credential are another caller */
+    b.tenant = t2;
+    assert_true(auth_same_principal(&a, &b));
+    static const enum principal_kind kinds[] = {PRINCIPAL_API_KEY, PRINCIPAL_JWT,
+                                                PRINCIPAL_ANONYMOUS};
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t j = 0; j < 3; j++) {
+            a.kind = kinds[i];
+            b.kind = kinds[j];
+            assert_int_equal(auth_same_principal(&a, &b), i == j);
+        }
+    }
 }
 
-static void identity_is_not_scopes_kind_or_token(void **state)
+/* Two tokens of one caller are one caller (a refreshed token keeps the session); the same labels
+ * through another kind of credential are not. */
+static void identity_is_kind_not_scopes_or_token(void **state)
 {
     (void)state;
     char t[] = "acme", u[] = "alice", ag[] = "ide";
@@ -767,12 +782,16 @@ static void identity_is_not_scopes_kind_or_token(void **state)
     char *scopes[] = {s1};
     struct principal a = make_principal(t, u, ag, NULL, 0);
     struct principal b = make_principal(t, u, ag, scopes, 1);
+    a.kind = PRINCIPAL_JWT;
     b.kind = PRINCIPAL_JWT;
     b.exp = 1;
     snprintf(b.token_id, sizeof(b.token_id), "ffffffffffffffff");
     assert_true(auth_same_principal(&a, &b));
     struct principal *d = principal_dup(&b);
     assert_true(auth_same_principal(d, &a));
+    d->kind = PRINCIPAL_API_KEY;
+    assert_false(auth_same_principal(d, &a));
+    assert_false(auth_same_principal(&a, d));
     principal_free(d);
 }
 
@@ -1195,7 +1214,7 @@ int main(void)
         cmocka_unit_test(principal_dup_is_deep),
         cmocka_unit_test(principal_dup_without_scopes),
         cmocka_unit_test(same_principal),
-        cmocka_unit_test(identity_is_not_scopes_kind_or_token),
+        cmocka_unit_test(identity_is_kind_not_scopes_or_token),
         cmocka_unit_test(has_scope_is_exact),
         TT(tool_forbidden_without_its_scope),
         TT(tool_allowed_with_its_scopes),
