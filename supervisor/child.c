@@ -65,6 +65,26 @@ void child_kill(struct child *c, const char *why)
     child_report_gone(c, why);
 }
 
+/*
+ * The numeric id of a malformed line that looks like an answer (an object with an "id" and no
+ * "method"), to fail that request now rather than at its timeout; NULL otherwise. msg is the
+ * line's parsed value, or NULL when it was refused before parsing: then a lenient reading
+ * (cJSON's) is enough, since the worst a misread id does is fail another request of the child
+ * that wrote it. Returns a new item the caller owns.
+ */
+static cJSON *malformed_answer_id(const cJSON *msg, const char *line, size_t len)
+{
+    cJSON *lenient = msg == NULL ? cJSON_ParseWithLength(line, len) : NULL;
+    const cJSON *v = msg != NULL ? msg : lenient;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
+    cJSON *out = NULL;
+    if (cJSON_IsObject(v) && cJSON_IsNumber(id) &&
+        cJSON_GetObjectItemCaseSensitive(v, "method") == NULL)
+        out = cJSON_CreateNumber(id->valuedouble);
+    cJSON_Delete(lenient);
+    return out;
+}
+
 static void on_stdout(struct bufferevent *bev, void *arg)
 {
     struct child *c = arg;
@@ -85,23 +105,38 @@ static void on_stdout(struct bufferevent *bev, void *arg)
             child_kill(c, "output line over max_line_bytes");
             return;
         }
-        /* A line another parser could read differently from the checks here (a second value,
-         * a NUL, a member named twice) is malformed: an answer fails its request at once. */
+        /* A line another parser could read differently from the checks here (not strict JSON,
+         * a \u0000, a member named twice) is malformed: dropped, and logged. */
         const char *problem;
-        cJSON *msg = jsonrpc_parse(line, len, &problem);
+        size_t at;
+        cJSON *msg = jsonrpc_parse(line, len, &problem, &at);
         enum jsonrpc_kind kind =
             msg != NULL && problem == NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
         if (kind == JSONRPC_INVALID) {
-            char q[160];
-            log_warn("child_malformed_line server=%s tenant=%s pid=%d bytes=%zu line=%s", c->server,
-                     c->tenant, (int)c->pid, len, log_quote(q, sizeof(q), line, len));
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-            if (cJSON_IsObject(msg) && cJSON_IsNumber(id) &&
-                cJSON_GetObjectItemCaseSensitive(msg, "method") == NULL) {
-                /* It meant to answer one of our requests: let that request fail now. */
-                c->ops->message(c->owner, msg, JSONRPC_INVALID, line, len);
-            } else {
-                cJSON_Delete(msg);
+            char reason[160], qr[200], q[160];
+            if (msg == NULL && problem != NULL)
+                snprintf(reason, sizeof(reason), "not valid JSON: %s at byte %zu", problem, at);
+            else
+                snprintf(reason, sizeof(reason), "%s",
+                         problem != NULL ? problem
+                         : msg != NULL   ? "not a JSON-RPC 2.0 message"
+                                         : "out of memory");
+            log_warn("child_malformed_line server=%s tenant=%s pid=%d reason=%s bytes=%zu line=%s",
+                     c->server, c->tenant, (int)c->pid,
+                     log_quote(qr, sizeof(qr), reason, strlen(reason)), len,
+                     log_quote(q, sizeof(q), line, len));
+            cJSON *id = malformed_answer_id(msg, line, len);
+            cJSON_Delete(msg);
+            if (id != NULL) {
+                /* It meant to answer one of our requests: let that request fail now. Only the
+                 * id goes on (and the bytes, which are logged by their hash). */
+                cJSON *only = cJSON_CreateObject();
+                if (only != NULL) {
+                    cJSON_AddItemToObject(only, "id", id);
+                    c->ops->message(c->owner, only, JSONRPC_INVALID, line, len);
+                } else {
+                    cJSON_Delete(id);
+                }
             }
             free(line);
             continue;

@@ -366,8 +366,15 @@ static cJSON *parse_body(struct call *c)
     size_t len;
     const char *text = hreq_body(c->req, &len); /* httpd refused bodies over the limit */
     const char *problem;
-    cJSON *msg = jsonrpc_parse(text, len, &problem);
-    if (msg == NULL) {
+    size_t at;
+    cJSON *msg = jsonrpc_parse(text, len, &problem, &at);
+    if (msg == NULL && problem != NULL) {
+        /* Not strict JSON (RFC 8259, I-JSON): the bytes go no further, to no parser. */
+        char why[200];
+        snprintf(why, sizeof(why), "Parse error: the body is not valid JSON: %s at byte %zu",
+                 problem, at);
+        http_reply_error(c->req, 400, ERR_PARSE, why);
+    } else if (msg == NULL) {
         http_reply_error(c->req, 400, ERR_PARSE, "Parse error: the body is not valid JSON");
     } else if (problem != NULL) {
         /* What we check must be what the server reads: bytes another parser could read

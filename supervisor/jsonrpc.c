@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonstrict.h"
 #include "util.h"
 #include "version.h"
 
@@ -285,12 +286,10 @@ char *jsonrpc_ascii(const char *text, size_t len, size_t *outlen)
     return out;
 }
 
-/* A \u0000 escape anywhere (backslashes occur only inside strings in JSON, and each escapes the
- * character after it), or a NUL byte. */
-static bool has_nul(const char *t, size_t len)
+/* A \u0000 escape anywhere: backslashes occur only inside strings in a strict JSON text, and
+ * each escapes the character after it (a raw NUL byte never passes jsonstrict_check). */
+static bool has_nul_escape(const char *t, size_t len)
 {
-    if (memchr(t, '\0', len) != NULL)
-        return true;
     for (size_t i = 0; i + 1 < len; i++) {
         if (t[i] != '\\')
             continue;
@@ -302,22 +301,24 @@ static bool has_nul(const char *t, size_t len)
     return false;
 }
 
-cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem)
+/* What passes the strict check is never too deep for cJSON. */
+_Static_assert(JSONSTRICT_MAX_DEPTH <= CJSON_NESTING_LIMIT, "strict depth above cJSON's limit");
+
+cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem, size_t *at)
 {
-    const char *end = NULL;
+    struct jsonstrict_error bad;
     *problem = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    *at = 0;
+    if (jsonstrict_check(text, len, &bad) == -1) {
+        *problem = bad.what;
+        *at = bad.offset;
+        return NULL;
+    }
+    cJSON *v = cJSON_ParseWithLength(text, len);
     if (v == NULL)
         return NULL;
-    size_t used = end != NULL && end >= text && end <= text + len ? (size_t)(end - text) : len;
-    for (size_t i = used; i < len; i++) {
-        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
-            *problem = "data after the JSON value";
-            return v;
-        }
-    }
     const cJSON *dup;
-    if (has_nul(text, len))
+    if (has_nul_escape(text, len))
         *problem = "a NUL character (\\u0000) in a string";
     else if (util_find_duplicate(v, &dup) != 0) /* or out of memory: fail closed */
         *problem = "an object naming a member twice";

@@ -62,18 +62,19 @@ char *jsonrpc_id_text(const cJSON *id);
 
 /*
  * Parses one JSON-RPC message from bytes that another parser (the server's, or the client's)
- * will read too, and says whether the two could disagree. Returns the parsed value, or NULL when
- * the bytes do not start with a JSON value. *problem is NULL when the bytes are exactly one JSON
- * value (whitespace around it allowed) that every parser reads alike; otherwise it names what
- * could be read differently, and the message must not be forwarded or trusted:
- *   - bytes after the value (cJSON stops at the end of the first value; a stream parser would
- *     read a second message from the same line),
- *   - a \u0000 escape or a NUL byte (cJSON's strings end there; the checks would see a shorter
- *     string than the server),
+ * will read too, and says whether the two could disagree. The bytes are judged by
+ * jsonstrict_check first (RFC 8259 and I-JSON, number length and nesting ceilings), and bytes it
+ * refuses are not parsed: NULL is returned, with *problem naming what is wrong and *at its byte
+ * offset. NULL with *problem NULL: cJSON could not build the value (out of memory). Otherwise the
+ * parsed value is returned, and *problem is NULL when every parser reads it alike; when it is not,
+ * *problem names what could be read differently, and the message must not be forwarded or trusted:
+ *   - a \u0000 escape (cJSON's strings end there; the checks would see a shorter string than
+ *     the server),
  *   - a member named twice, at any depth (see util_find_duplicate; cJSON would check the first,
  *     most other parsers run the last), or too little memory to tell.
+ * *problem is a static string.
  */
-cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem);
+cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem, size_t *at);
 
 /*
  * text, a JSON text as cJSON prints it (bytes above 0x7e occur only inside strings), with every

@@ -279,7 +279,8 @@ static int exchange(struct pin_child *c, const char *method, cJSON *params, cJSO
         int r;
         while ((r = next_line(c, &line, &len)) == 1) {
             const char *problem; /* read as the daemon reads it */
-            cJSON *msg = jsonrpc_parse(line, len, &problem);
+            size_t at;
+            cJSON *msg = jsonrpc_parse(line, len, &problem, &at);
             enum jsonrpc_kind kind =
                 msg != NULL && problem == NULL ? jsonrpc_classify(msg) : JSONRPC_INVALID;
             free(line);

@@ -3,9 +3,10 @@
  *
  * Newline-delimited JSON-RPC 2.0 on stdin/stdout, stdout flushed after every message, logs on
  * stderr. Each tool is a lever for one broker behaviour: slow answers and cancellation, progress,
- * a server-to-client sampling request, crashes, huge and malformed output, stderr floods, related
- * and unrelated notifications, and views of its own environment, fds and argv (so tests can check
- * what the sandbox handed it), and `line_bytes` (the size of the line it was called with). Contract
+ * a server-to-client sampling request, crashes, huge and malformed output (`raw_line` writes any
+ * bytes, given in hex, as a line of its stdout), stderr floods, related and unrelated
+ * notifications, and views of its own environment, fds and argv (so tests can check what the
+ * sandbox handed it), and `line_bytes` (the size of the line it was called with). Contract
  * levers: `typed` (a strict inputSchema; `typed_calls`
  * counts the calls that got through), `structured` (an outputSchema and structuredContent),
  * `shape` (malformed CallToolResults), `mutate` and `mutate_add` (the listing changes at run time,
@@ -472,6 +473,50 @@ static void tool_malformed(const cJSON *id, const cJSON *params, const cJSON *ar
     send_text(id, "after malformed");
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Writes the bytes `hex` spells as one line, exactly (they may be anything but a line break, and
+ * need not be JSON); with `answer`, they follow {"jsonrpc":"2.0","id":<this call's id>, and are
+ * the call's only answer, else the call is then answered "after raw_line". */
+static void tool_raw_line(const cJSON *id, const cJSON *params, const cJSON *args)
+{
+    const char *hex;
+    if (arg_string(id, args, "hex", &hex) == -1)
+        return;
+    size_t n = strlen(hex);
+    char *bytes = need(malloc(n / 2 + 1));
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_digit(hex[i]), lo = i + 1 < n ? hex_digit(hex[i + 1]) : -1;
+        if (hi < 0 || lo < 0) {
+            free(bytes);
+            send_error(id, RPC_INVALID_PARAMS, "invalid arguments: \"hex\" must be hex digits");
+            return;
+        }
+        bytes[i / 2] = (char)(hi << 4 | lo);
+    }
+    bool answer = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "answer"));
+    if (answer) {
+        char *id_text = need(cJSON_PrintUnformatted(id));
+        printf("{\"jsonrpc\":\"2.0\",\"id\":%s,", id_text);
+        free(id_text);
+    }
+    if (fwrite(bytes, 1, n / 2, stdout) != n / 2 || fputc('\n', stdout) == EOF)
+        die("cannot write stdout");
+    free(bytes);
+    flush_out();
+    if (!answer)
+        send_text(id, "after raw_line");
+}
+
 static void tool_stderr_flood(const cJSON *id, const cJSON *params, const cJSON *args)
 {
     long long lines;
@@ -802,6 +847,12 @@ static struct tool tools[] = {
      tool_huge, NULL, false},
     {"malformed", "Writes a line that is not JSON, then answers.",
      "{\"type\":\"object\",\"properties\":{}}", tool_malformed, NULL, false},
+    {"raw_line",
+     "Writes the line hex spells, byte for byte, then answers (or, with answer, it "
+     "is the answer's tail after the id).",
+     "{\"type\":\"object\",\"properties\":{\"hex\":{\"type\":\"string\"},"
+     "\"answer\":{\"type\":\"boolean\"}},\"required\":[\"hex\"]}",
+     tool_raw_line, NULL, false},
     {"stderr_flood", "Writes lines lines to stderr, then answers.",
      "{\"type\":\"object\",\"properties\":{\"lines\":{\"type\":\"integer\",\"minimum\":0}},"
      "\"required\":[\"lines\"]}",

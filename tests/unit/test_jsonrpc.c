@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "jsonrpc.h"
+#include "jsonstrict.h"
 #include "version.h"
 
 struct kase {
@@ -411,15 +412,16 @@ static void duplicate_keys_are_found_at_any_depth(void **state)
         "\"text\"",
     };
     const char *problem;
+    size_t at;
     for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
-        cJSON *v = jsonrpc_parse(dup[i], strlen(dup[i]), &problem);
+        cJSON *v = jsonrpc_parse(dup[i], strlen(dup[i]), &problem, &at);
         assert_non_null(v);
         assert_non_null(problem);
         assert_string_equal(problem, "an object naming a member twice");
         cJSON_Delete(v);
     }
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
-        cJSON *v = jsonrpc_parse(fine[i], strlen(fine[i]), &problem);
+        cJSON *v = jsonrpc_parse(fine[i], strlen(fine[i]), &problem, &at);
         assert_non_null(v);
         assert_null(problem);
         cJSON_Delete(v);
@@ -479,15 +481,14 @@ static void parse_flags_what_parsers_read_differently(void **state)
         {"{\"a\":1}", NULL},
         {"  {\"a\":1}\r\n ", NULL},
         {"{\"a\":\"\\\\u0000\"}", NULL}, /* an escaped backslash, then the text u0000 */
-        {"{\"a\":1} {\"b\":2}", "after"},
-        {"{\"a\":1}x", "after"},
         {"{\"a\":\"ls\\u0000; rm\"}", "NUL"},
         {"{\"k\\u0000x\":1}", "NUL"},
         {"{\"a\":1,\"a\":2}", "twice"},
     };
+    size_t at;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *problem = "unset";
-        cJSON *v = jsonrpc_parse(cases[i].text, strlen(cases[i].text), &problem);
+        cJSON *v = jsonrpc_parse(cases[i].text, strlen(cases[i].text), &problem, &at);
         assert_non_null(v);
         if (cases[i].problem == NULL)
             assert_null(problem);
@@ -495,20 +496,59 @@ static void parse_flags_what_parsers_read_differently(void **state)
             assert_non_null(strstr(problem, cases[i].problem));
         cJSON_Delete(v);
     }
-    /* A raw NUL byte inside the bytes. */
-    const char raw[] = "{\"a\":\"x\0y\"}";
-    const char *problem = NULL;
-    cJSON *v = jsonrpc_parse(raw, sizeof(raw) - 1, &problem);
-    assert_true(v == NULL || problem != NULL);
+}
+
+/* Bytes that are not strict JSON never reach cJSON: NULL, with what is wrong and where. */
+static void parse_refuses_what_is_not_strict_json(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t len; /* 0: strlen */
+        const char *problem;
+        size_t at;
+    } cases[] = {
+        {"{\"a\":1} {\"b\":2}", 0, "after the JSON value", 8},
+        {"{\"a\":1}x", 0, "after the JSON value", 7},
+        {"{\"a\":\"x\0y\"}", 11, "control character", 7},
+        {"{\"n\":01}", 0, "leading zero", 5},
+        {"{\"x\":\"a\xff\xfe\"}", 0, "UTF-8", 7},
+        {"\xef\xbb\xbf{}", 0, "byte order mark", 0},
+        {"\x0c{}", 0, "control character outside a string", 0},
+        {"nope", 0, "expected a value", 0},
+        {"", 0, "no JSON value", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *problem = NULL;
+        size_t at = 12345;
+        size_t len = cases[i].len != 0 ? cases[i].len : strlen(cases[i].text);
+        assert_null(jsonrpc_parse(cases[i].text, len, &problem, &at));
+        assert_non_null(problem);
+        assert_non_null(strstr(problem, cases[i].problem));
+        assert_int_equal(at, cases[i].at);
+    }
+    /* Numbers: long up to the ceiling, and beyond the double range, are still JSON. */
+    char num[JSONSTRICT_MAX_NUMBER_CHARS + 2];
+    memset(num, '7', sizeof(num));
+    const char *problem;
+    size_t at;
+    cJSON *v = jsonrpc_parse(num, JSONSTRICT_MAX_NUMBER_CHARS, &problem, &at);
+    assert_non_null(v);
+    assert_null(problem);
     cJSON_Delete(v);
-    /* Not JSON at all. */
-    assert_null(jsonrpc_parse("nope", 4, &problem));
+    assert_null(jsonrpc_parse(num, JSONSTRICT_MAX_NUMBER_CHARS + 1, &problem, &at));
+    assert_non_null(strstr(problem, "longer than"));
+    v = jsonrpc_parse("[1e999,-0]", 10, &problem, &at);
+    assert_non_null(v);
+    assert_null(problem);
+    cJSON_Delete(v);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parse_flags_what_parsers_read_differently),
+        cmocka_unit_test(parse_refuses_what_is_not_strict_json),
         cmocka_unit_test(ascii_escapes_everything_above_tilde),
         cmocka_unit_test(duplicate_keys_are_found_at_any_depth),
         cmocka_unit_test(classify_requests),
