@@ -285,21 +285,38 @@ char *jsonrpc_ascii(const char *text, size_t len, size_t *outlen)
     return out;
 }
 
-/* A \u0000 escape anywhere (backslashes occur only inside strings in JSON, and each escapes the
- * character after it), or a NUL byte. */
-static bool has_nul(const char *t, size_t len)
+/*
+ * What in text (already parsed by cJSON) another parser would read differently, or NULL: a NUL
+ * byte or a \u0000 escape (cJSON's strings end there), or a control character where JSON allows
+ * none. cJSON skips every byte up to 0x20 between tokens and keeps raw control characters inside
+ * strings; a strict parser refuses both, and the broker would hand such bytes back verbatim
+ * (an id's span runs up to the next delimiter).
+ */
+static const char *odd_bytes(const char *t, size_t len)
 {
+    bool in_string = false;
+
     if (memchr(t, '\0', len) != NULL)
-        return true;
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (t[i] != '\\')
-            continue;
-        if (t[i + 1] == 'u' && i + 5 < len && t[i + 2] == '0' && t[i + 3] == '0' &&
-            t[i + 4] == '0' && t[i + 5] == '0')
-            return true;
-        i++; /* the escaped character */
+        return "a NUL character (\\u0000) in a string";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (!in_string) {
+            if (c == '"')
+                in_string = true;
+            else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+                return "a control character outside JSON's white space";
+        } else if (c == '"') {
+            in_string = false;
+        } else if (c < 0x20) {
+            return "a raw control character in a string";
+        } else if (c == '\\' && i + 1 < len) {
+            if (t[i + 1] == 'u' && i + 5 < len && t[i + 2] == '0' && t[i + 3] == '0' &&
+                t[i + 4] == '0' && t[i + 5] == '0')
+                return "a NUL character (\\u0000) in a string";
+            i++; /* the escaped character */
+        }
     }
-    return false;
+    return NULL;
 }
 
 cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem)
@@ -317,9 +334,8 @@ cJSON *jsonrpc_parse(const char *text, size_t len, const char **problem)
         }
     }
     const cJSON *dup;
-    if (has_nul(text, len))
-        *problem = "a NUL character (\\u0000) in a string";
-    else if (util_find_duplicate(v, &dup) != 0) /* or out of memory: fail closed */
+    *problem = odd_bytes(text, len);
+    if (*problem == NULL && util_find_duplicate(v, &dup) != 0) /* or out of memory: fail closed */
         *problem = "an object naming a member twice";
     return v;
 }

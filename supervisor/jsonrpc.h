@@ -70,6 +70,9 @@ char *jsonrpc_id_text(const cJSON *id);
  *     read a second message from the same line),
  *   - a \u0000 escape or a NUL byte (cJSON's strings end there; the checks would see a shorter
  *     string than the server),
+ *   - a control character where JSON allows none: between tokens other than space, tab, CR and
+ *     LF, or raw inside a string (cJSON accepts both; a strict parser refuses them, and an id's
+ *     bytes, handed back verbatim, would carry them),
  *   - a member named twice, at any depth (see util_find_duplicate; cJSON would check the first,
  *     most other parsers run the last), or too little memory to tell.
  */

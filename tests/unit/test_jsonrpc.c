@@ -484,6 +484,12 @@ static void parse_flags_what_parsers_read_differently(void **state)
         {"{\"a\":\"ls\\u0000; rm\"}", "NUL"},
         {"{\"k\\u0000x\":1}", "NUL"},
         {"{\"a\":1,\"a\":2}", "twice"},
+        /* cJSON skips any byte up to 0x20 between tokens, and keeps raw ones in strings */
+        {"{\"id\":7\a\a,\"method\":\"ping\"}", "outside JSON's white space"},
+        {"\x01{\"a\":1}", "outside JSON's white space"},
+        {"{\"a\":\"x\ty\"}", "raw control character"},
+        {"{\"a\":\"x\\ty\"}", NULL},
+        {"{\"a\":\"\\\"\x1f\"}", "raw control character"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *problem = "unset";
