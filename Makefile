@@ -125,7 +125,7 @@ asan-check: asan
 # ASan and UBSan in their own folder. Each target starts from its seeds in tests/fuzz/corpus/
 # and keeps what it finds in build-fuzz/corpus/; a crash, leak, hang or OOM fails the run and
 # leaves the input in build-fuzz/artifacts/. `make fuzz` runs each for FUZZ_SECONDS; `check` runs
-# each briefly (fuzz-check), which also replays every seed.
+# each for 18 s (fuzz-check), which also replays every seed.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_VARS := BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
@@ -137,7 +137,7 @@ fuzz: deps fuzz-build
 	./tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 fuzz-check: fuzz-build
-	./tests/fuzz/run.sh build-fuzz $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),20)
+	./tests/fuzz/run.sh build-fuzz $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),18)
 
 check: deps
 	$(MAKE) all

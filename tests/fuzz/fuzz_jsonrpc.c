@@ -18,6 +18,17 @@
 
 #define FUZZ_MAX_LINE 4096
 
+/* a and b print alike (cJSON_Compare holds no number equal to itself when it overflowed to an
+ * infinity). */
+static bool same(const cJSON *a, const cJSON *b)
+{
+    char *pa = cJSON_PrintUnformatted(a), *pb = cJSON_PrintUnformatted(b);
+    bool eq = pa == NULL || pb == NULL || strcmp(pa, pb) == 0; /* no memory: no verdict */
+    free(pa);
+    free(pb);
+    return eq;
+}
+
 static void check_span(const cJSON *msg, const char *text, size_t len)
 {
     size_t a, b, outlen;
@@ -30,7 +41,7 @@ static void check_span(const cJSON *msg, const char *text, size_t len)
     /* The span is one JSON value, the very id cJSON read. */
     const char *end = NULL;
     cJSON *span = cJSON_ParseWithLengthOpts(text + a, b - a, &end, 0);
-    if (span == NULL || end != text + b || !cJSON_Compare(span, id, true))
+    if (span == NULL || end != text + b || !same(span, id))
         abort();
     cJSON_Delete(span);
 
@@ -51,7 +62,7 @@ static void check_span(const cJSON *msg, const char *text, size_t len)
     if (a1 != NULL && a2 != NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(a1, "id");
         cJSON_DeleteItemFromObjectCaseSensitive(a2, "id");
-        if (!cJSON_Compare(a1, a2, true))
+        if (!same(a1, a2))
             abort();
     }
     cJSON_Delete(a1);
