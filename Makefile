@@ -25,11 +25,12 @@ BASE_LDFLAGS = -pie -Wl,-z,relro,-z,now
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(BASE_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -pthread
 
-# Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
-# (interop tests) are checked as commands, since they may come from another packaging of Node.
+# Debian packages the build and the test suites need (checked by `make deps`; libclang-rt-dev holds
+# libFuzzer, which clang only recommends); Node.js and npm (interop tests) are checked as
+# commands, since they may come from another packaging of Node.
 DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
             libcmocka-dev libpcre2-dev python3-pytest python3-jwt python3-cryptography clang-format \
-            apache2-utils json-schema-test-suite clang
+            apache2-utils json-schema-test-suite clang libclang-rt-dev
 
 LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
