@@ -2,6 +2,7 @@
 #
 #   make run      install missing packages, build, start the demo
 #   make check    install missing packages, build, run every test suite (also under ASan+UBSan)
+#   make fuzz     the libFuzzer targets, FUZZ_SECONDS (300) each
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -24,11 +25,12 @@ BASE_LDFLAGS = -pie -Wl,-z,relro,-z,now
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) $(BASE_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -pthread
 
-# Debian packages the build and the test suites need (checked by `make deps`); Node.js and npm
-# (interop tests) are checked as commands, since they may come from another packaging of Node.
+# Debian packages the build and the test suites need (checked by `make deps`; libclang-rt-dev holds
+# libFuzzer, which clang only recommends); Node.js and npm (interop tests) are checked as
+# commands, since they may come from another packaging of Node.
 DEB_PKGS := gcc make pkg-config libevent-dev libcjson-dev libssl-dev libseccomp-dev libcap-dev \
             libcmocka-dev libpcre2-dev python3-pytest python3-jwt python3-cryptography clang-format \
-            apache2-utils json-schema-test-suite
+            apache2-utils json-schema-test-suite clang libclang-rt-dev
 
 LIB_SRC  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c sandbox/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -40,9 +42,11 @@ SERVER_BIN := $(SERVER_SRC:tests/servers/%.c=$(BUILD)/tests/servers/%)
 PROBE_SRC := $(wildcard tests/probes/*.c)
 PROBE_BIN := $(PROBE_SRC:tests/probes/%.c=$(BUILD)/tests/probes/%)
 DEMO_BIN := $(BUILD)/demo-server
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 .PHONY: all deps run check unit integration interop asan asan-check style format install clean bench \
-	bench-audit bench-pool
+	bench-audit bench-pool fuzz fuzz-build fuzz-check
 
 all: $(BUILD)/mcpvisor $(DEMO_BIN) $(SERVER_BIN) $(PROBE_BIN)
 
@@ -68,6 +72,10 @@ $(BUILD)/tests/probes/%: tests/probes/%.c
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(ALL_LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -100,7 +108,8 @@ style:
 	@./tests/style.sh
 
 format:
-	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c tests/probes/*.c manifests/demo/*.c
+	clang-format -i supervisor/*.[ch] sandbox/*.[ch] tests/unit/*.c tests/servers/*.c tests/probes/*.c \
+	    tests/fuzz/*.c manifests/demo/*.c
 
 # ASan+UBSan build of the daemon, the servers and the unit tests, in its own folder. Every make
 # into build-asan passes the same flags, so nothing there is ever rebuilt without them.
@@ -113,6 +122,24 @@ asan-check: asan
 	$(MAKE) $(ASAN_VARS) unit
 	MCPVISOR_BUILD=$(abspath build-asan) MCPVISOR_ASAN=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over the library objects, built by clang with coverage,
+# ASan and UBSan in their own folder. Each target starts from its seeds in tests/fuzz/corpus/
+# and keeps what it finds in build-fuzz/corpus/; a crash, leak, hang or OOM fails the run and
+# leaves the input in build-fuzz/artifacts/. `make fuzz` runs each for FUZZ_SECONDS; `check` runs
+# each for 18 s (fuzz-check), which also replays every seed.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_VARS := BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
+fuzz-build:
+	$(MAKE) $(FUZZ_VARS) $(FUZZ_BIN:$(BUILD)/%=build-fuzz/%)
+
+fuzz: deps fuzz-build
+	./tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+fuzz-check: fuzz-build
+	./tests/fuzz/run.sh build-fuzz $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),18)
+
 check: deps
 	$(MAKE) all
 	$(MAKE) style
@@ -120,6 +147,7 @@ check: deps
 	$(MAKE) integration
 	$(MAKE) interop
 	$(MAKE) asan-check
+	$(MAKE) fuzz-check
 
 # Figures, not pass/fail: calls/s and latency (ApacheBench), spawn time, memory per session.
 bench: deps all
@@ -140,4 +168,4 @@ install: all
 	install -D -m 0644 systemd/mcpvisor.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/mcpvisor.conf
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -3,7 +3,7 @@
 set -u
 cd "$(dirname "$0")/.."
 rc=0
-src=$(ls supervisor/*.[ch] sandbox/*.[ch])
+src=$(ls supervisor/*.[ch] sandbox/*.[ch] tests/fuzz/*.c)
 if grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok)\s*\(' $src; then
     echo "style: banned functions above (use snprintf, strtoul with checks, ...)" >&2
     rc=1

@@ -484,6 +484,7 @@ static void parse_flags_what_parsers_read_differently(void **state)
         {"{\"a\":\"ls\\u0000; rm\"}", "NUL"},
         {"{\"k\\u0000x\":1}", "NUL"},
         {"{\"a\":1,\"a\":2}", "twice"},
+        {"{\"a\":\"x\\ty\"}", NULL}, /* an escaped tab is JSON */
     };
     size_t at;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -515,6 +516,12 @@ static void parse_refuses_what_is_not_strict_json(void **state)
         {"{\"x\":\"a\xff\xfe\"}", 0, "UTF-8", 7},
         {"\xef\xbb\xbf{}", 0, "byte order mark", 0},
         {"\x0c{}", 0, "control character outside a string", 0},
+        /* cJSON skips any byte up to 0x20 between tokens and keeps raw ones in strings; an id's
+         * bytes, handed back verbatim, would carry them (found by the jsonrpc fuzz target) */
+        {"{\"id\":7\a\a,\"method\":\"ping\"}", 0, "control character outside a string", 7},
+        {"\x01{\"a\":1}", 0, "control character outside a string", 0},
+        {"{\"a\":\"x\ty\"}", 0, "control character", 7},
+        {"{\"a\":\"\\\"\x1f\"}", 0, "control character", 8},
         {"nope", 0, "expected a value", 0},
         {"", 0, "no JSON value", 0},
     };
