@@ -325,13 +325,7 @@ static bool is_sandbox_path(const char *s)
 
 static int hex_value(int ch, bool lower_only)
 {
-    if (is_digit(ch))
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (!lower_only && ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
+    return lower_only && ch >= 'A' && ch <= 'F' ? -1 : util_hex_digit(ch);
 }
 
 /* 64 hex digits into 32 bytes (out may be NULL to only check). */

@@ -16,6 +16,7 @@
  */
 #include "jsonschema.h"
 #include "strbuf.h"
+#include "util.h"
 
 #include <math.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -312,17 +313,10 @@ static bool hex_digits(const char *s, size_t n, uint32_t *out)
 {
     uint32_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        char h = s[i];
-        unsigned d;
-        if (h >= '0' && h <= '9')
-            d = (unsigned)(h - '0');
-        else if (h >= 'a' && h <= 'f')
-            d = (unsigned)(h - 'a' + 10);
-        else if (h >= 'A' && h <= 'F')
-            d = (unsigned)(h - 'A' + 10);
-        else
+        int d = util_hex_digit((unsigned char)s[i]);
+        if (d < 0)
             return false;
-        v = v * 16 + d;
+        v = v * 16 + (uint32_t)d;
     }
     *out = v;
     return true;

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "util.h"
+
 #define STR_(x) #x
 #define STR(x)  STR_(x)
 
@@ -131,17 +133,10 @@ static int hex4(const struct scan *s, size_t at, unsigned long *out)
     if (at > s->len || s->len - at < 4)
         return -1;
     for (size_t k = 0; k < 4; k++) {
-        unsigned char c = s->p[at + k];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            d = (unsigned)(c - 'A' + 10);
-        else
+        int d = util_hex_digit((unsigned char)s->p[at + k]);
+        if (d < 0)
             return -1;
-        v = v << 4 | d;
+        v = v << 4 | (unsigned long)d;
     }
     *out = v;
     return 0;

@@ -21,6 +21,17 @@ void util_hex(const void *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+int util_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int util_sha256(const void *data, size_t len, uint8_t out[UTIL_SHA256_LEN])
 {
     unsigned int n = 0;

@@ -16,6 +16,8 @@ struct cJSON;
 
 /* len bytes as 2*len lower-case hex digits and a NUL: out holds 2*len+1 bytes. */
 void util_hex(const void *in, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int util_hex_digit(int c);
 
 /*
  * SHA-256 of data. Returns 0, or -1 if libcrypto failed (not with its built-in provider): out is
