@@ -176,11 +176,8 @@ static void pending_send(struct pending *p, char *line, size_t len)
     }
     long retry = s->up != NULL ? pool_unavailable_ms(s->up) : -1;
     if (retry >= 0)
-        session_pending_fail(
-            p, ERR_SERVER_UNAVAILABLE,
-            "server unavailable: it keeps failing to start or crashing; retry after "
-            "data.retry_after_ms",
-            "server_unavailable", retry);
+        session_pending_fail(p, ERR_SERVER_UNAVAILABLE, SESSION_CIRCUIT_OPEN, "server_unavailable",
+                             retry);
     else if (s->up == NULL || s->closing)
         session_pending_fail(p, ERR_SERVER_UNAVAILABLE, "the server is not running",
                              "server_unavailable", -1);
@@ -387,9 +384,7 @@ static int gate_admission(struct call *c)
     long down = pool_unavailable_ms(s->up);
     if (down >= 0) {
         c->refused = "server_unavailable";
-        return session_refuse(c->st, (cJSON *)c->id, ERR_SERVER_UNAVAILABLE,
-                              "server unavailable: it keeps failing to start or crashing, so its "
-                              "restarts are paused; retry after data.retry_after_ms",
+        return session_refuse(c->st, (cJSON *)c->id, ERR_SERVER_UNAVAILABLE, SESSION_CIRCUIT_OPEN,
                               "server_unavailable", down);
     }
     /* Before anything is counted against a quota: these refusals take nothing. */
@@ -676,16 +671,7 @@ static int forward(struct call *c)
     p->timer = evtimer_new(s->f->base, session_on_pending_timeout, p);
     if (p->client_id == NULL || p->client_key == NULL || p->timer == NULL ||
         (c->tool != NULL && p->tool == NULL) || idmap_put(&s->f->pending_ids, p->bid, p) == -1) {
-        if (p->timer != NULL)
-            event_free(p->timer);
-        cJSON_Delete(p->client_id);
-        free(p->client_key);
-        free(p->progress_token);
-        principal_free(p->filter_for);
-        free(p->tool);
-        contract_schemas_unref(p->schemas);
-        quota_release(s->f->quotas, p->quota_slot);
-        free(p);
+        session_pending_destroy(p);
         return session_refuse(c->st, (cJSON *)c->id, ERR_INTERNAL, "out of memory", NULL, -1);
     }
     TAILQ_INSERT_TAIL(&s->pendings, p, link);

@@ -600,6 +600,11 @@ void session_pending_free(struct pending *p)
         s->npending--;
         session_requests_add(s, -1);
     }
+    session_pending_destroy(p);
+}
+
+void session_pending_destroy(struct pending *p)
+{
     if (p->timer != NULL)
         event_free(p->timer);
     if (p->up != NULL)
@@ -610,7 +615,8 @@ void session_pending_free(struct pending *p)
     principal_free(p->filter_for);
     free(p->tool);
     contract_schemas_unref(p->schemas);
-    quota_release(s->f->quotas, p->quota_slot);
+    if (p->quota_slot != NULL)
+        quota_release(p->s->f->quotas, p->quota_slot);
     cJSON_Delete(p->audit);
     free(p->held_line);
     free(p);
@@ -1432,11 +1438,8 @@ static void pool_lost(struct session *s, const char *why, bool restarting)
     for (p = TAILQ_FIRST(&s->pendings); p != NULL; p = next) {
         next = TAILQ_NEXT(p, link);
         if (p->init_local)
-            session_pending_fail(
-                p, ERR_SERVER_UNAVAILABLE,
-                "server unavailable: it keeps failing to start or crashing, so its "
-                "restarts are paused; retry after data.retry_after_ms",
-                "server_unavailable", retry);
+            session_pending_fail(p, ERR_SERVER_UNAVAILABLE, SESSION_CIRCUIT_OPEN,
+                                 "server_unavailable", retry);
     }
     session_end(s, why);
 }

@@ -15,11 +15,18 @@
 struct jsonschema_error;
 struct config_tool;
 
+/* A request refused while its child's circuit is open (pool_unavailable_ms). */
+#define SESSION_CIRCUIT_OPEN                                                                       \
+    "server unavailable: it keeps failing to start or crashing, so its restarts are paused; "      \
+    "retry after data.retry_after_ms"
+
 /* session.c */
 void session_deliver_text(struct stream *st, const char *text);
 int session_refuse(struct stream *st, cJSON *id, int code, const char *message, const char *type,
                    long retry_after_ms);
 void session_pending_free(struct pending *p);
+/* Frees p and what it holds, without unlinking it: one never linked (set-up failed) takes this. */
+void session_pending_destroy(struct pending *p);
 int session_send_to_child(struct session *s, const char *text, size_t len);
 /* Sends a request's line to the session's child; p then belongs to that child's calls. */
 int session_send_pending(struct pending *p, const char *text, size_t len);

@@ -244,13 +244,8 @@ static int send_list_page(struct session *s, const char *cursor)
 fail:
     free(out);
     cJSON_Delete(msg);
-    if (p != NULL) {
-        if (p->timer != NULL)
-            event_free(p->timer);
-        cJSON_Delete(p->client_id);
-        free(p->client_key);
-        free(p);
-    }
+    if (p != NULL)
+        session_pending_destroy(p);
     return -1;
 }
 
