@@ -219,6 +219,14 @@ char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, con
     return out;
 }
 
+bool jsonrpc_broker_id(const cJSON *id, uint64_t *out)
+{
+    if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9007199254740992.0))
+        return false;
+    *out = (uint64_t)id->valuedouble;
+    return (double)*out == id->valuedouble;
+}
+
 char *jsonrpc_id_text(const cJSON *id)
 {
     if (cJSON_IsNumber(id)) {

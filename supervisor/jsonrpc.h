@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "errors.h"
@@ -59,6 +60,10 @@ char *jsonrpc_splice(const char *text, size_t len, size_t start, size_t end, con
 /* A canonical text for an id (strings as JSON strings, integers without exponent), for
  * comparing ids and writing them back. malloc'ed; NULL on allocation failure. */
 char *jsonrpc_id_text(const cJSON *id);
+
+/* Whether id can be one of the broker's (a positive integer up to 2^53), and its value: anything
+ * else (a string, a fraction, 1e999) matches nothing, and is never cast out of range. */
+bool jsonrpc_broker_id(const cJSON *id, uint64_t *out);
 
 /*
  * Parses one JSON-RPC message from bytes that another parser (the server's, or the client's)

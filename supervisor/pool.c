@@ -567,14 +567,6 @@ static void pair_refill(struct pool_pair *pr)
 
 /* ---- the child's messages ----------------------------------------------------------------- */
 
-static bool our_number(const cJSON *v, uint64_t *out)
-{
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= 9007199254740992.0))
-        return false;
-    *out = (uint64_t)v->valuedouble;
-    return (double)*out == v->valuedouble;
-}
-
 /* The pool's own initialize was answered. */
 static void init_answer(struct upstream *up, cJSON *msg)
 {
@@ -626,7 +618,7 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
             init_answer(up, msg);
             return;
         }
-        struct session *s = our_number(id, &n) ? client->owner(up, n) : NULL;
+        struct session *s = jsonrpc_broker_id(id, &n) ? client->owner(up, n) : NULL;
         if (s == NULL) {
             log_debug("child_response_dropped server=%s note=\"late or unknown id\"", pr->m->name);
             cJSON_Delete(msg);
@@ -665,7 +657,7 @@ static void route(struct upstream *up, cJSON *msg, enum jsonrpc_kind kind, const
     }
     if (strcmp(method, "notifications/progress") == 0) {
         const cJSON *tok = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
-        struct session *s = our_number(tok, &n) ? client->owner(up, n) : NULL;
+        struct session *s = jsonrpc_broker_id(tok, &n) ? client->owner(up, n) : NULL;
         if (s != NULL)
             client->message(s, up, msg, kind, line, len);
         else

@@ -97,16 +97,6 @@ static uint64_t id_key(const char *id)
     return k;
 }
 
-/* An id that can be one of ours (a positive integer below 2^53), as a number: anything else
- * (a string, a fraction, 1e999) matches nothing, and is never cast out of range. */
-static bool our_id(const cJSON *id, uint64_t *out)
-{
-    if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9007199254740992.0))
-        return false;
-    *out = (uint64_t)id->valuedouble;
-    return (double)*out == id->valuedouble;
-}
-
 static const struct pool_client session_pool_client;
 
 void session_module_init(struct front *f, const struct session_transport *tr)
@@ -994,7 +984,7 @@ int session_client_message(struct session *s, cJSON *msg, int kind, struct strea
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
         struct srvreq *r = NULL;
         uint64_t rid;
-        if (our_id(id, &rid))
+        if (jsonrpc_broker_id(id, &rid))
             r = idmap_del(&s->srvreqs, rid);
         if (r == NULL) {
             log_warn("client_response_unknown session=%.8s note=\"no such server request\"", s->id);
@@ -1091,7 +1081,7 @@ static struct pending *pending_answered(struct session *s, const cJSON *msg)
 {
     uint64_t bid;
     struct pending *p = NULL;
-    if (our_id(cJSON_GetObjectItemCaseSensitive(msg, "id"), &bid))
+    if (jsonrpc_broker_id(cJSON_GetObjectItemCaseSensitive(msg, "id"), &bid))
         p = idmap_get(&s->f->pending_ids, bid);
     return p != NULL && p->s == s ? p : NULL;
 }
@@ -1277,7 +1267,7 @@ static void child_notification(struct session *s, cJSON *msg, const char *line, 
         char *t = tok != NULL ? jsonrpc_print(tok) : NULL;
         struct pending *p, *found = NULL;
         uint64_t bid;
-        if (pool_multi(s->up) && our_id(tok, &bid)) {
+        if (pool_multi(s->up) && jsonrpc_broker_id(tok, &bid)) {
             /* The child had the broker id as token: the caller's goes back in its place. */
             found = idmap_get(&s->f->pending_ids, bid);
             if (found != NULL && (found->s != s || !found->token_rewritten))
